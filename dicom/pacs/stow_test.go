@@ -1,0 +1,115 @@
+package pacs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"lifeline/dicom/pacs"
+	"lifeline/dicom/pacs/pacstest"
+)
+
+func toPACS(insts []pacstest.Instance) []pacs.Instance {
+	out := make([]pacs.Instance, len(insts))
+	for i, in := range insts {
+		out[i] = pacs.Instance{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: pacstest.CTImageStorage,
+			StudyUID: in.StudyUID, TransferSyntax: pacstest.ExplicitVRLittleEndian, Path: in.Path, Size: in.Size}
+	}
+	return out
+}
+
+// checkStored asserts that Orthanc holds exactly the given instances, each with the
+// data set the modality produced.
+func checkStored(t *testing.T, o *pacstest.Orthanc, want []pacstest.Instance, wholeFile bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := o.Instances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Orthanc holds %d instances, want %d", len(got), len(want))
+	}
+	bySOP := map[string]pacstest.StoredInstance{}
+	for _, g := range got {
+		bySOP[g.SOPInstanceUID] = g
+	}
+	for _, w := range want {
+		g, ok := bySOP[w.SOPInstanceUID]
+		if !ok {
+			t.Errorf("instance %s missing in Orthanc", w.SOPInstanceUID)
+			continue
+		}
+		if g.DatasetMD5 != w.DatasetMD5 {
+			t.Errorf("instance %s: data set MD5 in Orthanc %s, sent %s", w.SOPInstanceUID, g.DatasetMD5, w.DatasetMD5)
+		}
+		if wholeFile && g.MD5 != w.MD5 {
+			t.Errorf("instance %s: file MD5 in Orthanc %s, sent %s", w.SOPInstanceUID, g.MD5, w.MD5)
+		}
+	}
+}
+
+func TestSTOWDeliversToOrthanc(t *testing.T) {
+	o := pacstest.StartOrthanc(t)
+	insts, err := pacstest.WriteStudy(t.TempDir(), pacstest.StudySpec{StudyUID: "1.2.826.0.1.3680043.10.1311.7.1", Instances: 5, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stow := pacs.NewSTOW(o.STOWURL, nil)
+	ctx := context.Background()
+	for i, err := range stow.Deliver(ctx, toPACS(insts[:2])) {
+		if err != nil {
+			t.Fatalf("instance %d: %v", i, err)
+		}
+	}
+	// A second delivery of the same instances with new ones is what a retry after a
+	// lost response looks like: it must succeed and store nothing twice.
+	for i, err := range stow.Deliver(ctx, toPACS(insts)) {
+		if err != nil {
+			t.Fatalf("instance %d on retry: %v", i, err)
+		}
+	}
+	checkStored(t, o, insts, true)
+}
+
+func TestSTOWReportsTransportFailure(t *testing.T) {
+	insts, err := pacstest.WriteStudy(t.TempDir(), pacstest.StudySpec{StudyUID: "1.2.3.4", Instances: 1, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on port 9 of loopback.
+	errs := pacs.NewSTOW("http://127.0.0.1:9/dicom-web", nil).Deliver(context.Background(), toPACS(insts))
+	if errs[0] == nil || pacs.IsRefused(errs[0]) {
+		t.Fatalf("want a transport error, got %v", errs[0])
+	}
+}
+
+func TestParseSTOWResponse(t *testing.T) {
+	body := `{"00081199":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["1.2.3"]}}]},
+	"00081198":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["1.2.4"]},"00081197":{"vr":"US","Value":[272]}}]}}`
+	r, err := pacs.ParseSTOWResponse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Stored["1.2.3"] || r.Failed["1.2.4"] != "failure reason 0x0110" || len(r.Stored) != 1 {
+		t.Fatalf("parsed %+v", r)
+	}
+	for _, bad := range []string{"", "[]", "null", `{"00081199":{"Value":[1]}}`} {
+		if _, err := pacs.ParseSTOWResponse([]byte(bad)); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
+
+func FuzzParseSTOWResponse(f *testing.F) {
+	f.Add([]byte(`{"00081199":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["1.2.3"]}}]}}`))
+	f.Add([]byte(`{"00081198":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":["1"]},"00081197":{"vr":"US","Value":["x"]}}]}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := pacs.ParseSTOWResponse(body)
+		if err == nil && (r.Stored == nil || r.Failed == nil) {
+			t.Fatal("nil maps without an error")
+		}
+	})
+}
