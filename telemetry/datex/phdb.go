@@ -79,7 +79,9 @@ type GroupHeader struct {
 }
 
 // Present reports whether the group's module exists and measures.
-func (g GroupHeader) Present() bool { return g.Status&(GroupExists|GroupActive) == GroupExists|GroupActive }
+func (g GroupHeader) Present() bool {
+	return g.Status&(GroupExists|GroupActive) == GroupExists|GroupActive
+}
 
 // Invasive pressure site labels (label_info of the pressure groups).
 const (
@@ -189,7 +191,10 @@ type fieldWriter struct {
 	off int
 }
 
-func (w *fieldWriter) i16(v *int16) { binary.LittleEndian.PutUint16(w.b[w.off:], uint16(*v)); w.off += 2 }
+func (w *fieldWriter) i16(v *int16) {
+	binary.LittleEndian.PutUint16(w.b[w.off:], uint16(*v))
+	w.off += 2
+}
 func (w *fieldWriter) hdr(g *GroupHeader) {
 	binary.LittleEndian.PutUint32(w.b[w.off:], g.Status)
 	binary.LittleEndian.PutUint16(w.b[w.off+4:], g.Label)
