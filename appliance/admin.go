@@ -1,0 +1,187 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"lifeline/internal/audit"
+	"lifeline/internal/durable"
+	"lifeline/internal/trust"
+)
+
+// The hub's administration commands (enrol, revoke, list devices) work whether or not
+// the hub runs. A running hub holds its store, so then they go through the admin socket
+// in the data directory; its file permissions (0600) are its access control.
+
+// listenAdmin binds the admin socket, replacing a stale one left by a killed hub.
+func listenAdmin(path string) (net.Listener, error) {
+	if conn, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("admin socket %s: another hub is serving it", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// EnrolCode is a one-time code as `lifeline hub enroll` prints it.
+type EnrolCode struct {
+	Device  string    `json:"device"`
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+}
+
+func (h *Hub) adminMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /enroll", func(w http.ResponseWriter, r *http.Request) {
+		code, err := issueCode(h.devices, h.audit, r.FormValue("device"), h.cfg.Enrol.CodeLifetime.Duration)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, code)
+	})
+	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
+		if err := revokeDevice(h.devices, h.audit, r.FormValue("device")); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.FormValue("device")})
+	})
+	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, r *http.Request) {
+		devs, err := h.devices.Devices()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, devs)
+	})
+	return mux
+}
+
+func issueCode(reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration) (EnrolCode, error) {
+	code, err := reg.NewCode(device, lifetime)
+	if err != nil {
+		return EnrolCode{}, err
+	}
+	expires := time.Now().Add(lifetime).UTC().Truncate(time.Second)
+	a.Audit("enrol.code_issued", map[string]any{"device": device, "expires": expires})
+	return EnrolCode{Device: device, Code: code, Expires: expires}, nil
+}
+
+func revokeDevice(reg *trust.Registry, a trust.Auditor, device string) error {
+	if err := reg.Revoke(device); err != nil {
+		return err
+	}
+	a.Audit("device.revoked", map[string]any{"device": device})
+	return nil
+}
+
+// HubAdmin runs one administration command against the hub whose state is in
+// dataDir: directly on the store when no hub runs, through the admin socket when one
+// does.
+type HubAdmin struct {
+	DataDir  string
+	Lifetime time.Duration
+	Log      *slog.Logger
+}
+
+// Enrol issues a one-time enrolment code for device.
+func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
+	var out EnrolCode
+	err := a.do("enroll", url.Values{"device": {device}}, &out, func(reg *trust.Registry, au *audit.Log) error {
+		var err error
+		out, err = issueCode(reg, au, device, a.Lifetime)
+		return err
+	})
+	return out, err
+}
+
+// Revoke refuses device from now on.
+func (a HubAdmin) Revoke(device string) error {
+	return a.do("revoke", url.Values{"device": {device}}, nil, func(reg *trust.Registry, au *audit.Log) error {
+		return revokeDevice(reg, au, device)
+	})
+}
+
+// Devices lists the hub's devices.
+func (a HubAdmin) Devices() ([]trust.Device, error) {
+	var out []trust.Device
+	err := a.do("devices", nil, &out, func(reg *trust.Registry, _ *audit.Log) error {
+		var err error
+		out, err = reg.Devices()
+		return err
+	})
+	return out, err
+}
+
+func (a HubAdmin) do(op string, form url.Values, out any, local func(*trust.Registry, *audit.Log) error) error {
+	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
+		return err
+	}
+	store, err := durable.Open(hubStorePath(a.DataDir), 300*time.Millisecond)
+	if errors.Is(err, durable.ErrLocked) {
+		return a.viaSocket(op, form, out)
+	}
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	auth, err := trust.OpenAuthority(hubCADir(a.DataDir))
+	if err != nil {
+		return err
+	}
+	au, err := audit.Open(hubAuditPath(a.DataDir), a.Log)
+	if err != nil {
+		return err
+	}
+	defer au.Close()
+	return local(trust.NewRegistry(store, auth), au)
+}
+
+func (a HubAdmin) viaSocket(op string, form url.Values, out any) error {
+	sock := adminSocket(a.DataDir)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	var resp *http.Response
+	var err error
+	if form == nil {
+		resp, err = client.Get("http://hub/" + op)
+	} else {
+		resp, err = client.PostForm("http://hub/"+op, form)
+	}
+	if err != nil {
+		return fmt.Errorf("the hub holds %s but does not answer on %s: %w", a.DataDir, sock, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.Unmarshal(body, &e)
+		return errors.New(e.Error)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}

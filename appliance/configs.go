@@ -1,0 +1,231 @@
+package appliance
+
+import (
+	"strings"
+	"time"
+)
+
+// EdgeConfig is the box's configuration (edge.toml). Its zero file — no file at all —
+// is a box that serves on loopback and waits for enrolment.
+type EdgeConfig struct {
+	HTTP     HTTPSection     `toml:"http"`
+	Hub      HubLink         `toml:"hub"`
+	DICOM    DICOMSection    `toml:"dicom"`
+	Forward  ForwardSection  `toml:"forward"`
+	Monitor  []MonitorConfig `toml:"monitor"`
+	GNSS     SerialDevice    `toml:"gnss"`
+	Modem    SerialDevice    `toml:"modem"`
+	Dispatch DispatchSection `toml:"dispatch"`
+	Log      LogSection      `toml:"log"`
+
+	file string
+}
+
+// HTTPSection is where a process serves /healthz, /metrics and /api/v1.
+type HTTPSection struct {
+	Listen string `toml:"listen"`
+}
+
+// HubLink is how the box reaches its hub.
+type HubLink struct {
+	URL string `toml:"url"`
+}
+
+// DICOMSection configures the box's DICOM receiver (C-STORE SCP).
+type DICOMSection struct {
+	Listen          string   `toml:"listen"`
+	AETitle         string   `toml:"ae_title"`
+	AllowedCalling  []string `toml:"allowed_calling_ae"` // empty: any calling AE
+	MaxAssociations int      `toml:"max_associations"`
+	QuietPeriod     Duration `toml:"study_quiet_period"` // a study is complete after this long without a new instance
+	MinFreeMB       int      `toml:"min_free_mb"`        // below this, C-STORE answers 0xA700 out of resources
+	TLS             bool     `toml:"tls"`                // DICOM TLS with the box's certificate
+}
+
+// ForwardSection configures forwarding to the hub.
+type ForwardSection struct {
+	MaxRateMbit   float64  `toml:"max_rate_mbit"` // 0: no cap
+	Parallel      int      `toml:"parallel"`
+	StatModality  []string `toml:"stat_modalities"`   // forwarded before routine studies
+	StatCallingAE []string `toml:"stat_calling_aes"`  // likewise, by sender
+	RetryMax      Duration `toml:"retry_max_backoff"` // cap of the retry back-off
+}
+
+// MonitorConfig is one patient monitor cabled to the box.
+type MonitorConfig struct {
+	Port     string `toml:"port"`     // serial device, or tcp://host:port for HL7/MLLP
+	Protocol string `toml:"protocol"` // hl7 | datex | intellivue | nonin | auto
+	USBVID   string `toml:"usb_vid"`  // find the adapter again after re-plugging
+	USBPID   string `toml:"usb_pid"`
+	USBSer   string `toml:"usb_serial"`
+}
+
+// SerialDevice is a serial device used for one role.
+type SerialDevice struct {
+	Port string `toml:"port"`
+}
+
+// DispatchSection configures the JT/T 808 link to the 120 dispatch centre.
+type DispatchSection struct {
+	Server     string `toml:"server"`
+	TerminalID string `toml:"terminal_id"`
+}
+
+// LogSection sets logging.
+type LogSection struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // auto | json | text
+}
+
+// DefaultEdgeConfig returns the box's defaults: everything on loopback.
+func DefaultEdgeConfig() EdgeConfig {
+	return EdgeConfig{
+		HTTP: HTTPSection{Listen: "127.0.0.1:8780"},
+		Hub:  HubLink{URL: "https://127.0.0.1:8443"},
+		DICOM: DICOMSection{
+			Listen:          "127.0.0.1:11112",
+			AETitle:         "LIFELINE",
+			MaxAssociations: 8,
+			QuietPeriod:     Duration{30 * time.Second},
+			MinFreeMB:       512,
+		},
+		Forward: ForwardSection{Parallel: 4, StatModality: []string{"ECG"}, RetryMax: Duration{5 * time.Minute}},
+		Log:     LogSection{Level: "info", Format: "auto"},
+	}
+}
+
+// LoadEdgeConfig reads path over the defaults; an empty path means defaults only.
+func LoadEdgeConfig(path string) (EdgeConfig, error) {
+	cfg := DefaultEdgeConfig()
+	if path != "" {
+		if err := loadTOML(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.file = path
+	return cfg, cfg.validate()
+}
+
+func (cfg *EdgeConfig) validate() error {
+	c := &checker{file: cfg.file}
+	c.hostPort("http.listen", cfg.HTTP.Listen)
+	c.httpsURL("hub.url", cfg.Hub.URL)
+	c.hostPort("dicom.listen", cfg.DICOM.Listen)
+	c.aeTitle("dicom.ae_title", cfg.DICOM.AETitle)
+	for _, ae := range cfg.DICOM.AllowedCalling {
+		c.aeTitle("dicom.allowed_calling_ae", ae)
+	}
+	c.positive("dicom.max_associations", cfg.DICOM.MaxAssociations)
+	c.positiveDuration("dicom.study_quiet_period", cfg.DICOM.QuietPeriod)
+	if cfg.DICOM.MinFreeMB < 0 {
+		c.fail("dicom.min_free_mb", "must not be negative, got %d", cfg.DICOM.MinFreeMB)
+	}
+	if cfg.Forward.MaxRateMbit < 0 {
+		c.fail("forward.max_rate_mbit", "must not be negative, got %g", cfg.Forward.MaxRateMbit)
+	}
+	c.positive("forward.parallel", cfg.Forward.Parallel)
+	c.positiveDuration("forward.retry_max_backoff", cfg.Forward.RetryMax)
+	for _, m := range cfg.Monitor {
+		if m.Port == "" {
+			c.fail("monitor.port", "every [[monitor]] needs a port: a serial device such as /dev/ttyUSB0, or tcp://host:port")
+		}
+		if rest, ok := strings.CutPrefix(m.Port, "tcp://"); ok {
+			c.hostPort("monitor.port", rest)
+			if m.Protocol != "hl7" && m.Protocol != "auto" {
+				c.fail("monitor.protocol", "%q over tcp://: only hl7 (MLLP) runs over the network", m.Protocol)
+			}
+		}
+		c.oneOf("monitor.protocol", m.Protocol, "hl7", "datex", "intellivue", "nonin", "auto")
+	}
+	if cfg.Dispatch.Server != "" {
+		c.hostPort("dispatch.server", cfg.Dispatch.Server)
+	}
+	if id := cfg.Dispatch.TerminalID; id != "" && (len(id) > 20 || strings.Trim(id, "0123456789") != "") {
+		c.fail("dispatch.terminal_id", "%q: a JT/T 808 terminal phone number is up to 20 digits", id)
+	}
+	c.logSection(cfg.Log)
+	return c.err
+}
+
+func (c *checker) logSection(l LogSection) {
+	c.oneOf("log.level", l.Level, "debug", "info", "warn", "error")
+	c.oneOf("log.format", l.Format, "auto", "json", "text")
+}
+
+// HubConfig is the hub's configuration (hub.toml).
+type HubConfig struct {
+	Server HubServer   `toml:"server"`
+	Status HTTPSection `toml:"status"`
+	PACS   PACSSection `toml:"pacs"`
+	Enrol  EnrolConfig `toml:"enrol"`
+	Log    LogSection  `toml:"log"`
+
+	file string
+}
+
+// HubServer is the hub's public side: HTTPS on TCP and HTTP/3 on UDP, same port.
+type HubServer struct {
+	Listen string   `toml:"listen"`
+	Names  []string `toml:"names"` // host names and addresses boxes use to reach the hub
+}
+
+// PACSSection names where the hub delivers studies. With neither set, studies stay in
+// the hub's embedded archive.
+type PACSSection struct {
+	STOWURL string `toml:"stow_url"` // DICOMweb STOW-RS base, e.g. http://pacs:8042/dicom-web
+	DIMSE   string `toml:"dimse"`    // C-STORE target as AET@host:port
+	AETitle string `toml:"ae_title"` // our calling AE title for C-STORE
+}
+
+// EnrolConfig sets enrolment policy.
+type EnrolConfig struct {
+	CodeLifetime Duration `toml:"code_lifetime"`
+}
+
+// DefaultHubConfig returns the hub's defaults: loopback only, embedded archive.
+func DefaultHubConfig() HubConfig {
+	return HubConfig{
+		Server: HubServer{Listen: "127.0.0.1:8443", Names: []string{"127.0.0.1", "localhost"}},
+		Status: HTTPSection{Listen: "127.0.0.1:8781"},
+		PACS:   PACSSection{AETitle: "LIFELINEHUB"},
+		Enrol:  EnrolConfig{CodeLifetime: Duration{24 * time.Hour}},
+		Log:    LogSection{Level: "info", Format: "auto"},
+	}
+}
+
+// LoadHubConfig reads path over the defaults; an empty path means defaults only.
+func LoadHubConfig(path string) (HubConfig, error) {
+	cfg := DefaultHubConfig()
+	if path != "" {
+		if err := loadTOML(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.file = path
+	return cfg, cfg.validate()
+}
+
+func (cfg *HubConfig) validate() error {
+	c := &checker{file: cfg.file}
+	c.hostPort("server.listen", cfg.Server.Listen)
+	if len(cfg.Server.Names) == 0 {
+		c.fail("server.names", "name at least one host name or address that boxes use to reach the hub")
+	}
+	c.hostPort("status.listen", cfg.Status.Listen)
+	if cfg.PACS.STOWURL != "" {
+		c.httpURL("pacs.stow_url", cfg.PACS.STOWURL)
+	}
+	if cfg.PACS.DIMSE != "" {
+		ae, addr, ok := strings.Cut(cfg.PACS.DIMSE, "@")
+		if !ok {
+			c.fail("pacs.dimse", "%q is not AET@host:port", cfg.PACS.DIMSE)
+		} else {
+			c.aeTitle("pacs.dimse", ae)
+			c.hostPort("pacs.dimse", addr)
+		}
+	}
+	c.aeTitle("pacs.ae_title", cfg.PACS.AETitle)
+	c.positiveDuration("enrol.code_lifetime", cfg.Enrol.CodeLifetime)
+	c.logSection(cfg.Log)
+	return c.err
+}

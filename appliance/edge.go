@@ -1,0 +1,201 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/internal/durable"
+	"lifeline/internal/trust"
+)
+
+// Edge is the box: everything that runs in the ambulance or the clinic.
+type Edge struct {
+	cfg     EdgeConfig
+	dataDir string
+	version string
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	store   *durable.Store
+	sup     *Supervisor
+	started time.Time
+	mux     *http.ServeMux
+
+	mu       sync.Mutex
+	selfTest map[string]Check
+	identity *trust.Identity
+}
+
+// IdentityDir is where the box keeps its key, certificate and hub authority.
+func IdentityDir(dataDir string) string { return filepath.Join(dataDir, "identity") }
+
+func edgeStorePath(dataDir string) string { return filepath.Join(dataDir, "edge.db") }
+
+// hubCheckInterval is how often the box checks that it can reach its hub.
+const hubCheckInterval = 30 * time.Second
+
+// OpenEdge prepares the box's state in dataDir. It fails when another box process
+// holds it.
+func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	store, err := durable.Open(edgeStorePath(dataDir), 0)
+	if err != nil {
+		return nil, err
+	}
+	reg := newRegistry()
+	e := &Edge{
+		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg, store: store,
+		sup: NewSupervisor(log, reg, DefaultBackoff), started: time.Now(),
+		selfTest: map[string]Check{},
+	}
+	e.mux = statusMux(reg, e.Status)
+	e.mux.HandleFunc("GET /{$}", serveStatusPage)
+	return e, nil
+}
+
+// Status returns the box's /api/v1/status body.
+func (e *Edge) Status() Status {
+	services := e.sup.Status()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Status{Role: "edge", Version: e.version, StartedAt: e.started, Overall: overall(services), Services: services}
+	if e.identity != nil {
+		st.Device = e.identity.DeviceID
+	}
+	for _, name := range []string{"clock", "disk", "serial", "hub"} {
+		if c, ok := e.selfTest[name]; ok {
+			st.SelfTest = append(st.SelfTest, c)
+		}
+	}
+	return st
+}
+
+func (e *Edge) recordCheck(c Check) {
+	e.mu.Lock()
+	prev, had := e.selfTest[c.Name]
+	e.selfTest[c.Name] = c
+	e.mu.Unlock()
+	if !had || prev.Result != c.Result {
+		level := slog.LevelInfo
+		if c.Result != "ok" {
+			level = slog.LevelWarn
+		}
+		e.log.Log(context.Background(), level, "self-test", "check", c.Name, "result", c.Result, "detail", c.Detail)
+	}
+}
+
+// Identity returns the box's enrolled identity, or nil before enrolment.
+func (e *Edge) Identity() *trust.Identity {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.identity
+}
+
+// loadIdentity reads the identity from disk, so that an enrolment done while the box
+// runs takes effect without a restart.
+func (e *Edge) loadIdentity() (*trust.Identity, error) {
+	id, err := trust.LoadIdentity(IdentityDir(e.dataDir))
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.identity = id
+	e.mu.Unlock()
+	return id, nil
+}
+
+// Run serves until ctx ends, then shuts down within the grace period.
+func (e *Edge) Run(ctx context.Context) error {
+	defer e.store.Close()
+	httpLn, err := listen("http.listen", e.cfg.HTTP.Listen)
+	if err != nil {
+		return err
+	}
+	e.recordCheck(checkClock(time.Now()))
+	e.recordCheck(checkDisk(e.dataDir, e.cfg.DICOM.MinFreeMB))
+	var ports []string
+	for _, m := range e.cfg.Monitor {
+		ports = append(ports, m.Port)
+	}
+	ports = append(ports, e.cfg.GNSS.Port, e.cfg.Modem.Port)
+	e.recordCheck(checkSerialPorts(ports))
+
+	e.sup.Add(httpService("status-http", httpLn, e.mux, e.log))
+	e.sup.Add(Service{Name: "hub-link", Run: e.runHubLink})
+	for _, svc := range e.plannedServices() {
+		e.sup.Add(svc)
+	}
+	e.log.Info("box serving", "http", httpLn.Addr().String(), "hub", e.cfg.Hub.URL, "data", e.dataDir)
+	return e.sup.Run(ctx, 5*time.Second)
+}
+
+// runHubLink watches the box's enrolment and its hub: degraded while the box is not
+// enrolled or the hub is out of reach, which is normal in a tunnel; the box keeps
+// receiving studies and reading monitors meanwhile.
+func (e *Edge) runHubLink(ctx context.Context, h *Health) error {
+	for {
+		id, err := e.loadIdentity()
+		var c Check
+		switch {
+		case errors.Is(err, trust.ErrNotEnrolled):
+			c = checkHub(ctx, e.cfg.Hub.URL, nil)
+			h.Degraded("not enrolled: run 'lifeline edge enroll --hub URL --code CODE'", err)
+		case err != nil:
+			c = check("hub", "fail", "box identity unreadable: %v", err)
+			h.Degraded("box identity unreadable", err)
+		default:
+			c = checkHub(ctx, e.cfg.Hub.URL, id.ClientTLS())
+			if c.Result == "ok" {
+				h.Ready(fmt.Sprintf("enrolled as %s; %s", id.DeviceID, c.Detail))
+			} else {
+				h.Degraded(fmt.Sprintf("enrolled as %s; %s", id.DeviceID, c.Detail), errors.New(c.Detail))
+			}
+		}
+		e.recordCheck(c)
+		t := time.NewTimer(hubCheckInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// plannedServices shows configured devices whose support is not built yet as
+// degraded services, so that the crew sees plainly that they are not in use.
+func (e *Edge) plannedServices() []Service {
+	var out []Service
+	planned := func(name, what string) Service {
+		return Service{Name: name, Run: func(ctx context.Context, h *Health) error {
+			h.Degraded(what+" is not built in this version; the setting is kept for when it is", nil)
+			<-ctx.Done()
+			return nil
+		}}
+	}
+	if e.cfg.GNSS.Port != "" {
+		out = append(out, planned("gnss", "GNSS position reading"))
+	}
+	if e.cfg.Modem.Port != "" {
+		out = append(out, planned("modem", "5G modem monitoring"))
+	}
+	if e.cfg.Dispatch.Server != "" {
+		out = append(out, planned("dispatch", "JT/T 808 reporting to dispatch"))
+	}
+	return out
+}
+
+// EdgeEnrol gets the box at dataDir an identity from the hub.
+func EdgeEnrol(ctx context.Context, hubURL, code, dataDir string) (*trust.Identity, error) {
+	return trust.Enroll(ctx, hubURL, code, IdentityDir(dataDir))
+}

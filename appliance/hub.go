@@ -1,0 +1,179 @@
+package appliance
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go/http3"
+
+	"lifeline/internal/audit"
+	"lifeline/internal/durable"
+	"lifeline/internal/trust"
+)
+
+// Hub is the hospital side: the one place boxes enrol with, upload to and publish to.
+type Hub struct {
+	cfg      HubConfig
+	dataDir  string
+	version  string
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	store    *durable.Store
+	auth     *trust.Authority
+	devices  *trust.Registry
+	audit    *audit.Log
+	sup      *Supervisor
+	started  time.Time
+	mux      *http.ServeMux // the public side, 8443
+	lastSeen sync.Map       // device ID → time.Time of its last request
+}
+
+// Paths of the hub's state under its data directory.
+func hubStorePath(dataDir string) string { return filepath.Join(dataDir, "hub.db") }
+func hubCADir(dataDir string) string     { return filepath.Join(dataDir, "ca") }
+func hubAuditPath(dataDir string) string { return filepath.Join(dataDir, "audit.log") }
+func adminSocket(dataDir string) string  { return filepath.Join(dataDir, "admin.sock") }
+
+// connectionGap is how long a device must be silent before its next request is
+// audited as a new connection; auditing every request would bury the events that
+// matter.
+const connectionGap = 5 * time.Minute
+
+// OpenHub prepares the hub's state in dataDir. It fails when another hub holds it.
+func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	store, err := durable.Open(hubStorePath(dataDir), 0)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := trust.OpenAuthority(hubCADir(dataDir))
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	auditLog, err := audit.Open(hubAuditPath(dataDir), log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	reg := newRegistry()
+	h := &Hub{
+		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
+		store: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
+		sup: NewSupervisor(log, reg, DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
+	}
+	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
+	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
+	return h, nil
+}
+
+// RequireDevice admits only enrolled, active boxes, and audits a box's first request
+// after a silence as a connection.
+func (h *Hub) RequireDevice(next http.Handler) http.Handler {
+	return trust.RequireDevice(h.devices, h.audit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := trust.DeviceFrom(r.Context())
+		now := time.Now()
+		if prev, ok := h.lastSeen.Swap(id, now); !ok || now.Sub(prev.(time.Time)) > connectionGap {
+			h.audit.Audit("device.connected", map[string]any{"device": id, "remote": r.RemoteAddr, "proto": r.Proto})
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
+func (h *Hub) hello(w http.ResponseWriter, r *http.Request) {
+	id, _ := trust.DeviceFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"device": id, "time": time.Now().UTC(), "version": h.version})
+}
+
+// Status returns the hub's /api/v1/status body.
+func (h *Hub) Status() Status {
+	services := h.sup.Status()
+	return Status{Role: "hub", Version: h.version, StartedAt: h.started, Overall: overall(services), Services: services}
+}
+
+// Run serves until ctx ends, then shuts down within the grace period.
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.store.Close()
+	defer h.audit.Close()
+	statusLn, err := listen("status.listen", h.cfg.Status.Listen)
+	if err != nil {
+		return err
+	}
+	publicLn, err := listen("server.listen", h.cfg.Server.Listen)
+	if err != nil {
+		statusLn.Close()
+		return err
+	}
+	udp, err := net.ListenPacket("udp", h.cfg.Server.Listen)
+	if err != nil {
+		statusLn.Close()
+		publicLn.Close()
+		return fmt.Errorf("server.listen %s (UDP for HTTP/3): %w", h.cfg.Server.Listen, err)
+	}
+	tlsConf, err := h.auth.ServerTLS(h.cfg.Server.Names)
+	if err != nil {
+		return err
+	}
+	adminLn, err := listenAdmin(adminSocket(h.dataDir))
+	if err != nil {
+		return err
+	}
+	statusMux := statusMux(h.reg, h.Status)
+	h.sup.Add(httpService("status-http", statusLn, statusMux, h.log))
+	h.sup.Add(h.publicService(publicLn, udp, tlsConf))
+	h.sup.Add(httpService("admin", adminLn, h.adminMux(), h.log))
+	h.log.Info("hub serving", "public", h.cfg.Server.Listen, "status", statusLn.Addr().String(), "data", h.dataDir)
+	return h.sup.Run(ctx, 5*time.Second)
+}
+
+// publicService serves the boxes and viewers: HTTPS on TCP and HTTP/3 on UDP, one
+// handler, one certificate, both requiring the box's certificate where it matters.
+func (h *Hub) publicService(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config) Service {
+	return Service{Name: "hub-server", Run: func(ctx context.Context, health *Health) error {
+		h3 := &http3.Server{Handler: h.mux, TLSConfig: http3.ConfigureTLSConfig(tlsConf), Logger: h.log}
+		https := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h3.SetQUICHeaders(w.Header())
+				h.mux.ServeHTTP(w, r)
+			}),
+			TLSConfig:         tlsConf,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		}
+		errc := make(chan error, 2)
+		go func() { errc <- https.ServeTLS(tcp, "", "") }()
+		go func() { errc <- h3.Serve(udp) }()
+		health.Ready(fmt.Sprintf("HTTPS and HTTP/3 on %s", tcp.Addr()))
+		var err error
+		select {
+		case err = <-errc:
+		case <-ctx.Done():
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		https.Shutdown(shutdownCtx)
+		h3.Close()
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	}}
+}
+
+// Handle mounts a handler on the hub's public side (8443), e.g. the upload ingest.
+func (h *Hub) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
+// AddService adds a capability to the hub's supervisor; call before Run.
+func (h *Hub) AddService(s Service) { h.sup.Add(s) }

@@ -1,0 +1,131 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the body of GET /api/v1/status on both processes.
+type Status struct {
+	Role      string          `json:"role"` // "edge" or "hub"
+	Version   string          `json:"version"`
+	Device    string          `json:"device,omitempty"` // the box's enrolled identity
+	StartedAt time.Time       `json:"started_at"`
+	Overall   State           `json:"overall"` // the worst state of any service
+	Services  []ServiceStatus `json:"services"`
+	SelfTest  []Check         `json:"self_test,omitempty"`
+}
+
+// overall summarises services for the crew: failed beats degraded beats starting.
+func overall(services []ServiceStatus) State {
+	rank := map[State]int{Ready: 0, Stopped: 0, Starting: 1, Degraded: 2, Failed: 3}
+	worst := Ready
+	for _, s := range services {
+		if rank[s.State] > rank[worst] {
+			worst = s.State
+		}
+	}
+	return worst
+}
+
+// newRegistry returns a metrics registry with the Go runtime and process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// statusMux serves /healthz, /metrics and /api/v1/status. /healthz answers 200 as
+// soon as the process serves: a degraded service shows in the status, not here,
+// because a box that is not enrolled still receives studies and reads monitors.
+func statusMux(reg *prometheus.Registry, status func() Status) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, status())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// httpService serves handler on a listener that is already bound, so that a busy
+// port is reported at start-up instead of inside a restart loop.
+func httpService(name string, ln net.Listener, handler http.Handler, log *slog.Logger) Service {
+	return Service{Name: name, Run: func(ctx context.Context, h *Health) error {
+		srv := &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		if ln.Addr().Network() == "unix" {
+			h.Ready("serving on socket " + ln.Addr().String())
+		} else {
+			h.Ready("serving http://" + ln.Addr().String())
+		}
+		select {
+		case err := <-errc:
+			return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
+		case <-ctx.Done():
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.Shutdown(shutdownCtx)
+			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}
+	}}
+}
+
+// listen binds addr for TCP, naming the config key in the error.
+func listen(key, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	return ln, nil
+}
+
+// NewLogger returns the process logger: JSON when stderr is not a terminal (journald,
+// files, log shippers), text when a person is watching.
+func NewLogger(l LogSection, w *os.File) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	format := l.Format
+	if format == "auto" || format == "" {
+		format = "json"
+		if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
