@@ -1,0 +1,56 @@
+# Lifeline — developer commands. `make test` is the whole suite CI runs.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Debian packages of the real peers the tests talk to.
+PEER_PACKAGES := dcmtk orthanc orthanc-dicomweb chromium socat gpsd-clients ffmpeg iproute2 nftables
+PEER_PROGRAMS := storescu Orthanc chromium socat gpsfake ffmpeg ip nft
+FUZZTIME ?= 5s
+
+.PHONY: build build-all test peers fuzz lint demo bench-dicom bench-forward bench-telemetry clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline ./cmd/lifeline
+
+# The boxes are ARM, hubs mostly x86: both must build without cgo.
+build-all:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline-linux-amd64 ./cmd/lifeline
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline-linux-arm64 ./cmd/lifeline
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build ./...
+
+# peers installs the real peers the tests need when they are missing and we are root;
+# otherwise it says what is missing and the tests that need it skip (or fail under
+# LIFELINE_REQUIRE_PEERS=1).
+peers:
+	@missing=""; for p in $(PEER_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "peers: all present"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "peers: installing $(PEER_PACKAGES) (missing:$$missing)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_PACKAGES) >/dev/null; \
+	else echo "peers: missing$$missing; run as root to install them: apt-get install $(PEER_PACKAGES)"; fi
+
+test: peers
+	$(GO) vet ./...
+	$(GO) test -race -timeout 30m ./...
+
+# fuzz runs every fuzz target for FUZZTIME each, beyond the seed corpora that
+# `make test` already runs.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+				{ echo "fuzz $$pkg $$f FAILED"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 1x $$pkg; exit 1; }; \
+		done; done
+
+lint:
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "lint: staticcheck not installed; go vet only"; fi
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# demo runs hub, box and simulated devices on loopback and prints the URLs.
+demo: build peers
+	./bin/lifeline demo
+
+clean:
+	rm -rf bin
