@@ -1,0 +1,113 @@
+package appliance
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "edge.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestEdgeConfigErrorsNameFileAndKey(t *testing.T) {
+	cases := []struct {
+		name, body, key, problem string
+	}{
+		{"unknown key", "[dicom]\naetitle = \"X\"\n", "dicom.aetitle", "unknown key"},
+		{"unknown section", "[dicomm]\nlisten = \"127.0.0.1:1\"\n", "dicomm", "unknown key"},
+		{"wrong type", "[dicom]\nlisten = 11112\n", "dicom.listen", "incompatible types"},
+		{"bad address", "[dicom]\nlisten = \"11112\"\n", "dicom.listen", "not a host:port"},
+		{"bad port", "[http]\nlisten = \"127.0.0.1:99999\"\n", "http.listen", "port"},
+		{"plain http hub", "[hub]\nurl = \"http://hub:8443\"\n", "hub.url", "https only"},
+		{"long AE title", "[dicom]\nae_title = \"THIS_IS_TOO_LONG_AE\"\n", "dicom.ae_title", "1 to 16"},
+		{"bad protocol", "[[monitor]]\nport = \"/dev/ttyUSB0\"\nprotocol = \"hl8\"\n", "monitor.protocol", "not one of"},
+		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7"},
+		{"bad duration", "[dicom]\nstudy_quiet_period = \"soon\"\n", "dicom.study_quiet_period", "duration"},
+		{"bad terminal", "[dispatch]\nterminal_id = \"ABC\"\n", "dispatch.terminal_id", "digits"},
+		{"syntax", "[dicom\n", "", "line"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.body)
+			_, err := LoadEdgeConfig(path)
+			ce, ok := err.(*ConfigError)
+			if !ok {
+				t.Fatalf("want *ConfigError, got %T %v", err, err)
+			}
+			msg := ce.Error()
+			if ce.File != path || ce.Key != c.key || !strings.Contains(msg, c.problem) || strings.Contains(msg, "\n") {
+				t.Fatalf("got file %q key %q message %q", ce.File, ce.Key, msg)
+			}
+		})
+	}
+}
+
+func TestMissingConfigFile(t *testing.T) {
+	_, err := LoadEdgeConfig("/nonexistent/edge.toml")
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/edge.toml") || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDefaultsAreLoopback(t *testing.T) {
+	e, err := LoadEdgeConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := LoadHubConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{e.HTTP.Listen, e.DICOM.Listen, h.Server.Listen, h.Status.Listen} {
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("default %s is not loopback", addr)
+		}
+	}
+	if e.DICOM.AETitle != "LIFELINE" || e.DICOM.Listen != "127.0.0.1:11112" || e.HTTP.Listen != "127.0.0.1:8780" ||
+		h.Server.Listen != "127.0.0.1:8443" || h.Status.Listen != "127.0.0.1:8781" {
+		t.Fatal("defaults differ from DESIGN.md")
+	}
+}
+
+// The shipped example configs must load, and must mention every key, so that the
+// operator's documentation cannot drift from the program.
+func TestExampleConfigsCompleteAndValid(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		typ  reflect.Type
+		load func(string) error
+	}{
+		{"../edge.example.toml", reflect.TypeOf(EdgeConfig{}), func(p string) error { _, err := LoadEdgeConfig(p); return err }},
+		{"../hub.example.toml", reflect.TypeOf(HubConfig{}), func(p string) error { _, err := LoadHubConfig(p); return err }},
+	} {
+		if err := c.load(c.file); err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		text, _ := os.ReadFile(c.file)
+		for _, key := range tomlKeys(c.typ, "") {
+			leaf := key[strings.LastIndex(key, ".")+1:]
+			if !strings.Contains(string(text), leaf+" =") {
+				t.Errorf("%s does not document %s", c.file, key)
+			}
+		}
+	}
+}
+
+func TestHubPACSTarget(t *testing.T) {
+	path := writeConfig(t, "[pacs]\ndimse = \"ORTHANC127.0.0.1:4242\"\n")
+	if _, err := LoadHubConfig(path); err == nil || !strings.Contains(err.Error(), "AET@host:port") {
+		t.Fatalf("got %v", err)
+	}
+	path = writeConfig(t, "[pacs]\ndimse = \"ORTHANC@127.0.0.1:4242\"\nstow_url = \"http://127.0.0.1:8042/dicom-web\"\n")
+	if _, err := LoadHubConfig(path); err != nil {
+		t.Fatal(err)
+	}
+}
