@@ -1,0 +1,88 @@
+package transfer
+
+import (
+	"sort"
+	"time"
+)
+
+// ForwarderStatus is the box's transfer state for /api/v1/status and `lifeline send`.
+type ForwarderStatus struct {
+	State            string          `json:"state"` // idle, sending, hub unreachable, refused by hub
+	LastError        string          `json:"last_error,omitempty"`
+	RetryAt          time.Time       `json:"retry_at,omitzero"`
+	BandwidthCap     int64           `json:"bandwidth_cap_bps"` // 0 = none
+	WireBytes        int64           `json:"wire_bytes"`
+	ResentBytes      int64           `json:"resent_bytes"`
+	RestartsFromZero int64           `json:"restarts_from_zero"`
+	Studies          []StudyProgress `json:"studies"`
+	DeadLetters      []DeadLetter    `json:"dead_letters,omitempty"`
+}
+
+// StudyProgress is one queued study's progress towards the hub.
+type StudyProgress struct {
+	StudyUID      string  `json:"study_uid"`
+	PatientID     string  `json:"patient_id,omitempty"`
+	Modality      string  `json:"modality,omitempty"`
+	CallingAE     string  `json:"calling_ae,omitempty"`
+	Priority      string  `json:"priority"`
+	State         string  `json:"state"`
+	Reason        string  `json:"reason,omitempty"`
+	Instances     int     `json:"instances"`
+	InstancesDone int     `json:"instances_done"`
+	InstancesDead int     `json:"instances_dead,omitempty"`
+	Bytes         int64   `json:"bytes"`
+	BytesDone     int64   `json:"bytes_done"`
+	Rate          float64 `json:"rate_bytes_per_second"`
+	ETASeconds    float64 `json:"eta_seconds,omitempty"` // 0 when unknown
+}
+
+// DeadLetter is an instance the hub refused, with the reason, waiting for an
+// operator (Forwarder.Retry).
+type DeadLetter struct {
+	StudyUID       string    `json:"study_uid"`
+	SOPInstanceUID string    `json:"sop_instance_uid"`
+	Reason         string    `json:"reason"`
+	At             time.Time `json:"at"`
+}
+
+// Status reports the forwarder's state and each queued study's progress, most
+// urgent first.
+func (f *Forwarder) Status() ForwarderStatus {
+	f.mu.Lock()
+	s := ForwarderStatus{State: f.state, LastError: f.lastErr, BandwidthCap: f.limit.bitsPerSecond(),
+		WireBytes: f.wireBytes.Load(), ResentBytes: f.resent.Load(), RestartsFromZero: f.restartsFromZero.Load()}
+	if time.Now().Before(f.pausedTo) {
+		s.RetryAt = f.pausedTo
+	}
+	for _, sj := range f.ordered() {
+		p := StudyProgress{StudyUID: sj.study.StudyUID, PatientID: sj.study.PatientID, Modality: sj.study.Modality,
+			CallingAE: sj.study.CallingAE, Priority: sj.prio.String(), State: sj.state.String(), Reason: sj.reason,
+			Instances: len(sj.inst), Bytes: sj.bytesTotal, BytesDone: sj.bytesDone}
+		for _, ij := range sj.inst {
+			switch ij.state {
+			case instDone:
+				p.InstancesDone++
+			case instDead:
+				p.InstancesDead++
+			}
+		}
+		// A rate older than a few seconds says nothing about now.
+		if time.Since(sj.lastAck) < 10*time.Second {
+			p.Rate = sj.rate
+			if sj.rate > 0 {
+				p.ETASeconds = float64(sj.bytesTotal-sj.bytesDone) / sj.rate
+			}
+		}
+		s.Studies = append(s.Studies, p)
+	}
+	f.mu.Unlock()
+	f.store.ForEach(bucketBoxInstances, func(k, v []byte) error {
+		var bi boxInstance
+		if jsonUnmarshal(v, &bi) == nil && bi.Dead {
+			s.DeadLetters = append(s.DeadLetters, DeadLetter{StudyUID: bi.StudyUID, SOPInstanceUID: string(k), Reason: bi.DeadReason, At: bi.DeadAt})
+		}
+		return nil
+	})
+	sort.Slice(s.DeadLetters, func(i, j int) bool { return s.DeadLetters[i].At.Before(s.DeadLetters[j].At) })
+	return s
+}

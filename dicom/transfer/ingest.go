@@ -1,0 +1,352 @@
+package transfer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/dicom/pacs"
+	"lifeline/internal/durable"
+)
+
+// Auditor records events for the hub's audit log: who sent what, what was verified,
+// what was delivered, and who was refused.
+type Auditor interface {
+	Audit(event string, fields map[string]any)
+}
+
+// IngestConfig configures the hub's side of the transfer.
+type IngestConfig struct {
+	// Authorize names the device behind a request or refuses it (unknown, revoked,
+	// no client certificate). Nil refuses every request: the hub fails closed.
+	Authorize func(r *http.Request) (deviceID string, err error)
+	// MaxInstanceSize bounds Upload-Length; zero means 4 GiB.
+	MaxInstanceSize int64
+	// PruneAfterDelivery removes an instance's file from the embedded archive once
+	// the PACS confirmed it; the index entry stays. Without a PACS, files stay.
+	PruneAfterDelivery bool
+	// RetryMin and RetryMax bound the back-off between PACS delivery attempts;
+	// zero means 2 s and 5 min.
+	RetryMin, RetryMax time.Duration
+	// DeliveryBatch is how many instances go to the PACS per request; zero means 16.
+	DeliveryBatch int
+}
+
+// Ingest is the hub's end of the transfer: it serves the upload protocol, verifies
+// each instance, keeps it in the embedded archive and delivers it to the PACS.
+type Ingest struct {
+	cfg      IngestConfig
+	store    *durable.Store
+	dir      string
+	deliver  pacs.Deliverer
+	audit    Auditor
+	log      *slog.Logger
+	decoder  *zstd.Decoder
+	locks    [64]sync.Mutex // per-upload serialisation, striped by upload ID
+	finalize sync.Mutex     // one instance enters the archive at a time
+	wake     chan struct{}  // tells the delivery loop that work arrived
+
+	bytesReceived atomic.Int64 // decoded chunk bytes appended, re-sends included
+	wireBytes     atomic.Int64
+	corruptChunks atomic.Int64
+	lastDelivErr  atomic.Value // string
+
+	m ingestMetrics
+}
+
+type ingestMetrics struct {
+	requests      *prometheus.CounterVec
+	refused       prometheus.Counter
+	bytes         prometheus.Counter
+	wireBytes     prometheus.Counter
+	corruptChunks prometheus.Counter
+	badDigest     prometheus.Counter
+	stored        prometheus.Counter
+	duplicates    prometheus.Counter
+	deliveries    *prometheus.CounterVec
+	pending       prometheus.Gauge
+}
+
+// NewIngest opens the hub's ingest on store, with its archive in archiveDir. A nil
+// delivery keeps instances in the embedded archive only. reg may be nil.
+func NewIngest(cfg IngestConfig, store *durable.Store, archiveDir string, delivery pacs.Deliverer, audit Auditor, log *slog.Logger, reg prometheus.Registerer) (*Ingest, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.MaxInstanceSize <= 0 {
+		cfg.MaxInstanceSize = 4 << 30
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 2 * time.Second
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Minute
+	}
+	if cfg.DeliveryBatch <= 0 {
+		cfg.DeliveryBatch = 16
+	}
+	if cfg.Authorize == nil {
+		log.Error("transfer ingest has no Authorize callback: every upload will be refused")
+	}
+	for _, sub := range []string{"uploads", "studies"} {
+		if err := os.MkdirAll(filepath.Join(archiveDir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("transfer: archive %s: %w", archiveDir, err)
+		}
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxChunk),
+		zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		return nil, fmt.Errorf("transfer: zstd decoder: %w", err)
+	}
+	in := &Ingest{cfg: cfg, store: store, dir: archiveDir, deliver: delivery, audit: audit, log: log,
+		decoder: dec, wake: make(chan struct{}, 1)}
+	in.lastDelivErr.Store("")
+	in.m = ingestMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_ingest_requests_total",
+			Help: "Upload protocol requests by method and answer status."}, []string{"method", "status"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_refused_total",
+			Help: "Requests refused because the box is unknown, revoked or unauthenticated."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_bytes_total",
+			Help: "Instance bytes appended to uploads (after decompression, re-sends included)."}),
+		wireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_wire_bytes_total",
+			Help: "Chunk bytes as received on the wire (zstd-compressed where the box compressed)."}),
+		corruptChunks: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_corrupt_chunks_total",
+			Help: "Chunks refused because their Content-Digest did not match; the box re-sends them."}),
+		badDigest: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_digest_mismatch_total",
+			Help: "Completed uploads whose Repr-Digest did not match the bytes; discarded."}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_instances_stored_total",
+			Help: "Instances verified and stored in the archive."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_duplicates_total",
+			Help: "Uploads of an instance the archive already held, stored once."}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_ingest_deliveries_total",
+			Help: "PACS delivery attempts per instance by result."}, []string{"result"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_ingest_delivery_pending",
+			Help: "Instances waiting for delivery to the PACS."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{in.m.requests, in.m.refused, in.m.bytes, in.m.wireBytes,
+			in.m.corruptChunks, in.m.badDigest, in.m.stored, in.m.duplicates, in.m.deliveries, in.m.pending} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("transfer: register ingest metrics: %w", err)
+			}
+		}
+	}
+	return in, nil
+}
+
+// Close releases the decoder. Call it after the handler and Run have stopped.
+func (in *Ingest) Close() { in.decoder.Close() }
+
+// Handler serves UploadsPath and StudiesPath. Every request must pass Authorize.
+func (in *Ingest) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+UploadsPath, in.create)
+	mux.HandleFunc("HEAD "+UploadsPath+"/{id}", in.head)
+	mux.HandleFunc("PATCH "+UploadsPath+"/{id}", in.appendChunk)
+	mux.HandleFunc("DELETE "+UploadsPath+"/{id}", in.cancel)
+	mux.HandleFunc("PUT "+StudiesPath+"/{study}/manifest", in.manifest)
+	mux.HandleFunc("GET "+StudiesPath+"/{study}", in.receipt)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() { in.m.requests.WithLabelValues(r.Method, fmt.Sprint(sw.status)).Inc() }()
+		device, err := in.authorize(r)
+		if err != nil {
+			in.m.refused.Inc()
+			in.log.Warn("transfer: refused a box", "device", device, "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			in.emit("transfer.refused", map[string]any{"device": device, "remote": r.RemoteAddr, "path": r.URL.Path, "reason": err.Error()})
+			writeProblem(sw, http.StatusForbidden, ProblemForbidden, "box not allowed to upload", err.Error())
+			return
+		}
+		sw.Header().Set(hdrInterop, interopVersion)
+		mux.ServeHTTP(sw, r.WithContext(withDevice(r.Context(), device)))
+	})
+}
+
+func (in *Ingest) authorize(r *http.Request) (string, error) {
+	if in.cfg.Authorize == nil {
+		return "", errors.New("hub has no device authorisation configured")
+	}
+	return in.cfg.Authorize(r)
+}
+
+func (in *Ingest) emit(event string, fields map[string]any) {
+	if in.audit != nil {
+		in.audit.Audit(event, fields)
+	}
+}
+
+func (in *Ingest) lock(id string) func() {
+	h := fnv.New32a()
+	io.WriteString(h, id)
+	l := &in.locks[h.Sum32()%uint32(len(in.locks))]
+	l.Lock()
+	return l.Unlock
+}
+
+// uploadID is derived from what the upload is, so that creating it again after a
+// crash on either side finds the same upload and its offset instead of starting over.
+func uploadID(device, sop, sha string) string {
+	s := sha256.Sum256([]byte(device + "\x00" + sop + "\x00" + sha))
+	return hex.EncodeToString(s[:16])
+}
+
+// create handles POST UploadsPath: it opens (or finds) the upload of one instance.
+func (in *Ingest) create(w http.ResponseWriter, r *http.Request) {
+	device := deviceOf(r.Context())
+	length, err := ParseOffset(r.Header.Get(hdrUploadLength))
+	if err != nil || length == 0 || length > in.cfg.MaxInstanceSize {
+		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Upload-Length",
+			fmt.Sprintf("want 1..%d bytes, got %q", in.cfg.MaxInstanceSize, r.Header.Get(hdrUploadLength)))
+		return
+	}
+	sum, err := ParseDigest(r.Header.Get(hdrReprDigest))
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Repr-Digest", err.Error())
+		return
+	}
+	rec := uploadRecord{
+		Device: device, SOPInstanceUID: r.Header.Get(hdrSOPInstance), SOPClassUID: r.Header.Get(hdrSOPClass),
+		StudyUID: r.Header.Get(hdrStudy), TransferSyntax: r.Header.Get(hdrTransferSyntax),
+		Length: length, SHA256: hex.EncodeToString(sum), CreatedAt: time.Now().UTC(),
+	}
+	for name, uid := range map[string]string{hdrSOPInstance: rec.SOPInstanceUID, hdrStudy: rec.StudyUID} {
+		if err := ValidUID(uid); err != nil {
+			writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad "+name, err.Error())
+			return
+		}
+	}
+	rec.ID = uploadID(device, rec.SOPInstanceUID, rec.SHA256)
+	defer in.lock(rec.ID)()
+
+	var existing InstanceRecord
+	var stored bool
+	err = in.store.Update(func(tx *durable.Tx) error {
+		var old uploadRecord
+		found, err := getJSONTx(tx, bucketUploads, rec.ID, &old)
+		if err != nil {
+			return err
+		}
+		if found {
+			rec = old
+			return nil
+		}
+		if stored, err = getJSONTx(tx, bucketInstances, rec.SOPInstanceUID, &existing); err != nil {
+			return err
+		}
+		if stored && existing.SHA256 == rec.SHA256 {
+			rec.Offset, rec.Complete = rec.Length, true
+		}
+		return putJSONTx(tx, bucketUploads, rec.ID, rec)
+	})
+	if err != nil {
+		in.internalError(w, "create upload", err)
+		return
+	}
+	if stored && existing.SHA256 != rec.SHA256 {
+		in.refuseConflict(w, rec, existing)
+		return
+	}
+	w.Header().Set("Location", UploadsPath+"/"+rec.ID)
+	setOffsetHeaders(w, rec)
+	if rec.Complete {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+}
+
+// head handles HEAD on an upload: the offset from which the box resumes.
+func (in *Ingest) head(w http.ResponseWriter, r *http.Request) {
+	rec, ok := in.loadUpload(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	setOffsetHeaders(w, rec)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// cancel handles DELETE on an upload: the box gives the upload up.
+func (in *Ingest) cancel(w http.ResponseWriter, r *http.Request) {
+	rec, ok := in.loadUpload(w, r)
+	if !ok {
+		return
+	}
+	defer in.lock(rec.ID)()
+	if err := in.dropUpload(rec); err != nil {
+		in.internalError(w, "cancel upload", err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (in *Ingest) loadUpload(w http.ResponseWriter, r *http.Request) (uploadRecord, bool) {
+	var rec uploadRecord
+	id := r.PathValue("id")
+	err := in.store.GetJSON(bucketUploads, id, &rec)
+	if errors.Is(err, durable.ErrNotFound) || (err == nil && rec.Device != deviceOf(r.Context())) {
+		writeProblem(w, http.StatusNotFound, ProblemUnknownUpload, "no such upload", id)
+		return rec, false
+	}
+	if err != nil {
+		in.internalError(w, "read upload", err)
+		return rec, false
+	}
+	return rec, true
+}
+
+// dropUpload forgets an upload and its partial file.
+func (in *Ingest) dropUpload(rec uploadRecord) error {
+	if err := os.Remove(partialPath(in.dir, rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return in.store.Delete(bucketUploads, []byte(rec.ID))
+}
+
+func setOffsetHeaders(w http.ResponseWriter, rec uploadRecord) {
+	w.Header().Set(hdrUploadOffset, fmt.Sprint(rec.Offset))
+	w.Header().Set(hdrUploadLength, fmt.Sprint(rec.Length))
+	w.Header().Set(hdrUploadComplete, formatBool(rec.Complete))
+}
+
+func (in *Ingest) refuseConflict(w http.ResponseWriter, rec uploadRecord, existing InstanceRecord) {
+	detail := fmt.Sprintf("instance %s is already archived with SHA-256 %s; this upload has %s", rec.SOPInstanceUID, existing.SHA256, rec.SHA256)
+	in.log.Warn("transfer: refused an instance whose UID is archived with other content", "device", rec.Device, "sop", rec.SOPInstanceUID, "study", rec.StudyUID)
+	in.emit("instance.refused", map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID, "reason": detail})
+	writeProblem(w, http.StatusConflict, ProblemConflict, "different instance with the same SOP Instance UID", detail)
+}
+
+func (in *Ingest) internalError(w http.ResponseWriter, what string, err error) {
+	in.log.Error("transfer: "+what+" failed", "err", err)
+	writeProblem(w, http.StatusInternalServerError, ProblemInternalFailed, what+" failed on the hub", err.Error())
+}
+
+func writeProblem(w http.ResponseWriter, status int, typ, title, detail string) {
+	w.Header().Set("Content-Type", problemType)
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(Problem{Type: typ, Title: title, Status: status, Detail: detail})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
