@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/dicom/dimse"
 	"lifeline/dicom/pacs"
 	"lifeline/dicom/pacs/pacstest"
 )
@@ -112,4 +113,51 @@ func FuzzParseSTOWResponse(f *testing.F) {
 			t.Fatal("nil maps without an error")
 		}
 	})
+}
+
+func TestCStoreDeliversToOrthanc(t *testing.T) {
+	o := pacstest.StartOrthanc(t)
+	insts, err := pacstest.WriteStudy(t.TempDir(), pacstest.StudySpec{StudyUID: "1.2.826.0.1.3680043.10.1311.7.2", Instances: 4, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := pacs.NewCStore(o.DIMSE, "LIFELINEHUB", dimse.SCUOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range cs.Deliver(context.Background(), toPACS(insts)) {
+		if err != nil {
+			t.Fatalf("instance %d: %v", i, err)
+		}
+	}
+	// Orthanc writes its own file meta information for C-STORE; the data set must be
+	// the modality's, byte for byte.
+	checkStored(t, o, insts, false)
+}
+
+func TestCStoreReportsUnreachablePACS(t *testing.T) {
+	insts, err := pacstest.WriteStudy(t.TempDir(), pacstest.StudySpec{StudyUID: "1.2.3.5", Instances: 2, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := pacs.NewCStore("NOBODY@127.0.0.1:9", "LIFELINEHUB", dimse.SCUOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range cs.Deliver(context.Background(), toPACS(insts)) {
+		if err == nil || pacs.IsRefused(err) {
+			t.Fatalf("instance %d: want a transport error, got %v", i, err)
+		}
+	}
+}
+
+func TestParseDIMSETarget(t *testing.T) {
+	if aet, addr, err := pacs.ParseDIMSETarget("ORTHANC@127.0.0.1:4242"); err != nil || aet != "ORTHANC" || addr != "127.0.0.1:4242" {
+		t.Fatalf("got %q %q %v", aet, addr, err)
+	}
+	for _, bad := range []string{"", "ORTHANC", "@h:1", "A@", "A@host", "ABCDEFGHIJKLMNOPQ@h:1"} {
+		if _, _, err := pacs.ParseDIMSETarget(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
 }

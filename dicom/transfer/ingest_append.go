@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"lifeline/dicom"
 	"lifeline/internal/durable"
 )
 
@@ -247,7 +249,7 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 		}
 	}
 	inst := InstanceRecord{SOPInstanceUID: rec.SOPInstanceUID, SOPClassUID: meta.SOPClassUID, StudyUID: rec.StudyUID,
-		TransferSyntax: meta.TransferSyntax, Device: rec.Device, Size: rec.Length, SHA256: rec.SHA256, Path: final,
+		TransferSyntax: meta.TransferSyntaxUID, Device: rec.Device, Size: rec.Length, SHA256: rec.SHA256, Path: final,
 		ReceivedAt: receivedAt, VerifiedAt: verifiedAt}
 	if in.deliver == nil {
 		inst.DeliveredAt = verifiedAt // the embedded archive is the destination
@@ -295,7 +297,7 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 }
 
 type metaResult struct {
-	Meta
+	dicom.Meta
 	err error
 }
 
@@ -307,7 +309,8 @@ func verifyFile(path string) (string, metaResult, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	meta, merr := ReadMeta(io.TeeReader(f, h))
+	// Everything bufio reads ahead passes through the hash; Copy hashes the rest.
+	meta, _, merr := dicom.ReadMeta(bufio.NewReader(io.TeeReader(f, h)))
 	if _, err := io.Copy(h, f); err != nil {
 		return "", metaResult{}, err
 	}
