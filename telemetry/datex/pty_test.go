@@ -86,8 +86,12 @@ type recorder struct {
 	skipped map[string]int
 }
 
-func (r *recorder) Emit(e telemetry.Event) { r.mu.Lock(); r.events = append(r.events, e); r.mu.Unlock() }
-func (r *recorder) Frame()                 { r.mu.Lock(); r.frames++; r.mu.Unlock() }
+func (r *recorder) Emit(e telemetry.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+func (r *recorder) Frame() { r.mu.Lock(); r.frames++; r.mu.Unlock() }
 func (r *recorder) Skipped(n int, why string) {
 	r.mu.Lock()
 	if r.skipped == nil {
