@@ -318,3 +318,74 @@ func assertMetrics(t *testing.T, url string) {
 		}
 	}
 }
+
+// TestDemoStartsAndStops runs `lifeline demo` and follows the URL it prints last.
+func TestDemoStartsAndStops(t *testing.T) {
+	cmd := exec.Command(binary, "demo", "--random-ports", "--data", t.TempDir())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string)
+	go func() {
+		buf := make([]byte, 4096)
+		var acc string
+		for {
+			n, err := stdout.Read(buf)
+			acc += string(buf[:n])
+			for {
+				i := strings.IndexByte(acc, '\n')
+				if i < 0 {
+					break
+				}
+				lines <- acc[:i]
+				acc = acc[i+1:]
+			}
+			if err != nil {
+				close(lines)
+				return
+			}
+		}
+	}()
+	var url string
+	timeout := time.After(30 * time.Second)
+	for url == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo ended early: %s", stderr.String())
+			}
+			if strings.HasPrefix(l, "http://") {
+				url = strings.TrimSpace(l)
+			}
+		case <-timeout:
+			t.Fatalf("demo printed no URL: %s", stderr.String())
+		}
+	}
+	var st statusBody
+	eventually(t, "demo box connected to its hub", 15*time.Second, func() bool {
+		getJSON(t, url+"api/v1/status", &st)
+		s, _ := st.service("hub-link")
+		return s == "ready"
+	})
+	if st.Device != "DEMO-AMB-1" {
+		t.Fatalf("demo box device %q", st.Device)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("demo did not stop after SIGTERM")
+	}
+}
