@@ -1,0 +1,114 @@
+// Package telemetrytest has helpers for driver tests: a Sink that records everything a
+// driver emits, and a pty pair opened through go.bug.st/serial at a protocol's mode.
+package telemetrytest
+
+import (
+	"sync"
+	"time"
+
+	"lifeline/telemetry"
+)
+
+// Sink records events, frames and skipped bytes; safe for concurrent use.
+type Sink struct {
+	mu      sync.Mutex
+	events  []telemetry.Event
+	frames  int
+	skipped int
+	reasons map[string]int
+}
+
+// Emit implements telemetry.Sink.
+func (s *Sink) Emit(e telemetry.Event) {
+	s.mu.Lock()
+	s.events = append(s.events, e)
+	s.mu.Unlock()
+}
+
+// Frame implements telemetry.Sink.
+func (s *Sink) Frame() {
+	s.mu.Lock()
+	s.frames++
+	s.mu.Unlock()
+}
+
+// Skipped implements telemetry.Sink.
+func (s *Sink) Skipped(n int, reason string) {
+	s.mu.Lock()
+	s.skipped += n
+	if s.reasons == nil {
+		s.reasons = map[string]int{}
+	}
+	s.reasons[reason] += n
+	s.mu.Unlock()
+}
+
+// Events returns a copy of the events so far.
+func (s *Sink) Events() []telemetry.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]telemetry.Event(nil), s.events...)
+}
+
+// Counts returns frames and skipped bytes so far.
+func (s *Sink) Counts() (frames, skipped int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frames, s.skipped
+}
+
+// Samples returns the concatenated samples of every wave block of code.
+func (s *Sink) Samples(code telemetry.Code) []float32 {
+	var out []float32
+	for _, e := range s.Events() {
+		if w, ok := e.(*telemetry.Wave); ok && w.Code == code {
+			out = append(out, w.Samples...)
+		}
+	}
+	return out
+}
+
+// Waves returns the wave blocks of code.
+func (s *Sink) Waves(code telemetry.Code) []*telemetry.Wave {
+	var out []*telemetry.Wave
+	for _, e := range s.Events() {
+		if w, ok := e.(*telemetry.Wave); ok && w.Code == code {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Numerics returns the numerics of code.
+func (s *Sink) Numerics(code telemetry.Code) []*telemetry.Numeric {
+	var out []*telemetry.Numeric
+	for _, e := range s.Events() {
+		if n, ok := e.(*telemetry.Numeric); ok && n.Code == code {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Devices returns the device events.
+func (s *Sink) Devices() []*telemetry.DeviceEvent {
+	var out []*telemetry.DeviceEvent
+	for _, e := range s.Events() {
+		if d, ok := e.(*telemetry.DeviceEvent); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// WaitFor polls cond every 20 ms until it is true or d passed; it reports cond's last value.
+func WaitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
