@@ -238,3 +238,14 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64
 }
 
 var _ = fmt.Sprintf
+
+func storescpFileMaybe(dir, sop string) string {
+	var found string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(p, sop) {
+			found = p
+		}
+		return nil
+	})
+	return found
+}
