@@ -1,0 +1,93 @@
+package appliance
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"lifeline/internal/trust"
+)
+
+// TestHubMutualTLSOverHTTP3AndTCP enrols a box with a running hub and checks that both
+// of the hub's transports — HTTP/3 over QUIC, which uploads use, and HTTPS over TCP —
+// admit it with its certificate, and refuse it, with an audit line, once revoked.
+func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultHubConfig()
+	d := &demo{hub: cfg, edge: DefaultEdgeConfig()}
+	if err := d.pickPorts(); err != nil {
+		t.Fatal(err)
+	}
+	cfg = d.hub
+	hub, err := OpenHub(cfg, filepath.Join(dir, "hub"), "test", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- hub.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == Ready }); err != nil {
+		t.Fatal(err)
+	}
+	admin := HubAdmin{DataDir: filepath.Join(dir, "hub"), Lifetime: time.Hour, Log: quietLog()}
+	code, err := admin.Enrol("AMB-0009")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := trust.Enroll(ctx, "https://"+cfg.Server.Listen, code.Code, filepath.Join(dir, "box"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h3 := &http.Client{Transport: &http3.Transport{TLSClientConfig: id.ClientTLS()}, Timeout: 5 * time.Second}
+	tcp := &http.Client{Transport: &http.Transport{TLSClientConfig: id.ClientTLS()}, Timeout: 5 * time.Second}
+	hello := func(c *http.Client) (int, string, string) {
+		resp, err := c.Get("https://" + cfg.Server.Listen + "/api/v1/hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Proto, string(body)
+	}
+	if status, proto, body := hello(h3); status != 200 || proto != "HTTP/3.0" || !strings.Contains(body, "AMB-0009") {
+		t.Fatalf("HTTP/3: %d %s %s", status, proto, body)
+	}
+	if status, _, body := hello(tcp); status != 200 || !strings.Contains(body, "AMB-0009") {
+		t.Fatalf("HTTPS: %d %s", status, body)
+	}
+	if err := admin.Revoke("AMB-0009"); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := hello(h3); status != http.StatusForbidden || !strings.Contains(body, "revoked") {
+		t.Fatalf("revoked box over HTTP/3: %d %s", status, body)
+	}
+	// Without a certificate the hub serves enrolment only.
+	anon := &http.Client{Transport: &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 5 * time.Second}
+	resp, err := anon.Get("https://" + cfg.Server.Listen + "/api/v1/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("anonymous: %d", resp.StatusCode)
+	}
+	logData, _ := os.ReadFile(filepath.Join(dir, "hub", "audit.log"))
+	if strings.Count(string(logData), `"device.refused"`) != 2 {
+		t.Fatalf("want 2 refusals audited:\n%s", logData)
+	}
+}
