@@ -1,6 +1,7 @@
 package linkemu
 
 import (
+	"errors"
 	"slices"
 	"time"
 )
@@ -67,7 +68,7 @@ func (l *Link) run(a action) []action {
 		}
 		return next
 	case actReaddress:
-		if _, err := l.ChangeBoxAddress(); err != nil {
+		if _, err := l.ChangeBoxAddress(); err != nil && !errors.Is(err, errClosed) {
 			l.log.Error("linkemu: box address change failed; the box keeps its old address", "err", err)
 		}
 	}

@@ -2,9 +2,16 @@ package linkemu
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/netip"
 	"sort"
@@ -17,10 +24,8 @@ import (
 // startLink starts a link shaped like p for the test and closes it at the end.
 func startLink(t *testing.T, p Profile) *Link {
 	t.Helper()
-	peers.NeedRoot(t)
-	peers.Need(t, "ip")
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	l, err := Start(context.Background(), p, Options{Logger: log, Seed: 1})
+	peersNeedRoot(t)
+	l, err := Start(context.Background(), p, Options{Logger: testLogger(t), Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,3 +134,121 @@ func median(ds []time.Duration) (time.Duration, int) {
 }
 
 var netipUnspecified = netip.IPv4Unspecified()
+
+// tcpBulk sends as fast as it can from the box to a listener in the hub for d and
+// returns the goodput in bit/s measured after warmup (slow start excluded).
+func tcpBulk(t *testing.T, l *Link, d, warmup time.Duration) float64 {
+	t.Helper()
+	var ln net.Listener
+	if err := l.InHub(func() (err error) {
+		ln, err = net.Listen("tcp4", net.JoinHostPort(l.HubAddr().String(), "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type mark struct {
+		at time.Time
+		n  int64
+	}
+	marks := make(chan [2]mark, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			marks <- [2]mark{}
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64<<10)
+		var total int64
+		var first, warm mark
+		for {
+			n, err := c.Read(buf)
+			total += int64(n)
+			now := time.Now()
+			if first.at.IsZero() {
+				first = mark{now, total}
+			}
+			if warm.at.IsZero() && now.Sub(first.at) >= warmup {
+				warm = mark{now, total}
+			}
+			if err != nil {
+				marks <- [2]mark{warm, {now, total}}
+				return
+			}
+		}
+	}()
+	var c net.Conn
+	if err := l.InBox(func() (err error) {
+		c, err = net.Dial("tcp4", ln.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	end := time.Now().Add(d)
+	c.SetWriteDeadline(end)
+	for time.Now().Before(end) {
+		if _, err := c.Write(buf); err != nil {
+			break
+		}
+	}
+	// Closing drops what is still queued in the socket: the receiver measures only
+	// what arrived by now.
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close()
+	m := <-marks
+	if m[0].at.IsZero() || !m[1].at.After(m[0].at) {
+		t.Fatal("the receiver saw no data after the warm-up")
+	}
+	return float64(m[1].n-m[0].n) * 8 / m[1].at.Sub(m[0].at).Seconds()
+}
+
+// peersNeedRoot skips (or, in CI, fails) the test unless it may build namespaces.
+func peersNeedRoot(t *testing.T) {
+	t.Helper()
+	peers.NeedRoot(t)
+	peers.Need(t, "ip")
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// firstBoxAddr is the address every link's box starts with.
+func firstBoxAddr(l *Link) netip.Addr { return l.hostAddr(firstBox) }
+
+// testTLS returns TLS configurations for a QUIC server named "hub" and a client that
+// trusts only its freshly made certificate.
+func testTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "hub"},
+		DNSNames:     []string{"hub"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{"linkemu-test"},
+	}
+	client = &tls.Config{RootCAs: pool, ServerName: "hub", NextProtos: []string{"linkemu-test"}}
+	return server, client
+}

@@ -167,10 +167,10 @@ func (l *Link) build() error {
 	l.box.Store(&box)
 	steps := [][]string{
 		{"-n", l.boxNS, "addr", "add", box.String() + "/32", "dev", tunName},
-		{"-n", l.boxNS, "link", "set", tunName, "mtu", "1500", "up"},
+		{"-n", l.boxNS, "link", "set", tunName, "mtu", "1500", "txqueuelen", "1000", "up"},
 		{"-n", l.boxNS, "route", "add", "default", "dev", tunName},
 		{"-n", l.hubNS, "addr", "add", hubAddr.String() + "/32", "dev", tunName},
-		{"-n", l.hubNS, "link", "set", tunName, "mtu", "1500", "up"},
+		{"-n", l.hubNS, "link", "set", tunName, "mtu", "1500", "txqueuelen", "1000", "up"},
 		{"-n", l.hubNS, "route", "add", "default", "dev", tunName},
 	}
 	for _, s := range steps {
@@ -355,6 +355,12 @@ func (l *Link) Close() error {
 // teardown undoes whatever of Start happened.
 func (l *Link) teardown() error {
 	l.cancel()
+	// Wait for an address change under way: it needs the devices.
+	l.addrMu.Lock()
+	defer l.addrMu.Unlock()
+	if l.reg != nil {
+		l.reg.Unregister(l.collector)
+	}
 	var errs []error
 	for _, f := range []*os.File{l.boxTUN, l.hubTUN} {
 		if f != nil {
@@ -369,9 +375,6 @@ func (l *Link) teardown() error {
 		if err := deleteNS(ns); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if l.reg != nil {
-		l.reg.Unregister(l.collector)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("linkemu: close: %w", err)
