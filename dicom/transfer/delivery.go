@@ -99,7 +99,7 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 	var finished []done
 	var prune []string
 	err = in.store.Update(func(tx *durable.Tx) error {
-		seen := map[string]bool{}
+		studies := map[string]bool{}
 		for i, rec := range batch {
 			if errs[i] != nil {
 				rec.Attempts++
@@ -122,16 +122,16 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 			if err := tx.Bucket([]byte(bucketDelivery)).Delete([]byte(rec.SOPInstanceUID)); err != nil {
 				return err
 			}
-			if seen[rec.StudyUID] {
-				continue
-			}
-			seen[rec.StudyUID] = true
+			studies[rec.StudyUID] = true
+		}
+		// Only now, with every record of the batch updated, can a study be whole.
+		for uid := range studies {
 			var st studyRecord
-			found, err := getJSONTx(tx, bucketStudies, rec.StudyUID, &st)
-			if err != nil || !found {
-				if err != nil {
-					return err
-				}
+			found, err := getJSONTx(tx, bucketStudies, uid, &st)
+			if err != nil {
+				return err
+			}
+			if !found {
 				continue
 			}
 			var d done

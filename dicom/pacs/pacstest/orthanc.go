@@ -34,13 +34,32 @@ type Orthanc struct {
 // (or, with LIFELINE_REQUIRE_PEERS=1, fails) the test when Orthanc is not installed.
 func StartOrthanc(t testing.TB) *Orthanc {
 	t.Helper()
+	return StartOrthancOn(t, ReservePorts(t))
+}
+
+// Ports are the loopback ports an Orthanc will serve on, known before it starts so
+// a test can point a client at a PACS that is not up yet.
+type Ports struct{ HTTP, DICOM int }
+
+// ReservePorts picks two free loopback TCP ports.
+func ReservePorts(t testing.TB) Ports { return Ports{HTTP: freePort(t), DICOM: freePort(t)} }
+
+// STOWURL is the DICOMweb root Orthanc will serve on these ports.
+func (p Ports) STOWURL() string { return fmt.Sprintf("http://127.0.0.1:%d/dicom-web", p.HTTP) }
+
+// DIMSE is the C-STORE target Orthanc will answer on these ports.
+func (p Ports) DIMSE() string { return fmt.Sprintf("ORTHANC@127.0.0.1:%d", p.DICOM) }
+
+// StartOrthancOn is StartOrthanc on the given ports.
+func StartOrthancOn(t testing.TB, ports Ports) *Orthanc {
+	t.Helper()
 	bin := peers.Need(t, "Orthanc")[0]
 	plugin := "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 	if _, err := os.Stat(plugin); err != nil {
 		peers.Missing(t, "Orthanc DICOMweb plugin %s is not installed (Debian package orthanc-dicomweb)", plugin)
 	}
 	dir := t.TempDir()
-	httpPort, dicomPort := freePort(t), freePort(t)
+	httpPort, dicomPort := ports.HTTP, ports.DICOM
 	cfg := map[string]any{
 		"Name":                            "lifeline-test",
 		"StorageDirectory":                filepath.Join(dir, "storage"),

@@ -1,0 +1,330 @@
+package transfer
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/dicom/pacs"
+	"lifeline/dicom/pacs/pacstest"
+	"lifeline/dicom/spool"
+	"lifeline/internal/durable"
+	"lifeline/internal/trust"
+)
+
+func testLog(t testing.TB) *slog.Logger {
+	if os.Getenv("TRANSFER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// recordedAudit keeps audit events for assertions.
+type recordedAudit struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (a *recordedAudit) Audit(event string, fields map[string]any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, event)
+}
+
+func (a *recordedAudit) count(event string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, e := range a.events {
+		if e == event {
+			n++
+		}
+	}
+	return n
+}
+
+// recordedReleases is the spool side of the Releaser contract, recording order.
+type recordedReleases struct {
+	mu   sync.Mutex
+	sops []string
+}
+
+func (r *recordedReleases) MarkForwarded(sop string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sops = append(r.sops, sop)
+	return nil
+}
+
+func (r *recordedReleases) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sops...)
+}
+
+// pki is the hub's real trust chain: an authority, a device registry, and the TLS
+// configurations the hub and enrolled boxes use.
+type pki struct {
+	auth   *trust.Authority
+	reg    *trust.Registry
+	server *tls.Config
+	url    string // enrolment endpoint
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	dir := t.TempDir()
+	auth, err := trust.OpenAuthority(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := durable.Open(filepath.Join(dir, "trust.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	p := &pki{auth: auth, reg: trust.NewRegistry(store, auth)}
+	if p.server, err = auth.ServerTLS([]string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, p.reg, &recordedAudit{}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = p.server
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// enroll gives a box an identity through the real enrolment protocol.
+func (p *pki) enroll(t *testing.T, device string) *tls.Config {
+	t.Helper()
+	code, err := p.reg.NewCode(device, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := trust.Enroll(context.Background(), p.url, code, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.ClientTLS()
+}
+
+// testHub is a hub's transfer side that a test can stop and start again on the same
+// address and data, as a crash and restart would.
+type testHub struct {
+	t       *testing.T
+	pki     *pki
+	dir     string
+	addr    string
+	deliver pacs.Deliverer
+	audit   *recordedAudit
+	cfg     IngestConfig
+
+	store  *durable.Store
+	ingest *Ingest
+	// appended counts chunk bytes appended by earlier runs of the hub.
+	appended int64
+	server *Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
+	h := &testHub{t: t, pki: p, dir: t.TempDir(), addr: "127.0.0.1:0", deliver: deliver, audit: &recordedAudit{},
+		cfg: IngestConfig{Authorize: p.reg.Authorize, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *testHub) start() {
+	t := h.t
+	t.Helper()
+	var err error
+	if h.store, err = durable.Open(filepath.Join(h.dir, "hub.db"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if h.ingest, err = NewIngest(h.cfg, h.store, filepath.Join(h.dir, "archive"), h.deliver, h.audit, testLog(t), prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	if h.server, err = Listen(h.addr, h.pki.server, h.ingest.Handler(), testLog(t)); err != nil {
+		t.Fatal(err)
+	}
+	h.addr = h.server.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { h.server.Serve(ctx) })
+		wg.Go(func() { h.ingest.Run(ctx) })
+		wg.Wait()
+	}()
+}
+
+// stop cuts the hub off at once: connections drop, the store closes.
+func (h *testHub) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	<-h.done
+	h.cancel = nil
+	h.appended += h.ingest.bytesReceived.Load()
+	h.ingest.Close()
+	h.store.Close()
+}
+
+// appendedTotal counts chunk bytes appended over every run of the hub.
+func (h *testHub) appendedTotal() int64 {
+	if h.cancel == nil {
+		return h.appended
+	}
+	return h.appended + h.ingest.bytesReceived.Load()
+}
+
+func (h *testHub) url() string { return "https://" + h.addr }
+
+// testBox is a box's durable store with its ready queue and a forwarder on it.
+type testBox struct {
+	t       *testing.T
+	dir     string
+	tls     *tls.Config
+	cfg     ForwarderConfig
+	rel     *recordedReleases
+	store   *durable.Store
+	fwd     *Forwarder
+	cancel  context.CancelFunc
+	done    chan struct{}
+	corrupt func(sop string, offset int64, body []byte)
+}
+
+func newBox(t *testing.T, tlsConf *tls.Config, cfg ForwarderConfig) *testBox {
+	b := &testBox{t: t, dir: t.TempDir(), tls: tlsConf, cfg: cfg, rel: &recordedReleases{}}
+	var err error
+	if b.store, err = durable.Open(filepath.Join(b.dir, "box.db"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.stop()
+		b.store.Close()
+	})
+	return b
+}
+
+func (b *testBox) start() {
+	b.t.Helper()
+	var err error
+	if b.fwd, err = NewForwarder(b.cfg, b.store, b.rel, b.tls, testLog(b.t), prometheus.NewRegistry()); err != nil {
+		b.t.Fatal(err)
+	}
+	b.fwd.client.corrupt = b.corrupt
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel, b.done = cancel, make(chan struct{})
+	go func() {
+		defer close(b.done)
+		b.fwd.Run(ctx)
+	}()
+}
+
+func (b *testBox) stop() {
+	if b.cancel == nil {
+		return
+	}
+	b.cancel()
+	<-b.done
+	b.cancel = nil
+	b.fwd.Close()
+}
+
+// queue writes a synthetic study into the box's spool directory and queues it as
+// the spool does.
+func (b *testBox) queue(spec pacstest.StudySpec, callingAE string) []pacstest.Instance {
+	b.t.Helper()
+	dir := filepath.Join(b.dir, "spool", spec.StudyUID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.t.Fatal(err)
+	}
+	insts, err := pacstest.WriteStudy(dir, spec)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	st := spool.Study{StudyUID: spec.StudyUID, PatientID: "P1", Modality: spec.Modality, CallingAE: callingAE, CompletedAt: time.Now()}
+	if st.Modality == "" {
+		st.Modality = "CT"
+	}
+	for _, in := range insts {
+		st.Instances = append(st.Instances, spool.Instance{SOPInstanceUID: in.SOPInstanceUID, SOPClassUID: pacstest.CTImageStorage,
+			StudyUID: in.StudyUID, SeriesUID: in.SeriesUID, TransferSyntax: pacstest.ExplicitVRLittleEndian, Modality: st.Modality,
+			CallingAE: callingAE, Size: in.Size, SHA256: in.SHA256, Path: in.Path, ReceivedAt: time.Now()})
+	}
+	raw, _ := json.Marshal(st)
+	if _, err := b.store.Queue(spool.ReadyQueue).Push(raw); err != nil {
+		b.t.Fatal(err)
+	}
+	if b.fwd != nil {
+		b.fwd.Notify()
+	}
+	return insts
+}
+
+func (b *testBox) queueLen() int {
+	n, err := b.store.Queue(spool.ReadyQueue).Len()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkArchived asserts that the hub's archive holds each instance byte for byte.
+func checkArchived(t *testing.T, h *testHub, insts []pacstest.Instance) {
+	t.Helper()
+	for _, in := range insts {
+		rec, err := h.ingest.Instance(in.SOPInstanceUID)
+		if err != nil {
+			t.Fatalf("instance %s: %v", in.SOPInstanceUID, err)
+		}
+		got, err := pacstest.Describe(rec.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.SHA256 != in.SHA256 || rec.SHA256 != in.SHA256 {
+			t.Fatalf("instance %s: archived sha256 %s (index %s), sent %s", in.SOPInstanceUID, got.SHA256, rec.SHA256, in.SHA256)
+		}
+	}
+}
+
+func sumSizes(insts []pacstest.Instance) (n int64) {
+	for _, in := range insts {
+		n += in.Size
+	}
+	return n
+}
+
+func uid(n int) string { return fmt.Sprintf("1.2.826.0.1.3680043.10.1311.9.%d", n) }
