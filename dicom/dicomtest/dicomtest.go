@@ -24,6 +24,9 @@ type Spec struct {
 	Rows, Columns     int // of a 16-bit monochrome image; 0 means 16×16
 	// Fill selects pixel values so that instances differ in content, not only in UIDs.
 	Fill byte
+	// DefinedLengths writes the sequence with an explicit length, as DCMTK's storescu
+	// re-encodes it on the wire, so that what storescu sends equals the file.
+	DefinedLengths bool
 }
 
 func (s *Spec) defaults() {
@@ -79,10 +82,10 @@ func Dataset(s Spec) []byte {
 	e.text(0x00080060, "CS", s.Modality)
 	// A sequence of undefined length with one item, as modalities write them, so that
 	// every test exercises the walker's nesting.
-	e.sequence(0x00081032, []func(){func() {
+	e.sequence(0x00081032, s.DefinedLengths, func() {
 		e.text(0x00080100, "SH", "CTHEAD")
 		e.text(0x00080102, "SH", "L")
-	}})
+	})
 	e.text(0x00100010, "PN", latin1(s.PatientName))
 	e.text(0x00100020, "LO", s.PatientID)
 	e.text(0x0020000D, "UI", s.StudyUID)
@@ -181,14 +184,23 @@ func (e *encoder) us(tag uint32, v uint16) {
 	e.raw(tag, "US", b[:])
 }
 
-func (e *encoder) sequence(tag uint32, items []func()) {
-	e.header(tag, "SQ", 0xFFFFFFFF)
-	for _, item := range items {
+func (e *encoder) sequence(tag uint32, defined bool, item func()) {
+	if !defined {
+		e.header(tag, "SQ", 0xFFFFFFFF)
 		e.header(0xFFFEE000, "", 0xFFFFFFFF)
 		item()
 		e.header(0xFFFEE00D, "", 0)
+		e.header(0xFFFEE0DD, "", 0)
+		return
 	}
-	e.header(0xFFFEE0DD, "", 0)
+	outer := e.b
+	e.b = bytes.Buffer{}
+	item()
+	body := e.b.Bytes()
+	e.b = outer
+	e.header(tag, "SQ", uint32(len(body)+8))
+	e.header(0xFFFEE000, "", uint32(len(body)))
+	e.b.Write(body)
 }
 
 func (e *encoder) encapsulated(tag uint32, frame []byte) {
