@@ -138,9 +138,9 @@ type testHub struct {
 	ingest *Ingest
 	// appended counts chunk bytes appended by earlier runs of the hub.
 	appended int64
-	server *Server
-	cancel context.CancelFunc
-	done   chan struct{}
+	server   *Server
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
