@@ -109,10 +109,11 @@ func (r *recorder) all() []telemetry.Event {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 type numKey struct {
-	code  telemetry.Code
-	value float64
-	unit  string
-	at    int64
+	code    telemetry.Code
+	value   float64
+	unit    string
+	at      int64
+	invalid bool
 }
 
 // compare checks that the driver produced exactly the numerics and wave samples the
@@ -127,7 +128,7 @@ func compare(t *testing.T, sent, got []telemetry.Event) (waves map[telemetry.Cod
 		for _, e := range evs {
 			switch v := e.(type) {
 			case *telemetry.Numeric:
-				nums[numKey{v.Code, v.Value, v.Unit, v.MonitorTime.Unix()}]++
+				nums[numKey{v.Code, v.Value, v.Unit, v.MonitorTime.Unix(), v.Invalid}]++
 			case *telemetry.Wave:
 				if v.Rate <= 0 {
 					t.Errorf("wave %s without rate", v.Code)

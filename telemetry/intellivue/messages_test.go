@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lifeline/telemetry"
 )
 
 func loadMessages(t testing.TB) map[string][]byte {
@@ -144,5 +146,31 @@ func TestFloatAndTime(t *testing.T) {
 	}
 	if _, ok := (AbsoluteTime{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}).Time(time.UTC); ok {
 		t.Error("an unset clock decoded")
+	}
+}
+
+// TestNomenclature pins the mapping of the monitor's ids to the model independently of
+// the simulator, which shares the table with the driver.
+func TestNomenclature(t *testing.T) {
+	for _, c := range []struct {
+		id   uint16
+		code telemetry.Code
+	}{
+		{0x4182, telemetry.MDC_ECG_HEART_RATE}, {0x4BB8, telemetry.MDC_PULS_OXIM_SAT_O2},
+		{0x4822, telemetry.MDC_PULS_OXIM_PULS_RATE}, {0x4A05, telemetry.MDC_PRESS_BLD_NONINV_SYS},
+		{0x4A06, telemetry.MDC_PRESS_BLD_NONINV_DIA}, {0x4A07, telemetry.MDC_PRESS_BLD_NONINV_MEAN},
+		{0x4A15, telemetry.MDC_PRESS_BLD_ART_ABP_SYS}, {0x50B0, telemetry.MDC_AWAY_CO2_ET},
+		{0x4B48, telemetry.MDC_TEMP}, {0x0101, telemetry.MDC_ECG_ELEC_POTL_I}, {0x0102, telemetry.MDC_ECG_ELEC_POTL_II},
+		{0x013D, telemetry.MDC_ECG_ELEC_POTL_III}, {0x0108, telemetry.MDC_ECG_ELEC_POTL_V6},
+		{0x4BB4, telemetry.MDC_PULS_OXIM_PLETH}, {0x5000, telemetry.MDC_IMPED_TTHOR},
+	} {
+		if got, ok := Lookup(c.id); !ok || got != c.code {
+			t.Errorf("physio 0x%04x -> %v, want %v", c.id, got, c.code)
+		}
+	}
+	for code, ucum := range map[uint16]string{0x0220: "%", 0x0AA0: "/min", 0x0AE0: "/min", 0x0F20: "mm[Hg]", 0x17A0: "Cel", 0x10B2: "mV", 0x10C0: "Ohm", 0x0200: "1"} {
+		if got, ok := Unit(code); !ok || got != ucum {
+			t.Errorf("unit 0x%04x -> %q, want %q", code, got, ucum)
+		}
 	}
 }

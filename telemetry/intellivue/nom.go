@@ -65,7 +65,7 @@ const (
 	DimOhm        uint16 = 0x10C0
 )
 
-var physio = map[uint16]telemetry.Code{
+var physioCodes = map[uint16]telemetry.Code{
 	NomECGHeartRate: telemetry.MDC_ECG_HEART_RATE,
 	NomSpO2:         telemetry.MDC_PULS_OXIM_SAT_O2,
 	NomPlethRate:    telemetry.MDC_PULS_OXIM_PULS_RATE,
@@ -115,7 +115,7 @@ var ecg12 = [12]uint16{NomECGI, NomECGII, NomECGIII, NomECGAVR, NomECGAVL, NomEC
 
 // Lookup maps a physio id to the model's code.
 func Lookup(id uint16) (telemetry.Code, bool) {
-	c, ok := physio[id]
+	c, ok := physioCodes[id]
 	return c, ok
 }
 

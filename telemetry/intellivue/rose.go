@@ -44,7 +44,7 @@ const (
 	ActionPollExt  uint16 = 0xF13B // NOM_ACT_POLL_MDIB_DATA_EXT
 	EventMDSCreate uint16 = 0x0D06 // NOM_NOTI_MDS_CREAT
 
-	// AttrGroupMDSKeepAlive is the MDS attribute group GE… Philips' own tools poll as an
+	// AttrGroupMDSKeepAlive is the MDS attribute group that clients poll as an
 	// association keep-alive.
 	AttrGroupMDSKeepAlive uint16 = 0x080C
 	AttrGroupAlertMon     uint16 = 0x0801 // NOM_ATTR_GRP_AL_MON

@@ -1,0 +1,648 @@
+package intellivue
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"lifeline/telemetry"
+)
+
+// Mode is the MIB/RS232 line setting: 115200 baud, 8N1.
+var Mode = telemetry.SerialMode{Baud: 115200, DataBits: 8, Parity: telemetry.ParityNone, StopBits: 1}
+
+// Config tunes the driver; the zero value is the usual set-up.
+type Config struct {
+	Logger *slog.Logger
+	// PollPeriod is how long one extended poll keeps the monitor sending; the driver
+	// renews it when the last result arrives. Default 20 s.
+	PollPeriod time.Duration
+	// KeepAlive is the interval of the MDS poll that keeps the association alive (the
+	// monitor drops an association it hears nothing on); default 5 s.
+	KeepAlive time.Duration
+	// Silence is how long without any message from the monitor before the driver gives
+	// the association up and associates again; default 6 s.
+	Silence time.Duration
+	// Retry is the pause before a new association request after a refusal or a lost
+	// association; default 1 s.
+	Retry time.Duration
+	// NoAlarms skips the alert poll.
+	NoAlarms bool
+	// Location is the time zone of the monitor's wall clock; default UTC.
+	Location *time.Location
+}
+
+// Driver reads an IntelliVue monitor; it implements telemetry.Driver.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a driver with cfg's defaults filled in.
+func New(cfg Config) *Driver {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PollPeriod <= 0 {
+		cfg.PollPeriod = 20 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 5 * time.Second
+	}
+	if cfg.Silence <= 0 {
+		cfg.Silence = 6 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = time.Second
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger.With("protocol", "intellivue")}
+}
+
+// Protocol implements telemetry.Driver.
+func (*Driver) Protocol() string { return "intellivue" }
+
+// Serial implements telemetry.Driver.
+func (*Driver) Serial() telemetry.SerialMode { return Mode }
+
+// ClientInfo is the user information the box offers: numerics every second and
+// real-time waves through extended polls.
+var ClientInfo = UserInfo{SystemType: systemClient, MinPollPeriod: 0x09C4, MaxMTURx: 0x09C4, MaxMTUTx: 0x03E8,
+	Options: PollOptDynCreate | PollOptDynDelete, ExtOptions: PollExtNu1s | PollExtRTSA | PollExtEnum}
+
+// ProbeRequest implements telemetry.Detector: an association request, which a monitor
+// answers with an association response or refusal at once.
+func (*Driver) ProbeRequest() []byte { return Frame(AssociationRequest(ClientInfo)) }
+
+// ProbeWindow implements telemetry.Detector.
+func (*Driver) ProbeWindow() time.Duration { return 2 * time.Second }
+
+// Probe implements telemetry.Detector: a frame with a good FCS carrying a message a
+// monitor sends (not the box's own association request, which an echoing line returns).
+func (*Driver) Probe(data []byte) bool {
+	var d Deframer
+	found := false
+	d.Feed(data, func(m []byte) {
+		switch m[0] {
+		case SPDUAccept, SPDURefuse, SPDUAbort, SPDUDisconnect:
+			found = true
+		case SPDUData:
+			_, err := ParseMessage(m)
+			found = found || err == nil
+		}
+	}, func(*FrameError) {})
+	return found
+}
+
+type phase int
+
+const (
+	phaseAssociating phase = iota // request sent, waiting for the response
+	phaseWaitMDS                  // accepted, waiting for the MDS create event
+	phaseConnected                // polling
+)
+
+func (p phase) String() string {
+	return [...]string{"associating", "waiting for MDS create", "connected"}[p]
+}
+
+// Run implements telemetry.Driver.
+func (d *Driver) Run(ctx context.Context, port telemetry.Port, out telemetry.Sink) error {
+	if err := port.SetReadTimeout(50 * time.Millisecond); err != nil {
+		return fmt.Errorf("intellivue: set read timeout: %w", err)
+	}
+	c := newConn(d, port, out)
+	defer c.release(ctx)
+	buf := make([]byte, 4096)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.timers(time.Now()); err != nil {
+			return d.portErr(ctx, "write", err)
+		}
+		n, err := port.Read(buf)
+		if n > 0 {
+			if werr := c.feed(buf[:n], time.Now()); werr != nil {
+				return d.portErr(ctx, "write", werr)
+			}
+		}
+		if err != nil {
+			return d.portErr(ctx, "read", err)
+		}
+	}
+}
+
+func (d *Driver) portErr(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("intellivue: %s: %w", op, err)
+}
+
+// pollState tracks one class's extended poll.
+type pollState struct {
+	number   uint16
+	sent     time.Time
+	lastData time.Time
+	done     bool // the last result of the period arrived
+}
+
+// waveSpec is what the static attributes of a wave object told us.
+type waveSpec struct {
+	spec   SaSpec
+	scale  Scale
+	period RelativeTime
+	unit   string
+	ok     [3]bool // spec, scale, period known
+}
+
+// conn is one connection's protocol state.
+type conn struct {
+	d        *Driver
+	port     telemetry.Port
+	out      telemetry.Sink
+	deframer Deframer
+	skipped  uint64
+
+	phase     phase
+	sentAt    time.Time // association request
+	heard     time.Time // last valid message from the monitor
+	keepAlive time.Time
+	invoke    uint16
+	polls     map[uint16]*pollState // by object class
+	pollNum   uint16
+
+	baseAbs  time.Time // monitor wall clock at baseRel (from the MDS create event)
+	baseRel  RelativeTime
+	waves    map[uint16]*waveSpec // by object handle
+	alarms   map[DevAlarm]bool
+	lossGen  uint64
+	chanGen  map[uint16]uint64
+	unmapped map[uint16]bool
+	everUp   bool
+}
+
+func newConn(d *Driver, port telemetry.Port, out telemetry.Sink) *conn {
+	return &conn{d: d, port: port, out: out, polls: map[uint16]*pollState{}, waves: map[uint16]*waveSpec{},
+		alarms: map[DevAlarm]bool{}, chanGen: map[uint16]uint64{}, unmapped: map[uint16]bool{}}
+}
+
+func (c *conn) send(userData []byte) error {
+	_, err := c.port.Write(Frame(userData))
+	return err
+}
+
+func (c *conn) associate(now time.Time) error {
+	c.phase, c.sentAt, c.heard = phaseAssociating, now, now
+	c.polls = map[uint16]*pollState{}
+	c.waves = map[uint16]*waveSpec{}
+	return c.send(AssociationRequest(ClientInfo))
+}
+
+// release ends the association politely when Run ends with the port still open.
+func (c *conn) release(ctx context.Context) {
+	if c.phase == phaseConnected || c.phase == phaseWaitMDS {
+		_ = c.send(ReleaseRequest()) // best effort: the port may be closing under us
+	}
+}
+
+func (c *conn) timers(now time.Time) error {
+	cfg := c.d.cfg
+	switch c.phase {
+	case phaseAssociating:
+		if c.sentAt.IsZero() || now.Sub(c.sentAt) >= 2*cfg.Retry+time.Second {
+			if !c.sentAt.IsZero() {
+				c.d.log.Warn("intellivue: no association response, asking again")
+			}
+			return c.associate(now)
+		}
+	case phaseWaitMDS, phaseConnected:
+		if now.Sub(c.heard) >= cfg.Silence {
+			c.d.log.Warn("intellivue: monitor silent, associating again", "phase", c.phase, "silent_for", now.Sub(c.heard).Round(time.Millisecond))
+			c.lossGen++
+			if err := c.send(Abort()); err != nil {
+				return err
+			}
+			c.phase, c.sentAt = phaseAssociating, now.Add(-2*cfg.Retry) // retry after one Retry
+			return nil
+		}
+	}
+	if c.phase != phaseConnected {
+		return nil
+	}
+	if now.Sub(c.keepAlive) >= cfg.KeepAlive {
+		c.keepAlive = now
+		if err := c.invokeAction(PollRequest{PollNumber: c.nextPoll(), ObjClass: ClassMDS, AttrGroup: AttrGroupMDSKeepAlive}); err != nil {
+			return err
+		}
+	}
+	classes := []uint16{ClassNumeric, ClassRTSA}
+	if !cfg.NoAlarms {
+		classes = append(classes, ClassAlertMon)
+	}
+	for _, cl := range classes {
+		p := c.polls[cl]
+		// Renew when the period ended, or when the results stopped (a lost request or
+		// a lost last result).
+		if p == nil || (p.done && now.Sub(p.sent) >= time.Second) || (!p.done && now.Sub(maxTime(p.sent, p.lastData)) >= 3*time.Second) {
+			if p != nil && !p.done {
+				c.lossGen++
+			}
+			if err := c.poll(cl, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (c *conn) nextPoll() uint16 { c.pollNum++; return c.pollNum }
+
+func (c *conn) invokeAction(p PollRequest) error {
+	c.invoke++
+	m := Message{RO: ROInvoke, InvokeID: c.invoke, Command: CmdConfirmedAction, Body: p.Marshal()}
+	return c.send(m.Marshal())
+}
+
+func (c *conn) poll(class uint16, now time.Time) error {
+	p := &pollState{number: c.nextPoll(), sent: now}
+	c.polls[class] = p
+	group := uint16(0)
+	if class == ClassAlertMon {
+		group = AttrGroupAlertMon
+	}
+	return c.invokeAction(PollRequest{Ext: true, PollNumber: p.number, ObjClass: class, AttrGroup: group, Period: Rel(c.d.cfg.PollPeriod)})
+}
+
+// feed decodes bytes from the port and answers what needs an answer.
+func (c *conn) feed(p []byte, now time.Time) (werr error) {
+	c.deframer.Feed(p, func(m []byte) {
+		if err := c.message(m, now); err != nil && werr == nil {
+			werr = err
+		}
+	}, func(e *FrameError) {
+		if e.Reason != "too short" {
+			c.lossGen++
+		}
+		c.out.Skipped(e.Len+2, "bad frame: "+e.Reason)
+		c.d.log.Warn("intellivue: frame dropped", "reason", e.Reason, "len", e.Len)
+	})
+	if n := c.deframer.Skipped - c.skipped; n > 0 {
+		c.skipped = c.deframer.Skipped
+		c.out.Skipped(int(n), "noise")
+	}
+	return werr
+}
+
+func (c *conn) message(m []byte, now time.Time) error {
+	switch m[0] {
+	case SPDUAccept:
+		_, u, err := ParseAssociation(m)
+		if err != nil {
+			c.bad(len(m), "bad association response", err)
+			return nil
+		}
+		c.out.Frame()
+		c.heard = now
+		if c.phase == phaseAssociating {
+			c.d.log.Info("intellivue: association accepted", "mtu_tx", u.MaxMTUTx, "mtu_rx", u.MaxMTURx)
+			c.phase = phaseWaitMDS
+		}
+	case SPDURefuse:
+		c.out.Frame()
+		c.d.log.Warn("intellivue: association refused; aborting any old association and retrying")
+		c.sentAt = now.Add(-c.d.cfg.Retry - time.Second) // the next request goes out after Retry
+		return c.send(Abort())
+	case SPDUAbort, SPDUDisconnect:
+		c.out.Frame()
+		if c.phase != phaseAssociating {
+			c.d.log.Warn("intellivue: the monitor ended the association", "spdu", fmt.Sprintf("0x%02x", m[0]))
+			c.lossGen++
+		}
+		c.phase, c.sentAt = phaseAssociating, now.Add(-c.d.cfg.Retry-time.Second)
+	case SPDUFinish:
+		c.out.Frame()
+		c.d.log.Warn("intellivue: the monitor released the association")
+		c.lossGen++
+		c.phase, c.sentAt = phaseAssociating, now.Add(-c.d.cfg.Retry-time.Second)
+		return c.send(ReleaseResponse())
+	case SPDUData:
+		msg, err := ParseMessage(m)
+		if err != nil {
+			c.bad(len(m), "bad data message", err)
+			return nil
+		}
+		c.out.Frame()
+		c.heard = now
+		return c.data(msg, now)
+	default:
+		c.bad(len(m), "unknown session message", fmt.Errorf("SPDU 0x%02x", m[0]))
+	}
+	return nil
+}
+
+func (c *conn) bad(n int, what string, err error) {
+	c.out.Skipped(n, what)
+	c.d.log.Warn("intellivue: "+what, "err", err)
+}
+
+func (c *conn) data(m Message, now time.Time) error {
+	switch {
+	case m.RO == ROInvoke && (m.Command == CmdConfirmedEventReport || m.Command == CmdEventReport):
+		ev, err := ParseEventReport(m.Body)
+		if err != nil {
+			c.bad(len(m.Body), "bad event report", err)
+			return nil
+		}
+		if ev.Type != EventMDSCreate {
+			return nil
+		}
+		c.mdsCreated(ev, now)
+		if m.Command == CmdConfirmedEventReport {
+			res := Message{RO: ROResult, InvokeID: m.InvokeID, Command: CmdConfirmedEventReport, Body: EventResult(ev.Object, ev.Time, EventMDSCreate)}
+			if err := c.send(res.Marshal()); err != nil {
+				return err
+			}
+		}
+		if c.phase != phaseConnected {
+			c.phase = phaseConnected
+			c.keepAlive = now
+			if !c.everUp {
+				c.everUp = true
+				c.out.Emit(&telemetry.DeviceEvent{State: telemetry.DeviceConnected, Detail: "IntelliVue associated", ReceiveTime: now})
+			}
+		}
+	case (m.RO == ROResult || m.RO == ROLinkedResult) && m.Command == CmdConfirmedAction:
+		r, err := ParsePollReply(m.Body)
+		if err != nil {
+			c.bad(len(m.Body), "bad poll result", err)
+			return nil
+		}
+		if p := c.polls[r.ObjClass]; p != nil && p.number == r.PollNumber {
+			p.lastData = now
+			if m.RO == ROResult || m.LinkedState == LinkedLast {
+				p.done = true
+			}
+		}
+		c.results(r, now)
+	case m.RO == ROError:
+		c.d.log.Warn("intellivue: the monitor answered with an error", "invoke", m.InvokeID, "error", m.Command)
+	}
+	return nil
+}
+
+func (c *conn) mdsCreated(ev EventReport, now time.Time) {
+	var abs time.Time
+	var rel RelativeTime
+	var haveAbs, haveRel bool
+	for _, a := range ev.MDSAttrs {
+		switch a.ID {
+		case AttrTimeAbs:
+			if len(a.Value) == 8 {
+				abs, haveAbs = AbsoluteTime(a.Value).Time(c.d.cfg.Location)
+			}
+		case AttrTimeRel:
+			var v uint32
+			v, haveRel = parseU32(a.Value)
+			rel = RelativeTime(v)
+		}
+	}
+	if haveAbs && haveRel {
+		c.baseAbs, c.baseRel = abs, rel
+	} else {
+		c.d.log.Info("intellivue: MDS create event without clock; using the box's clock for values")
+	}
+}
+
+// monitorTime converts a relative time stamp to the monitor's wall clock.
+func (c *conn) monitorTime(rel RelativeTime) time.Time {
+	if c.baseAbs.IsZero() {
+		return time.Time{}
+	}
+	return c.baseAbs.Add(time.Duration(int32(rel-c.baseRel)) * 125 * time.Microsecond)
+}
+
+func (c *conn) results(r PollReply, now time.Time) {
+	mt := c.monitorTime(r.RelTime)
+	for _, ctxPoll := range r.Contexts {
+		for _, o := range ctxPoll.Objects {
+			switch r.ObjClass {
+			case ClassNumeric:
+				c.numeric(o, mt, now)
+			case ClassRTSA:
+				c.wave(o, mt, now)
+			case ClassAlertMon:
+				c.alerts(o, mt, now)
+			}
+		}
+	}
+}
+
+func (c *conn) numeric(o ObservationPoll, mt, now time.Time) {
+	var obs []NuObs
+	var measured time.Time
+	for _, a := range o.Attrs {
+		switch a.ID {
+		case AttrNuValObs:
+			n, err := ParseNuObs(a.Value)
+			if err != nil {
+				c.bad(len(a.Value), "bad numeric", err)
+				continue
+			}
+			obs = append(obs, n)
+		case AttrNuCmpdValObs:
+			ns, err := ParseNuCmpd(a.Value)
+			if err != nil {
+				c.bad(len(a.Value), "bad compound numeric", err)
+				continue
+			}
+			obs = append(obs, ns...)
+		case AttrStampAbs:
+			if len(a.Value) == 8 {
+				measured, _ = AbsoluteTime(a.Value).Time(c.d.cfg.Location)
+			}
+		}
+	}
+	for _, n := range obs {
+		code, ok := Lookup(n.PhysioID)
+		if !ok {
+			c.noteUnmapped(n.PhysioID)
+			continue
+		}
+		v, ok := n.Value.Value()
+		if !ok {
+			continue // no value on the screen either
+		}
+		unit, ok := Unit(n.Unit)
+		if !ok {
+			c.noteUnmapped(n.PhysioID)
+			continue
+		}
+		ev := &telemetry.Numeric{Code: code, Value: v, Unit: unit, MonitorTime: mt, ReceiveTime: now,
+			Invalid: n.State&stateNotTrustworth != 0}
+		switch code {
+		case telemetry.MDC_PRESS_BLD_NONINV_SYS, telemetry.MDC_PRESS_BLD_NONINV_DIA, telemetry.MDC_PRESS_BLD_NONINV_MEAN:
+			ev.Measured = measured
+		}
+		c.out.Emit(ev)
+	}
+}
+
+func (c *conn) noteUnmapped(id uint16) {
+	if !c.unmapped[id] {
+		c.unmapped[id] = true
+		c.d.log.Info("intellivue: physio id not mapped to the vitals model", "physio_id", fmt.Sprintf("0x%04x", id))
+	}
+}
+
+func (c *conn) wave(o ObservationPoll, mt, now time.Time) {
+	ws := c.waves[o.Handle]
+	if ws == nil {
+		ws = &waveSpec{}
+		c.waves[o.Handle] = ws
+	}
+	var obs []SaObs
+	for _, a := range o.Attrs {
+		var err error
+		switch a.ID {
+		case AttrSaSpec:
+			ws.spec, err = ParseSaSpec(a.Value)
+			ws.ok[0] = err == nil
+		case AttrScaleSpec:
+			ws.scale, err = ParseScale(a.Value)
+			ws.ok[1] = err == nil
+		case AttrSamplePeriod:
+			v, ok := parseU32(a.Value)
+			ws.period, ws.ok[2] = RelativeTime(v), ok && v > 0
+		case AttrUnitCode:
+			if u, ok := parseU16(a.Value); ok {
+				ws.unit, _ = Unit(u)
+			}
+		case AttrSaValObs:
+			var s SaObs
+			s, err = ParseSaObs(a.Value)
+			if err == nil {
+				obs = append(obs, s)
+			}
+		case AttrSaCmpdValObs:
+			var ss []SaObs
+			ss, err = ParseSaCmpd(a.Value)
+			obs = append(obs, ss...)
+		}
+		if err != nil {
+			c.bad(len(a.Value), "bad wave attribute", err)
+		}
+	}
+	for _, s := range obs {
+		code, ok := Lookup(s.PhysioID)
+		if !ok {
+			c.noteUnmapped(s.PhysioID)
+			continue
+		}
+		if ws.ok != [3]bool{true, true, true} || ws.unit == "" {
+			c.out.Skipped(len(s.Samples), "wave before its specification")
+			c.lossGen++
+			continue
+		}
+		bytesPer := int(ws.spec.SampleSize) / 8
+		n := len(s.Samples) / bytesPer
+		mask := uint16(0xFFFF)
+		if ws.spec.SignificantBits > 0 && ws.spec.SignificantBits < 16 {
+			mask = 1<<ws.spec.SignificantBits - 1
+		}
+		rate := 1 / ws.period.Duration().Seconds()
+		ev := &telemetry.Wave{Code: code, Unit: ws.unit, Rate: rate, ReceiveTime: now, Samples: make([]float32, n)}
+		for i := 0; i < n; i++ {
+			var raw uint16
+			if bytesPer == 2 {
+				raw = uint16(s.Samples[2*i])<<8 | uint16(s.Samples[2*i+1])
+			} else {
+				raw = uint16(s.Samples[i])
+			}
+			ev.Samples[i] = float32(ws.scale.Physical(raw & mask))
+		}
+		if s.State&stateNotTrustworth != 0 {
+			ev.Invalid = true
+		}
+		if !mt.IsZero() {
+			// The result's time stamp dates the end of the block it carries.
+			ev.MonitorStart = mt.Add(-time.Duration(float64(n) / rate * float64(time.Second)))
+		}
+		if gen, seen := c.chanGen[s.PhysioID]; seen && gen != c.lossGen {
+			ev.Gap = true
+		}
+		c.chanGen[s.PhysioID] = c.lossGen
+		if math.IsInf(rate, 0) {
+			continue
+		}
+		c.out.Emit(ev)
+	}
+}
+
+func (c *conn) alerts(o ObservationPoll, mt, now time.Time) {
+	current := map[DevAlarm]bool{}
+	seen := false
+	for _, a := range o.Attrs {
+		if a.ID != AttrAlarmsP && a.ID != AttrAlarmsT {
+			continue
+		}
+		seen = true
+		list, err := ParseAlarmList(a.Value)
+		if err != nil {
+			c.bad(len(a.Value), "bad alarm list", err)
+			return
+		}
+		for _, al := range list {
+			if al.Type == AlarmTypeNone {
+				continue
+			}
+			k := DevAlarm{Source: al.Source, Code: al.Code, Type: al.Type, Text: al.Text}
+			current[k] = true
+		}
+	}
+	if !seen {
+		return
+	}
+	for k := range current {
+		if !c.alarms[k] {
+			c.out.Emit(c.alarmEvent(k, true, mt, now))
+		}
+	}
+	for k := range c.alarms {
+		if !current[k] {
+			c.out.Emit(c.alarmEvent(k, false, mt, now))
+		}
+	}
+	c.alarms = current
+}
+
+func (c *conn) alarmEvent(a DevAlarm, on bool, mt, now time.Time) *telemetry.Alarm {
+	code, _ := Lookup(a.Source)
+	return &telemetry.Alarm{Priority: alarmPriority(a.Type), Text: a.Text, Code: code, On: on, MonitorTime: mt, ReceiveTime: now}
+}
+
+func alarmPriority(t uint16) telemetry.Priority {
+	switch t {
+	case AlarmHighP, AlarmHighT:
+		return telemetry.PriorityHigh
+	case AlarmMedP, AlarmMedT:
+		return telemetry.PriorityMedium
+	case AlarmLowP, AlarmLowT:
+		return telemetry.PriorityLow
+	}
+	return telemetry.PriorityNone
+}
+
+var _ telemetry.Driver = (*Driver)(nil)

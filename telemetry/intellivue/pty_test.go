@@ -1,0 +1,146 @@
+package intellivue
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"lifeline/telemetry"
+	"lifeline/telemetry/physio"
+)
+
+// TestDriverAgainstSimulatorOverPty runs the simulated IntelliVue and the driver on the
+// two ends of a real pty pair at 115200 8N1: association, MDS create event and its
+// result, extended polls of numerics, 500 Hz ECG and other waves and alerts, keep-alive,
+// renewed polls, and a pulled cable after which the monitor has dropped the association
+// and the driver must associate again. Noise, dropped and corrupted frames throughout.
+// Every numeric and sample the simulator sent intact must come out right.
+func TestDriverAgainstSimulatorOverPty(t *testing.T) {
+	sc := &physio.Scenario{VTAt: 1200 * time.Millisecond, VTFor: 1500 * time.Millisecond, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 85, NIBPEvery: 3 * time.Second}
+	sent := &recorder{}
+	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, AssocTimeout: 3 * time.Second, Leads: []int{0, 1, 2},
+		Faults: Faults{Noise: 0.2, Drop: 0.03, Corrupt: 0.05, PullAt: 2500 * time.Millisecond, PullFor: time.Second, Seed: 11},
+		Sent:   sent.Emit})
+	drv := New(Config{Logger: quietLogger(), KeepAlive: time.Second, Silence: 1500 * time.Millisecond, Retry: 200 * time.Millisecond, PollPeriod: 2 * time.Second})
+
+	c := plugCable(t, drv.Serial())
+	s := start(c, sim, sent, drv)
+	time.Sleep(6 * time.Second)
+	s.stopSim()
+	if err := waitErr(t, s.simErr, "simulator"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("simulator: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.stopDrv()
+	if err := waitErr(t, s.drvErr, "driver"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("driver: %v", err)
+	}
+	got := s.got.all()
+	waves := compare(t, sent.all(), got)
+	for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_I, telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_ECG_ELEC_POTL_III,
+		telemetry.MDC_PULS_OXIM_PLETH, telemetry.MDC_PRESS_BLD_ART_ABP, telemetry.MDC_IMPED_TTHOR} {
+		if waves[code] == 0 {
+			t.Errorf("no samples of %s", code)
+		}
+	}
+	var connected, recent, gaps, nibp int
+	var vtOn, vtOff bool
+	for _, e := range got {
+		switch v := e.(type) {
+		case *telemetry.DeviceEvent:
+			if v.State == telemetry.DeviceConnected {
+				connected++
+			}
+		case *telemetry.Wave:
+			if v.Code == telemetry.MDC_ECG_ELEC_POTL_II && v.Rate != 500 {
+				t.Errorf("ECG at %v Hz, want 500", v.Rate)
+			}
+			if v.ReceiveTime.After(time.Now().Add(-1500 * time.Millisecond)) {
+				recent++
+			}
+			if v.Gap {
+				gaps++
+			}
+		case *telemetry.Numeric:
+			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
+				nibp++
+				if v.Measured.IsZero() {
+					t.Error("NIBP without measurement time")
+				}
+			}
+		case *telemetry.Alarm:
+			if v.Text == "***VTACH" && v.Priority == telemetry.PriorityHigh && v.Code == telemetry.MDC_ECG_HEART_RATE {
+				vtOn = vtOn || v.On
+				vtOff = vtOff || !v.On
+			}
+		}
+	}
+	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), gaps, nibp, s.got.skipped)
+	if connected != 1 {
+		t.Errorf("%d connected events", connected)
+	}
+	if recent == 0 {
+		t.Error("no waves after the cable came back: the driver did not associate again")
+	}
+	if gaps == 0 {
+		t.Error("lost frames but no wave block marked as a gap")
+	}
+	if nibp == 0 {
+		t.Error("no NIBP")
+	}
+	if !vtOn || !vtOff {
+		t.Errorf("VTACH alarm raised %v, cleared %v", vtOn, vtOff)
+	}
+}
+
+// TestPtyPulledAndReplugged pulls the pty out from under both ends; both must return an
+// error, and on a new pair the driver associates afresh and data flows again.
+func TestPtyPulledAndReplugged(t *testing.T) {
+	drv := New(Config{Logger: quietLogger()})
+	for round := 0; round < 2; round++ {
+		sent := &recorder{}
+		sim := NewSimulator(SimConfig{Logger: quietLogger(), Sent: sent.Emit})
+		c := plugCable(t, drv.Serial())
+		s := start(c, sim, sent, drv)
+		time.Sleep(900 * time.Millisecond)
+		c.pull()
+		if err := waitErr(t, s.drvErr, "driver"); err == nil || errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: driver returned %v after the cable was pulled", round, err)
+		}
+		if err := waitErr(t, s.simErr, "simulator"); err == nil {
+			t.Fatalf("round %d: simulator returned nil after the cable was pulled", round)
+		}
+		s.stopSim()
+		s.stopDrv()
+		var waves, nums int
+		for _, e := range s.got.all() {
+			switch e.(type) {
+			case *telemetry.Wave:
+				waves++
+			case *telemetry.Numeric:
+				nums++
+			}
+		}
+		if waves < 4 || nums < 5 {
+			t.Fatalf("round %d: %d wave blocks and %d numerics before the pull", round, waves, nums)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	drv := New(Config{})
+	if drv.Probe(drv.ProbeRequest()) {
+		t.Error("the box's own association request (an echoing line) was taken for a monitor")
+	}
+	if !drv.Probe(append([]byte{0x00, 0x42}, Frame(AssociationResponse(UserInfo{SystemType: systemServer}))...)) {
+		t.Error("an association response was not recognised")
+	}
+	noise := make([]byte, 3000)
+	for i := range noise {
+		noise[i] = byte(i*13 + i/7)
+	}
+	if drv.Probe(noise) {
+		t.Error("noise was taken for a monitor")
+	}
+}
