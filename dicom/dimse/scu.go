@@ -87,7 +87,12 @@ func Dial(ctx context.Context, addr, callingAE, calledAE string, contexts []Cont
 		return nil, fmt.Errorf("dimse: connect to %s: %w", addr, err)
 	}
 	if opts.TLS != nil {
-		tc := tls.Client(nc, opts.TLS)
+		cfg := opts.TLS
+		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+			cfg = cfg.Clone()
+			cfg.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("dimse: TLS handshake with %s: %w", addr, err)
