@@ -47,11 +47,8 @@ type conn struct {
 	busy     bool // inside a message: let it finish on shutdown
 }
 
-// readerConn is the reading side of a connection.
-type readerConn interface{ Read([]byte) (int, error) }
-
 func newConn(nc net.Conn, maxRecv uint32, idle time.Duration) *conn {
-	return &conn{nc: nc, pr: NewReader(bufio.NewReaderSize(withQuickAck(nc), 64<<10), maxRecv), idle: idle,
+	return &conn{nc: nc, pr: NewReader(bufio.NewReaderSize(nc, 64<<10), maxRecv), idle: idle,
 		contexts: map[byte]acceptedContext{}}
 }
 

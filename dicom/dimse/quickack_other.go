@@ -4,4 +4,4 @@ package dimse
 
 import "net"
 
-func withQuickAck(c net.Conn) readerConn { return c }
+func withQuickAck(c net.Conn) net.Conn { return c }

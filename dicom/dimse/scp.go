@@ -106,9 +106,6 @@ func NewSCP(cfg SCPConfig, sink dicom.Sink, log *slog.Logger, reg Registerer) (*
 // lets each association finish the message in progress (up to ShutdownGrace), aborts
 // them, and returns nil once all are closed.
 func (s *SCP) Serve(ctx context.Context, ln net.Listener) error {
-	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
-	}
 	s.addr.Store(ln.Addr().String())
 	s.log.Info("DICOM SCP listening", "addr", ln.Addr().String(), "ae_title", s.cfg.AETitle, "tls", s.cfg.TLS != nil)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -122,6 +119,10 @@ func (s *SCP) Serve(ctx context.Context, ln net.Listener) error {
 				err = fmt.Errorf("dimse: accept on %s: %w", ln.Addr(), aerr)
 			}
 			break
+		}
+		nc = withQuickAck(nc)
+		if s.cfg.TLS != nil {
+			nc = tls.Server(nc, s.cfg.TLS)
 		}
 		wg.Add(1)
 		go func() {

@@ -86,6 +86,7 @@ func Dial(ctx context.Context, addr, callingAE, calledAE string, contexts []Cont
 	if err != nil {
 		return nil, fmt.Errorf("dimse: connect to %s: %w", addr, err)
 	}
+	nc = withQuickAck(nc)
 	if opts.TLS != nil {
 		cfg := opts.TLS
 		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
