@@ -1,0 +1,110 @@
+//go:build bench
+
+package datex
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"lifeline/telemetry"
+	"lifeline/telemetry/physio"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var benchWaves = []byte{WaveECG1, WaveECG2, WaveECG3, WavePleth, WaveINVP1, WaveResp, WaveCO2}
+
+// TestBenchLatency measures serial frame in → wave block out of the driver through a
+// real pty at 19200 8E1 with ECG1-3 at 300 Hz, pleth and INVP1 at 100 Hz, respiration and
+// CO2 at 25 Hz. Run: go test -tags bench -run 'TestBench' -v ./telemetry/datex
+func TestBenchLatency(t *testing.T) {
+	var mu sync.Mutex
+	sentAt := map[telemetry.Code][]time.Time{}
+	recvIdx := map[telemetry.Code]int{}
+	var lat []time.Duration
+	sim := NewSimulator(SimConfig{Logger: quietLogger(), Sent: func(e telemetry.Event) {
+		if w, ok := e.(*telemetry.Wave); ok {
+			mu.Lock()
+			sentAt[w.Code] = append(sentAt[w.Code], time.Now())
+			mu.Unlock()
+		}
+	}})
+	drv := New(Config{Logger: quietLogger(), Waves: benchWaves})
+	c := plugCable(t, drv.Serial())
+	emit := telemetry.SinkFunc(func(e telemetry.Event) {
+		w, ok := e.(*telemetry.Wave)
+		if !ok {
+			return
+		}
+		now := time.Now()
+		mu.Lock()
+		i := recvIdx[w.Code]
+		recvIdx[w.Code]++
+		if i < len(sentAt[w.Code]) {
+			lat = append(lat, now.Sub(sentAt[w.Code][i]))
+		}
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); sim.Run(ctx, c.moni) }()
+	go func() { defer wg.Done(); drv.Run(ctx, c.box, emit) }()
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) < 100 {
+		t.Fatalf("only %d blocks", len(lat))
+	}
+	t.Logf("datex: %d wave blocks, latency frame-written→block-emitted p50 %v p99 %v max %v",
+		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+}
+
+// TestBenchCPU decodes 60 s of the same wave set as fast as it goes and reports the CPU
+// per real-time second.
+func TestBenchCPU(t *testing.T) {
+	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: &physio.Scenario{}})
+	st := newSimState(sim)
+	start := time.Unix(1700000000, 0)
+	st.start = start
+	sc := sim.cfg.Scenario
+	st.ecg, st.pleth = physio.NewECG(sc, 300), physio.NewPleth(sc, 100)
+	st.resp, st.co2 = physio.NewResp(sc, 25), physio.NewCO2(sc, 25)
+	st.waves = benchWaves
+	const seconds = 60
+	var wire []byte
+	for at := start.Add(sim.cfg.WavePeriod); !at.After(start.Add(seconds * time.Second)); at = at.Add(sim.cfg.WavePeriod) {
+		wire = st.send(wire, st.waveRecord(at))
+	}
+	samples := 0
+	for _, w := range benchWaves {
+		info, _ := LookupWave(w)
+		samples += int(info.Rate * seconds)
+	}
+	var n int
+	s := newSession(New(Config{Logger: quietLogger()}), telemetry.SinkFunc(func(e telemetry.Event) {
+		if w, ok := e.(*telemetry.Wave); ok {
+			n += len(w.Samples)
+		}
+	}))
+	c0, w0 := cpuTime(), time.Now()
+	for i := 0; i < len(wire); i += 512 {
+		s.feed(wire[i:min(i+512, len(wire))], time.Now())
+	}
+	cpu, wall := cpuTime()-c0, time.Since(w0)
+	if n != samples {
+		t.Fatalf("decoded %d of %d samples", n, samples)
+	}
+	perSec := float64(samples) / seconds
+	frac := cpu.Seconds() / seconds
+	t.Logf("datex: %d bytes, %d samples (%.0f/s) decoded in %v CPU (%v wall): %.3f %% of one core, %.4f %% per 1000 samples/s",
+		len(wire), n, perSec, cpu, wall, 100*frac, 100*frac/(perSec/1000))
+}
