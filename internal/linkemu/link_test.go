@@ -43,20 +43,28 @@ func TestLinkRTT(t *testing.T) {
 }
 
 // TestLinkTCPThroughput checks that TCP bulk goodput from box to hub is the profile's
-// uplink rate within 15 %: the shaper neither leaks nor starves the link.
+// uplink rate within 15 %: the shaper neither leaks nor starves the link. The sender and
+// receiver share this process with the rest of `go test ./...`, so a run starved of CPU
+// is measured once more before the test fails.
 func TestLinkTCPThroughput(t *testing.T) {
 	for _, name := range []string{"5g-urban", "4g-rural"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			p, _ := ProfileByName(name)
-			l := startLink(t, p)
-			got := tcpBulk(t, l, 4*time.Second, time.Second)
-			st := l.Stats()
-			t.Logf("%s: TCP goodput %.2f Mbit/s for an uplink of %.2f Mbit/s (%.0f %%); uplink dropped loss=%d queue=%d of %d",
-				name, got/1e6, float64(p.Up.RateBps)/1e6, 100*got/float64(p.Up.RateBps), st.Up.DroppedLoss, st.Up.DroppedQueue, st.Up.Packets)
-			if r := got / float64(p.Up.RateBps); r < 0.85 || r > 1.15 {
-				t.Errorf("TCP goodput is %.0f %% of the uplink rate, want 85–115 %%", 100*r)
+			var r float64
+			for attempt := 1; attempt <= 2; attempt++ {
+				l := startLink(t, p)
+				got := tcpBulk(t, l, 4*time.Second, time.Second)
+				st := l.Stats()
+				r = got / float64(p.Up.RateBps)
+				t.Logf("%s: TCP goodput %.2f Mbit/s for an uplink of %.2f Mbit/s (%.0f %%); uplink dropped loss=%d queue=%d of %d",
+					name, got/1e6, float64(p.Up.RateBps)/1e6, 100*r, st.Up.DroppedLoss, st.Up.DroppedQueue, st.Up.Packets)
+				l.Close()
+				if r >= 0.85 && r <= 1.15 {
+					return
+				}
 			}
+			t.Errorf("TCP goodput is %.0f %% of the uplink rate, want 85–115 %%", 100*r)
 		})
 	}
 }
@@ -66,12 +74,36 @@ func TestLinkTCPThroughput(t *testing.T) {
 func TestLinkUDPRate(t *testing.T) {
 	t.Parallel()
 	p := FiveGUrban().WithLoss(0)
+	for attempt := 1; ; attempt++ {
+		rate, st := udpFlood(t, p, 2*time.Second)
+		ratio := rate / float64(p.Up.RateBps)
+		t.Logf("UDP at 2x: %.2f Mbit/s arrived for an uplink of %.2f Mbit/s; %d delivered, %d tail-dropped",
+			rate/1e6, float64(p.Up.RateBps)/1e6, st.Up.Packets, st.Up.DroppedQueue)
+		if st.Up.DroppedQueue == 0 {
+			t.Fatal("offered twice the rate, but nothing was tail-dropped")
+		}
+		if ratio > 1.05 {
+			t.Fatalf("UDP arrived at %.1f %% of the rate: the shaper leaks", 100*ratio)
+		}
+		if ratio >= 0.95 {
+			return
+		}
+		if attempt == 2 { // a first run may have been starved of CPU
+			t.Fatalf("UDP arrived at %.1f %% of the rate, want 95–105 %%", 100*ratio)
+		}
+	}
+}
+
+// udpFlood offers datagrams from box to hub at twice p's uplink rate for dur on a new
+// link, and returns the rate at which they arrived and the link's counters.
+func udpFlood(t *testing.T, p Profile, dur time.Duration) (float64, Stats) {
 	l := startLink(t, p)
+	defer l.Close()
 	rx := listenUDP(t, l, Hub, l.HubAddr())
 	rx.SetReadBuffer(4 << 20)
 	tx := listenUDP(t, l, Box, netipUnspecified)
 	dst := netip.MustParseAddrPort(rx.LocalAddr().String())
-	const size, dur = 1200, 2 * time.Second // 1228 bytes of IP each
+	const size = 1200 // 1228 bytes of IP each
 	type res struct {
 		bytes int
 		span  time.Duration
@@ -79,9 +111,8 @@ func TestLinkUDPRate(t *testing.T) {
 	got := make(chan res, 1)
 	go func() {
 		buf := make([]byte, 2048)
-		var first time.Time
+		var first, last time.Time
 		var n int
-		var last time.Time
 		for {
 			rx.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 			m, _, err := rx.ReadFromUDPAddrPort(buf)
@@ -107,16 +138,7 @@ func TestLinkUDPRate(t *testing.T) {
 		}
 	}
 	r := <-got
-	rate := float64(r.bytes) * 8 / r.span.Seconds()
-	st := l.Stats()
-	t.Logf("UDP at 2x: %.2f Mbit/s arrived for an uplink of %.2f Mbit/s; %d delivered, %d tail-dropped",
-		rate/1e6, float64(p.Up.RateBps)/1e6, st.Up.Packets, st.Up.DroppedQueue)
-	if ratio := rate / float64(p.Up.RateBps); ratio < 0.95 || ratio > 1.05 {
-		t.Errorf("UDP arrived at %.1f %% of the rate, want 95–105 %%", 100*ratio)
-	}
-	if st.Up.DroppedQueue == 0 {
-		t.Error("offered twice the rate, but nothing was tail-dropped")
-	}
+	return float64(r.bytes) * 8 / r.span.Seconds(), l.Stats()
 }
 
 // TestLinkLoss sends enough datagrams for random loss to show: the fraction lost is the
