@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,6 +16,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"lifeline/internal/linkemu"
 )
@@ -46,6 +52,7 @@ func runSimLink(args []string) int {
 	seed := fs.Uint64("seed", 0, "seed for loss and jitter (0: random)")
 	statsEvery := fs.Duration("stats", 0, "print the link's counters this often (0: only at exit)")
 	verbose := fs.Bool("v", false, "log every link event")
+	control := fs.String("control", "", "serve link controls on this address, e.g. 127.0.0.1:8790: GET /stats, GET /metrics, POST /outage?for=3s, POST /handover?for=3s, POST /down, POST /up")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -68,10 +75,23 @@ func runSimLink(args []string) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
-	l, err := linkemu.Start(context.Background(), p, linkemu.Options{Logger: log, Seed: *seed})
+	reg := prometheus.NewRegistry()
+	l, err := linkemu.Start(context.Background(), p, linkemu.Options{Logger: log, Seed: *seed, Registerer: reg})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lifeline sim link: %v\n", err)
 		return exitFailure
+	}
+	if *control != "" {
+		ln, err := net.Listen("tcp", *control)
+		if err != nil {
+			l.Close()
+			fmt.Fprintf(os.Stderr, "lifeline sim link: --control: %v\n", err)
+			return exitUsage
+		}
+		srv := &http.Server{Handler: linkControl(l, reg), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		fmt.Fprintf(os.Stderr, "lifeline sim link: controls on http://%s/\n", ln.Addr())
 	}
 	defer func() {
 		st := l.Stats()
@@ -154,6 +174,36 @@ func runSimLink(args []string) int {
 			return exitStatus(err)
 		}
 	}
+}
+
+// linkControl serves the link's controls for scripts: counters as JSON and Prometheus
+// text, outages, handovers and holding the link down.
+func linkControl(l *linkemu.Link, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			Box, Hub string
+			linkemu.Stats
+		}{l.BoxAddr().String(), l.HubAddr().String(), l.Stats()})
+	})
+	timed := func(act func(time.Duration)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			d, err := time.ParseDuration(r.URL.Query().Get("for"))
+			if err != nil || d <= 0 {
+				http.Error(w, "want ?for=DURATION, e.g. ?for=3s", http.StatusBadRequest)
+				return
+			}
+			act(d)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}
+	mux.HandleFunc("POST /outage", timed(l.Outage))
+	mux.HandleFunc("POST /handover", timed(l.Handover))
+	mux.HandleFunc("POST /down", func(w http.ResponseWriter, r *http.Request) { l.SetDown(true); w.WriteHeader(http.StatusNoContent) })
+	mux.HandleFunc("POST /up", func(w http.ResponseWriter, r *http.Request) { l.SetDown(false); w.WriteHeader(http.StatusNoContent) })
+	return mux
 }
 
 // simLinkProfile returns the named profile with the command line's overrides.

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,5 +111,70 @@ func TestSimLinkForwardsSignals(t *testing.T) {
 		if _, err := os.Stat("/run/netns/" + ns[1]); err == nil {
 			t.Errorf("namespace %s left behind", ns[1])
 		}
+	}
+}
+
+// TestSimLinkControl drives a running `lifeline sim link` over its control endpoint: a
+// handover gives the box a new address, bad requests are refused, and the counters show
+// in /stats and /metrics.
+func TestSimLinkControl(t *testing.T) {
+	peers.NeedRoot(t)
+	peers.Need(t, "ip")
+	addr := freePort(t)
+	cmd := exec.Command(binary, "sim", "link", "--control", addr, "--linger", "0", "--", "sleep", "20")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		t.Log(stderr.String())
+	}()
+	base := "http://" + addr
+	type stats struct{ Box, Hub string }
+	get := func() stats {
+		var st stats
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get(base + "/stats")
+			if err == nil {
+				err = json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+				if err == nil {
+					return st
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET /stats: %v", err)
+			}
+		}
+	}
+	before := get()
+	if before.Box != "10.201.0.2" || before.Hub != "10.202.0.1" {
+		t.Fatalf("stats before: %+v", before)
+	}
+	for path, want := range map[string]int{"/handover": 400, "/outage?for=-1s": 400, "/handover?for=300ms": 204} {
+		resp, err := http.Post(base+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	time.Sleep(600 * time.Millisecond)
+	if after := get(); after.Box == before.Box {
+		t.Errorf("box address still %s after a handover", after.Box)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte(`lifeline_linkemu_packets_total{direction="uplink",link="5g-urban",result="delivered"}`)) {
+		t.Errorf("/metrics lacks the link's counters:\n%.500s", body)
 	}
 }
