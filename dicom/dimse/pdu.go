@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -128,16 +129,22 @@ func (pr *Reader) Read() (PDU, error) {
 	if length > limit {
 		return nil, fmt.Errorf("%w: PDU type 0x%02x announces %d bytes, limit %d", ErrMalformedPDU, typ, length, limit)
 	}
-	if cap(pr.buf) < int(length) {
-		pr.buf = make([]byte, length)
-	}
-	body := pr.buf[:length]
-	if _, err := io.ReadFull(pr.r, body); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	// Grow the buffer only as bytes arrive, so that a peer announcing a large PDU
+	// and sending little costs little memory.
+	body := pr.buf[:0]
+	for len(body) < int(length) {
+		chunk := min(int(length)-len(body), 64<<10)
+		body = slices.Grow(body, chunk)
+		n, err := io.ReadFull(pr.r, body[len(body):len(body)+chunk])
+		body = body[:len(body)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("%w: PDU type 0x%02x truncated after %d of %d bytes: %w", ErrMalformedPDU, typ, len(body), length, err)
 		}
-		return nil, fmt.Errorf("%w: PDU type 0x%02x truncated: %w", ErrMalformedPDU, typ, err)
 	}
+	pr.buf = body
 	return Decode(typ, body)
 }
 
