@@ -46,8 +46,8 @@ type Options struct {
 	// Logger receives the link's events (outages, address changes, errors). Default
 	// slog.Default().
 	Logger *slog.Logger
-	// Registerer, if set, gets the link's lifeline_linkemu_* metrics, labelled with
-	// Name; Close unregisters them.
+	// Registerer, if set, gets the link's lifeline_linkemu_* metrics, labelled
+	// link=Name (links sharing a registry need different names); Close unregisters them.
 	Registerer prometheus.Registerer
 	// Seed makes loss, jitter and corruption repeatable; 0 picks a random seed.
 	Seed uint64
@@ -118,7 +118,7 @@ func Start(ctx context.Context, p Profile, opts Options) (*Link, error) {
 		NewShaper(p.Down, rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))),
 		rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())), l.BoxAddr, l.log)
 	if opts.Registerer != nil {
-		c := &collector{l: l}
+		c := newCollector(l)
 		if err := opts.Registerer.Register(c); err != nil {
 			l.teardown()
 			return nil, fmt.Errorf("linkemu: register metrics: %w", err)

@@ -401,21 +401,25 @@ func TestLinkCorruption(t *testing.T) {
 // cancelled context closes the link; Start deletes namespaces of dead processes.
 func TestLinkCloseAndSweep(t *testing.T) {
 	t.Parallel()
+	peersNeedRoot(t)
 	stale := fmt.Sprintf("%s%d-%d-%d-box", nsPrefix, os.Getpid(), 1, 999999)
 	if err := createNS(stale); err != nil {
-		t.Skipf("cannot create namespaces: %v", err)
+		t.Fatal(err)
 	}
 	defer deleteNS(stale)
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	peersNeedRoot(t)
 	l, err := Start(ctx, FiveGUrban(), Options{Registerer: reg, Name: "sweep", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(nsDir + "/" + stale); err == nil {
 		t.Error("Start left a dead process's namespace in place")
+	}
+	if dup, err := Start(ctx, FiveGUrban(), Options{Registerer: reg, Name: "sweep", Logger: testLogger(t)}); err == nil {
+		dup.Close()
+		t.Error("a second link named like the first registered its metrics in the same registry")
 	}
 	echo := udpEcho(t, l, nil)
 	if rtts := ping(t, listenUDP(t, l, Box, netipUnspecified), echo, 1, 0, 200*time.Millisecond); rtts[0] == 0 {

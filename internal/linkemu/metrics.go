@@ -2,25 +2,34 @@ package linkemu
 
 import "github.com/prometheus/client_golang/prometheus"
 
-var (
-	descPackets = prometheus.NewDesc("lifeline_linkemu_packets_total",
-		"Packets the emulated link delivered or dropped, by direction and result.",
-		[]string{"link", "direction", "result"}, nil)
-	descBytes = prometheus.NewDesc("lifeline_linkemu_delivered_bytes_total",
-		"Bytes of IP packets the emulated link delivered, by direction.",
-		[]string{"link", "direction"}, nil)
-	descBacklog = prometheus.NewDesc("lifeline_linkemu_backlog_bytes",
-		"Bytes waiting in the emulated modem buffer, by direction.",
-		[]string{"link", "direction"}, nil)
-)
+// collector reads the link's counters when scraped, so they are kept in one place. Its
+// descriptions carry the link's name as a constant label, so that several links with
+// different names can share a registry.
+type collector struct {
+	l                      *Link
+	packets, bytes, backlg *prometheus.Desc
+}
 
-// collector reads the link's counters when scraped, so they are kept in one place.
-type collector struct{ l *Link }
+func newCollector(l *Link) *collector {
+	link := prometheus.Labels{"link": l.name}
+	return &collector{
+		l: l,
+		packets: prometheus.NewDesc("lifeline_linkemu_packets_total",
+			"Packets the emulated link delivered or dropped, by direction and result.",
+			[]string{"direction", "result"}, link),
+		bytes: prometheus.NewDesc("lifeline_linkemu_delivered_bytes_total",
+			"Bytes of IP packets the emulated link delivered, by direction.",
+			[]string{"direction"}, link),
+		backlg: prometheus.NewDesc("lifeline_linkemu_backlog_bytes",
+			"Bytes waiting in the emulated modem buffer, by direction.",
+			[]string{"direction"}, link),
+	}
+}
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descPackets
-	ch <- descBytes
-	ch <- descBacklog
+	ch <- c.packets
+	ch <- c.bytes
+	ch <- c.backlg
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -28,7 +37,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range []struct {
 		dir string
 		s   DirStats
-	}{{"uplink", st.Up}, {"downlink", st.Down}} {
+	}{{Uplink.String(), st.Up}, {Downlink.String(), st.Down}} {
 		for _, r := range []struct {
 			result string
 			n      uint64
@@ -41,9 +50,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			{"corrupted", d.s.Corrupted},
 			{"write_error", d.s.WriteErrors},
 		} {
-			ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue, float64(r.n), c.l.name, d.dir, r.result)
+			ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(r.n), d.dir, r.result)
 		}
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(d.s.Bytes), c.l.name, d.dir)
-		ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(d.s.Backlog), c.l.name, d.dir)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(d.s.Bytes), d.dir)
+		ch <- prometheus.MustNewConstMetric(c.backlg, prometheus.GaugeValue, float64(d.s.Backlog), d.dir)
 	}
 }
