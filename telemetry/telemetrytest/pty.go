@@ -1,7 +1,9 @@
 package telemetrytest
 
 import (
+	"fmt"
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/creack/pty"
@@ -24,6 +26,10 @@ func PtyPair(t testing.TB, mode telemetry.SerialMode) (*serialport.Port, *os.Fil
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
+	master, err = pollable(master)
+	if err != nil {
+		t.Fatalf("pty master: %v", err)
+	}
 	name := slave.Name()
 	// Keep the slave open until the serial port holds it, so the pty does not hang up.
 	p, err := serialport.Open(name, ModeOf(mode))
@@ -34,4 +40,19 @@ func PtyPair(t testing.TB, mode telemetry.SerialMode) (*serialport.Port, *os.Fil
 	}
 	t.Cleanup(func() { p.Close(); master.Close() })
 	return p, master
+}
+
+// pollable returns the pty master as a non-blocking file registered with the runtime
+// poller, so that read and write deadlines work on it (the simulator side needs them).
+func pollable(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("set non-blocking: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
 }

@@ -1,0 +1,257 @@
+package hl7
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"lifeline/telemetry"
+	"lifeline/telemetry/physio"
+)
+
+// SimFaults injects faults into the simulator's output.
+type SimFaults struct {
+	Noise  float64 // probability per message of 1..8 noise bytes before its frame
+	Drop   float64 // probability per message of not sending it
+	Garble float64 // probability per message of corrupting its header so it cannot be parsed
+}
+
+// Simulator plays a PCD-01 monitor (in the manner of a Mindray or Comen bedside monitor
+// with HL7 output): ORU^R01 numerics every NumericsEvery, waveform ORU^R01 blocks every
+// BlockEvery, ORU^R40 alarms when a VT episode starts and ends. It asks for ACKs (MSH-15
+// AL) and counts them.
+type Simulator struct {
+	Scenario *physio.Scenario
+	// Leads are the ECG leads sent (default lead II) at ECGRate (default 250 Hz).
+	Leads   []telemetry.Code
+	ECGRate float64
+	// PlethRate is the pleth rate (default 125 Hz; negative: no pleth).
+	PlethRate     float64
+	NumericsEvery time.Duration // default 1 s
+	BlockEvery    time.Duration // default 500 ms
+	// CRLF separates segments with CR LF instead of CR, as some vendors do.
+	CRLF   bool
+	Faults SimFaults
+	Seed   uint64
+	// OnSent, if set, is called with the events of every message sent intact.
+	OnSent func([]telemetry.Event)
+
+	acksOK, acksErr atomic.Int64
+	sentOK          atomic.Int64
+}
+
+// Acks returns the AA and AE/AR acknowledgements received so far, and the messages
+// sent intact.
+func (s *Simulator) Acks() (ok, failed, sent int64) {
+	return s.acksOK.Load(), s.acksErr.Load(), s.sentOK.Load()
+}
+
+// Run speaks until ctx ends or the port fails.
+func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
+	sc := s.Scenario
+	if sc == nil {
+		sc = &physio.Scenario{}
+	}
+	leads := s.Leads
+	if len(leads) == 0 {
+		leads = []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II}
+	}
+	ecgRate := s.ECGRate
+	if ecgRate <= 0 {
+		ecgRate = 250
+	}
+	plethRate := s.PlethRate
+	if plethRate == 0 {
+		plethRate = 125
+	}
+	numEvery := s.NumericsEvery
+	if numEvery <= 0 {
+		numEvery = time.Second
+	}
+	blockEvery := s.BlockEvery
+	if blockEvery <= 0 {
+		blockEvery = 500 * time.Millisecond
+	}
+	rng := rand.New(rand.NewPCG(s.Seed, 0x5851f42d4c957f2d))
+	ecg := physio.NewECG(sc, ecgRate)
+	var pleth *physio.Pleth
+	if plethRate > 0 {
+		pleth = physio.NewPleth(sc, plethRate)
+	}
+	leadIdx := map[telemetry.Code]int{}
+	for i, c := range telemetry.ECG12 {
+		leadIdx[c] = i
+	}
+	if err := port.SetReadTimeout(20 * time.Millisecond); err != nil {
+		return fmt.Errorf("hl7 simulator: %w", err)
+	}
+	start := time.Now()
+	var (
+		ctl                int
+		ecgSent, plethSent int64
+		nextNum            time.Duration
+		lastNIBP           time.Duration = -1
+		inVT               bool
+		ackBuf             Deframer
+		rbuf               = make([]byte, 4096)
+	)
+	send := func(msg []byte, evs []telemetry.Event) error {
+		if s.CRLF {
+			msg = bytes.ReplaceAll(msg, []byte("\r"), []byte("\r\n"))
+		}
+		var out []byte
+		if rng.Float64() < s.Faults.Noise {
+			for range 1 + rng.IntN(8) {
+				b := byte(rng.Uint32())
+				if b == StartBlock || b == EndBlock {
+					b = '?'
+				}
+				out = append(out, b)
+			}
+		}
+		intact := true
+		switch {
+		case rng.Float64() < s.Faults.Drop:
+			intact = false
+		case rng.Float64() < s.Faults.Garble:
+			bad := append([]byte("XSH"), msg[3:]...)
+			out = Frame(out, bad)
+			intact = false
+		default:
+			out = Frame(out, msg)
+		}
+		if len(out) > 0 {
+			if _, err := port.Write(out); err != nil {
+				return fmt.Errorf("hl7 simulator: write: %w", err)
+			}
+		}
+		if intact {
+			s.sentOK.Add(1)
+			if s.OnSent != nil {
+				s.OnSent(evs)
+			}
+		}
+		return nil
+	}
+	hdr := func(now time.Time) Header {
+		ctl++
+		return Header{SendingApp: "LIFELINE-SIM^00A0370000000001^EUI-64", Facility: "AMBULANCE", ControlID: strconv.Itoa(ctl), Time: now, AckType: "AL"}
+	}
+	tick := time.NewTicker(blockEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		now := time.Now()
+		el := now.Sub(start)
+		// Waveforms: every sample due since the last block.
+		var waves []*telemetry.Wave
+		nECG := int64(el.Seconds()*ecgRate) - ecgSent
+		if nECG > 0 {
+			blockStart := start.Add(time.Duration(float64(ecgSent) / ecgRate * float64(time.Second)))
+			per := make([][]float32, len(leads))
+			for range nECG {
+				v := ecg.Next()
+				for k, c := range leads {
+					per[k] = append(per[k], quant(v[leadIdx[c]], 1000))
+				}
+			}
+			ecgSent += nECG
+			for k, c := range leads {
+				waves = append(waves, &telemetry.Wave{Code: c, Unit: telemetry.UnitMilliVolt, Rate: ecgRate, MonitorStart: blockStart, Samples: per[k]})
+			}
+		}
+		if pleth != nil {
+			nP := int64(el.Seconds()*plethRate) - plethSent
+			if nP > 0 {
+				w := &telemetry.Wave{Code: telemetry.MDC_PULS_OXIM_PLETH, Unit: telemetry.UnitNone, Rate: plethRate,
+					MonitorStart: start.Add(time.Duration(float64(plethSent) / plethRate * float64(time.Second)))}
+				for range nP {
+					w.Samples = append(w.Samples, quant(float32(pleth.Next()*100), 10))
+				}
+				plethSent += nP
+				waves = append(waves, w)
+			}
+		}
+		if len(waves) > 0 {
+			evs := make([]telemetry.Event, len(waves))
+			for i, w := range waves {
+				evs[i] = w
+			}
+			if err := send(EncodeORU(hdr(now), nil, waves), evs); err != nil {
+				return err
+			}
+		}
+		if el >= nextNum {
+			nextNum += numEvery
+			st := sc.At(el)
+			mt := now.Truncate(time.Millisecond)
+			num := func(c telemetry.Code, v float64, unit string) *telemetry.Numeric {
+				return &telemetry.Numeric{Code: c, Value: v, Unit: unit, MonitorTime: mt}
+			}
+			nums := []*telemetry.Numeric{
+				num(telemetry.MDC_ECG_HEART_RATE, math.Round(st.HR), telemetry.UnitPerMinute),
+				num(telemetry.MDC_PULS_OXIM_SAT_O2, st.SpO2, telemetry.UnitPercent),
+				num(telemetry.MDC_PULS_OXIM_PULS_RATE, math.Round(st.PR), telemetry.UnitPerMinute),
+				num(telemetry.MDC_TTHOR_RESP_RATE, math.Round(st.RR), telemetry.UnitPerMinute),
+				num(telemetry.MDC_AWAY_CO2_ET, math.Round(st.EtCO2), telemetry.UnitMMHg),
+				num(telemetry.MDC_TEMP, st.Temp, telemetry.UnitCelsius),
+				num(telemetry.MDC_PULS_OXIM_PERF_REL, st.PI, telemetry.UnitPercent),
+			}
+			if p, ok := sc.LastNIBP(el); ok && p.At != lastNIBP {
+				lastNIBP = p.At
+				meas := start.Add(p.At).Truncate(time.Millisecond)
+				nums = append(nums, telemetry.NIBP{Sys: p.Sys, Dia: p.Dia, Mean: p.Mean, Unit: telemetry.UnitMMHg, Measured: meas, MonitorTime: meas}.Numerics()...)
+			}
+			evs := make([]telemetry.Event, len(nums))
+			for i, n := range nums {
+				evs[i] = n
+			}
+			if err := send(EncodeORU(hdr(now), nums, nil), evs); err != nil {
+				return err
+			}
+			if st.VT != inVT {
+				inVT = st.VT
+				a := &telemetry.Alarm{Priority: telemetry.PriorityHigh, Text: "VTACH", Code: telemetry.MDC_ECG_HEART_RATE, On: inVT, MonitorTime: mt}
+				if err := send(EncodeAlarms(hdr(now), []*telemetry.Alarm{a}), []telemetry.Event{a}); err != nil {
+					return err
+				}
+			}
+		}
+		// Collect ACKs that arrived meanwhile.
+		for {
+			n, err := port.Read(rbuf)
+			if n > 0 {
+				msgs, _, _ := ackBuf.Feed(rbuf[:n])
+				for _, raw := range msgs {
+					if m, err := Parse(raw); err == nil {
+						if msa, ok := m.Segment("MSA"); ok && msa.Value(1) == "AA" {
+							s.acksOK.Add(1)
+						} else {
+							s.acksErr.Add(1)
+						}
+					}
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("hl7 simulator: read: %w", err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+}
+
+// quant rounds v to 1/steps, as a monitor's fixed-point output does.
+func quant(v float32, steps float64) float32 {
+	return float32(math.Round(float64(v)*steps) / steps)
+}
