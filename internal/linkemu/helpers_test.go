@@ -82,8 +82,16 @@ func udpEcho(t *testing.T, l *Link, seen chan<- netip.AddrPort) netip.AddrPort {
 // ping sends n numbered datagrams every interval from c to echo and returns the round
 // trip of each (0 for those that never came back within wait after the last).
 func ping(t *testing.T, c *net.UDPConn, echo netip.AddrPort, n int, interval, wait time.Duration) []time.Duration {
+	_, rtts := pingTimes(t, c, echo, n, interval, wait)
+	return rtts
+}
+
+// pingTimes is ping that also returns when each datagram was actually sent: a loaded
+// machine can send late.
+func pingTimes(t *testing.T, c *net.UDPConn, echo netip.AddrPort, n int, interval, wait time.Duration) ([]time.Time, []time.Duration) {
 	t.Helper()
 	rtts := make([]time.Duration, n)
+	sentAt := make([]time.Time, n)
 	start := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -109,13 +117,14 @@ func ping(t *testing.T, c *net.UDPConn, echo netip.AddrPort, n int, interval, wa
 	for i := 0; i < n; i++ {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 		binary.BigEndian.PutUint32(msg[:4], uint32(i))
-		binary.BigEndian.PutUint32(msg[4:8], uint32(time.Since(start)/time.Microsecond))
+		sentAt[i] = time.Now()
+		binary.BigEndian.PutUint32(msg[4:8], uint32(sentAt[i].Sub(start)/time.Microsecond))
 		if _, err := c.WriteToUDPAddrPort(msg, echo); err != nil && !errors.Is(err, net.ErrClosed) {
 			t.Logf("ping %d: %v", i, err)
 		}
 	}
 	<-done
-	return rtts
+	return sentAt, rtts
 }
 
 // median returns the median of the non-zero durations, and how many there were.

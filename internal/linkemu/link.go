@@ -96,6 +96,9 @@ func Start(ctx context.Context, p Profile, opts Options) (*Link, error) {
 	if opts.Name == "" {
 		opts.Name = p.Name
 	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, errors.New("linkemu: ip(8) is not installed (Debian package iproute2)")
+	}
 	seed := opts.Seed
 	if seed == 0 {
 		seed = rand.Uint64()

@@ -202,23 +202,29 @@ func TestLinkOutage(t *testing.T) {
 	echo := udpEcho(t, l, nil)
 	c := listenUDP(t, l, Box, netipUnspecified)
 	const interval, outageAt, outage = 10 * time.Millisecond, 300 * time.Millisecond, 500 * time.Millisecond
-	const margin = 15 * time.Millisecond // scheduling noise between the two goroutines
+	const margin = 5 * time.Millisecond // between reading the clock and the outage taking hold
+	began := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(outageAt)
+		began <- time.Now()
 		l.Outage(outage)
 	}()
-	rtts := ping(t, c, echo, 120, interval, 300*time.Millisecond)
+	sentAt, rtts := pingTimes(t, c, echo, 120, interval, 300*time.Millisecond)
+	from := <-began
+	to := from.Add(outage)
 	var answeredIn, lostOut, in int
 	for i, rtt := range rtts {
-		sent := time.Duration(i) * interval
+		sent := sentAt[i]
 		switch {
-		case sent > outageAt+margin && sent < outageAt+outage-margin:
+		case sent.After(from.Add(margin)) && sent.Before(to.Add(-margin)):
 			// Sent into the outage: must be lost.
 			in++
 			if rtt != 0 {
 				answeredIn++
 			}
-		case sent+p.RTT()+margin < outageAt || sent > outageAt+outage+margin:
+		case sent.Add(rtt).Before(from) && rtt != 0:
+			// Back before the outage began.
+		case sent.Add(p.RTT()+20*time.Millisecond).Before(from) || sent.After(to.Add(margin)):
 			// Both legs clear of the outage: must come back.
 			if rtt == 0 {
 				lostOut++
