@@ -157,6 +157,11 @@ func (s *SCP) serveConn(ctx context.Context, nc net.Conn) {
 		}
 	}
 	p, err := c.pr.Read()
+	if errors.Is(err, io.EOF) {
+		// Connected and closed without a byte: a port check, not a DICOM peer.
+		log.Debug("connection closed before any PDU")
+		return
+	}
 	if err != nil {
 		log.Warn("no valid A-ASSOCIATE-RQ; closing", "err", err)
 		s.fail(reasonOf(err))

@@ -44,8 +44,9 @@ func (s *Spool) recover() error {
 		return err
 	}
 	for _, r := range missing {
-		// Only an operator (or a failing disk) removes files the index still lists.
-		s.log.Error("indexed instance has no file; dropping it from the index", "sop_instance_uid", r.SOPInstanceUID, "path", r.Path)
+		// A crash while a new instance was being committed (it was not
+		// acknowledged), or someone removed the file.
+		s.log.Warn("indexed instance has no file; dropping it from the index", "sop_instance_uid", r.SOPInstanceUID, "path", r.Path)
 		if err := s.dropInstance(r); err != nil {
 			return err
 		}

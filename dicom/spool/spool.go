@@ -198,6 +198,7 @@ type writer struct {
 	h       hash.Hash
 	n       int64
 	metaLen int64
+	flushed int64 // bytes handed to writeback so far
 	err     error
 	done    bool
 }
@@ -209,6 +210,12 @@ func (w *writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
+	if w.n-w.flushed >= writebackChunk {
+		// Start writing back what has arrived so that Commit's fsync finds little
+		// left to do.
+		startWriteback(w.f, w.flushed, w.n-w.flushed)
+		w.flushed = w.n
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
 			err = fmt.Errorf("%w: %w", dicom.ErrOutOfResources, err)
@@ -286,6 +293,47 @@ func (s *Spool) commit(w *writer, inst Instance) error {
 		}
 	}
 	w.done = true
+	if !hadOld {
+		// A new instance: commit its index entry while the file is made durable;
+		// the C-STORE is acknowledged only after both. A crash in between leaves
+		// an entry without a file (dropped by Open) or a file without an entry
+		// (indexed by Open); neither was acknowledged, so nothing is lost.
+		idx := make(chan error, 1)
+		go func() { idx <- s.index(inst, old, false) }()
+		ferr := s.persist(w, inst.Path)
+		ierr := <-idx
+		if ferr != nil {
+			if ierr == nil {
+				s.dropInstance(record{Instance: inst})
+			}
+			return ferr
+		}
+		return ierr
+	}
+	// A replacement goes file first, index second, so that the index never
+	// describes bytes that a crash could take back.
+	if err := s.persist(w, inst.Path); err != nil {
+		return err
+	}
+	if err := s.index(inst, old, hadOld); err != nil {
+		// The file is durable but not indexed: the sender gets a failure and sends
+		// again, and Open would index the file after a crash.
+		return err
+	}
+	s.mu.Lock()
+	s.replac++
+	s.mu.Unlock()
+	s.log.Warn("instance received again with different bytes; replaced the stored copy",
+		"sop_instance_uid", inst.SOPInstanceUID, "old_sha256", old.SHA256, "new_sha256", inst.SHA256,
+		"calling_ae", inst.CallingAE)
+	if old.Path != inst.Path {
+		os.Remove(old.Path)
+	}
+	return nil
+}
+
+// persist fsyncs the temporary file and moves it durably to path.
+func (s *Spool) persist(w *writer, path string) error {
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		os.Remove(w.f.Name())
@@ -295,25 +343,9 @@ func (s *Spool) commit(w *writer, inst Instance) error {
 		os.Remove(w.f.Name())
 		return fmt.Errorf("spool: close %s: %w", w.f.Name(), err)
 	}
-	if err := s.place(w.f.Name(), inst.Path); err != nil {
+	if err := s.place(w.f.Name(), path); err != nil {
 		os.Remove(w.f.Name())
 		return err
-	}
-	if err := s.index(inst, old, hadOld); err != nil {
-		// The file is durable but not indexed: the sender gets a failure and sends
-		// again, and Open would index the file after a crash.
-		return err
-	}
-	if hadOld {
-		s.mu.Lock()
-		s.replac++
-		s.mu.Unlock()
-		s.log.Warn("instance received again with different bytes; replaced the stored copy",
-			"sop_instance_uid", inst.SOPInstanceUID, "old_sha256", old.SHA256, "new_sha256", inst.SHA256,
-			"calling_ae", inst.CallingAE)
-		if old.Path != inst.Path {
-			os.Remove(old.Path)
-		}
 	}
 	return nil
 }
