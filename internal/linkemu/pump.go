@@ -189,7 +189,7 @@ func (p *pump) deliverLoop(ctx context.Context) {
 		now := time.Now()
 		cutoff := now.Add(timerSlack)
 		for len(p.pending) > 0 && !p.pending[0].at.After(cutoff) {
-			it := heap.Pop(&p.pending).(pending)
+			it := p.pop()
 			if p.shaper.Down(now) {
 				// In flight when the radio went away: lost.
 				p.dropOutage.Add(1)
@@ -258,6 +258,9 @@ func (p *pump) withShaper(fn func(s *Shaper)) {
 	default:
 	}
 }
+
+// pop removes the next packet to deliver; the caller holds mu.
+func (p *pump) pop() pending { return heap.Pop(&p.pending).(pending) }
 
 // pending is a packet waiting for its delivery time; seq keeps equal times in order.
 type pending struct {
