@@ -573,3 +573,33 @@ func TestLinkQUICMigration(t *testing.T) {
 		t.Errorf("hub sees the box at %s, want its new address %v", r.remote, l.BoxAddr())
 	}
 }
+
+// TestLinkSetShapeAndDown: a shape changed on a running link applies to what follows,
+// and SetDown holds the link down until lifted.
+func TestLinkSetShapeAndDown(t *testing.T) {
+	t.Parallel()
+	p := FiveGUrban().WithLoss(0)
+	l := startLink(t, p)
+	echo := udpEcho(t, l, nil)
+	c := listenUDP(t, l, Box, netipUnspecified)
+	up := p.Up
+	up.Delay = 60 * time.Millisecond
+	if err := l.SetShape(Uplink, up); err != nil {
+		t.Fatal(err)
+	}
+	med, n := median(ping(t, c, echo, 10, 10*time.Millisecond, 300*time.Millisecond))
+	if want := up.Delay + p.Down.Delay; n != 10 || med < want-time.Millisecond || med > want+3*time.Millisecond {
+		t.Errorf("after SetShape: median RTT %v over %d pings, want %v", med, n, want)
+	}
+	if err := l.SetShape(Uplink, Shape{Loss: 2}); err == nil {
+		t.Error("SetShape accepted a loss of 2")
+	}
+	l.SetDown(true)
+	if _, n := median(ping(t, c, echo, 5, 10*time.Millisecond, 200*time.Millisecond)); n != 0 {
+		t.Errorf("%d pings answered while the link was down", n)
+	}
+	l.SetDown(false)
+	if _, n := median(ping(t, c, echo, 5, 10*time.Millisecond, 200*time.Millisecond)); n != 5 {
+		t.Errorf("%d of 5 pings answered after SetDown(false)", n)
+	}
+}
