@@ -1,0 +1,246 @@
+// Package monitor is the box's reader service for one patient monitor: it opens the
+// configured serial port (or listens for / dials an HL7 MLLP connection), detects the
+// protocol when asked to, runs the protocol driver, rebuilds a steady time axis for the
+// waveforms, publishes everything on the telemetry bus, and keeps going through pulled
+// cables, re-plugged USB adapters (found again by VID/PID/serial) and silent monitors,
+// which it reports as device events within SilenceLimit.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/hardware/serialport"
+	"lifeline/telemetry"
+	"lifeline/telemetry/hl7"
+)
+
+// Config configures one monitor reader.
+type Config struct {
+	Name string // shown in status, logs, metrics and as the bus source; default the port
+	// Port is a serial device path, "tcp://HOST:PORT" (the box listens for the monitor's
+	// MLLP connection) or "tcp-connect://HOST:PORT" (the box dials it).
+	Port string
+	// Protocol is a driver's Protocol() name, or "auto" to detect it on a serial port.
+	Protocol string
+	// Drivers are the protocol drivers available (hl7, nonin, datex, intellivue).
+	Drivers []telemetry.Driver
+	Bus     *telemetry.Bus
+	Log     *slog.Logger
+	// Registerer receives lifeline_telemetry_* metrics labelled by monitor; nil: none.
+	Registerer prometheus.Registerer
+	// SilenceLimit is how long without a valid frame before the monitor is reported
+	// silent (default 3 s).
+	SilenceLimit time.Duration
+	// RetryMin/RetryMax bound the back-off between attempts to (re)open the port.
+	RetryMin, RetryMax time.Duration
+	// WriteTimeout bounds every write to the monitor (default 2 s).
+	WriteTimeout time.Duration
+	// Lister enumerates serial ports to find a re-plugged USB adapter (default the real one).
+	Lister serialport.Lister
+}
+
+// State of a reader.
+type State string
+
+// States.
+const (
+	StateStarting     State = "starting"
+	StateOpening      State = "opening"
+	StateDetecting    State = "detecting"
+	StateListening    State = "listening" // waiting for the monitor's TCP connection
+	StateConnected    State = "connected"
+	StateSilent       State = "silent"
+	StateDisconnected State = "disconnected"
+	StateStopped      State = "stopped"
+)
+
+// Status is a reader's state for GET /api/v1/status and the crew's status page.
+type Status struct {
+	Name       string    `json:"name"`
+	Port       string    `json:"port"`   // as configured
+	Device     string    `json:"device"` // the path actually open (differs after a USB re-find)
+	Protocol   string    `json:"protocol"`
+	State      State     `json:"state"`
+	Since      time.Time `json:"since"`
+	LastFrame  time.Time `json:"last_frame,omitzero"`
+	Frames     uint64    `json:"frames"`
+	Events     uint64    `json:"events"`
+	BadBytes   uint64    `json:"bad_bytes"`
+	Reconnects uint64    `json:"reconnects"`
+	USB        string    `json:"usb,omitempty"`
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// Reader reads one monitor. Create with New, run with Run.
+type Reader struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+	usb    serialport.USBID
+
+	frames, events, badBytes, reconnects atomic.Uint64
+	lastFrame                            atomic.Int64 // unix nanos
+
+	mFrames, mBad, mEvents, mReconnects prometheus.Counter
+	mUp, mLast                          prometheus.Gauge
+}
+
+// New checks cfg and returns a reader.
+func New(cfg Config) (*Reader, error) {
+	if cfg.Port == "" {
+		return nil, errors.New("monitor: port is empty")
+	}
+	if cfg.Bus == nil {
+		return nil, errors.New("monitor: no bus")
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.Port
+	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = "auto"
+	}
+	if cfg.Protocol != "auto" && driverFor(cfg.Drivers, cfg.Protocol) == nil {
+		return nil, fmt.Errorf("monitor %s: protocol %q is not one of %v", cfg.Name, cfg.Protocol, names(cfg.Drivers))
+	}
+	if hl7.IsNetwork(cfg.Port) {
+		if _, _, err := hl7.Endpoint(cfg.Port); err != nil {
+			return nil, fmt.Errorf("monitor %s: %w", cfg.Name, err)
+		}
+		if cfg.Protocol != "auto" && cfg.Protocol != "hl7" {
+			return nil, fmt.Errorf("monitor %s: a tcp port carries HL7/MLLP only, not %q", cfg.Name, cfg.Protocol)
+		}
+		if driverFor(cfg.Drivers, "hl7") == nil {
+			return nil, fmt.Errorf("monitor %s: a tcp port needs the hl7 driver", cfg.Name)
+		}
+	}
+	if cfg.SilenceLimit <= 0 {
+		cfg.SilenceLimit = 3 * time.Second
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 200 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 2 * time.Second
+	}
+	if cfg.Lister == nil {
+		cfg.Lister = serialport.Ports
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Reader{cfg: cfg, log: log.With("monitor", cfg.Name, "port", cfg.Port)}
+	r.status = Status{Name: cfg.Name, Port: cfg.Port, Protocol: cfg.Protocol, State: StateStarting, Since: time.Now()}
+	labels := prometheus.Labels{"monitor": cfg.Name}
+	r.mFrames = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_frames_total", Help: "Valid protocol frames/messages read from the monitor.", ConstLabels: labels})
+	r.mBad = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_skipped_bytes_total", Help: "Bytes skipped as noise, bad checksum or unparseable.", ConstLabels: labels})
+	r.mEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_events_total", Help: "Numerics, wave blocks, alarms and device events published.", ConstLabels: labels})
+	r.mReconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_reconnects_total", Help: "Times the port was lost and opened again.", ConstLabels: labels})
+	r.mUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_telemetry_monitor_up", Help: "1 while the monitor sends valid frames, 0 when silent or disconnected.", ConstLabels: labels})
+	r.mLast = prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_telemetry_last_frame_timestamp_seconds", Help: "Unix time of the last valid frame.", ConstLabels: labels})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.mFrames, r.mBad, r.mEvents, r.mReconnects, r.mUp, r.mLast} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("monitor %s: register metrics: %w", cfg.Name, err)
+			}
+		}
+	}
+	return r, nil
+}
+
+func driverFor(ds []telemetry.Driver, proto string) telemetry.Driver {
+	for _, d := range ds {
+		if d.Protocol() == proto {
+			return d
+		}
+	}
+	return nil
+}
+
+func names(ds []telemetry.Driver) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.Protocol())
+	}
+	return out
+}
+
+// Status returns a snapshot of the reader's state and counters.
+func (r *Reader) Status() Status {
+	r.mu.Lock()
+	s := r.status
+	r.mu.Unlock()
+	s.Frames, s.Events, s.BadBytes, s.Reconnects = r.frames.Load(), r.events.Load(), r.badBytes.Load(), r.reconnects.Load()
+	if ns := r.lastFrame.Load(); ns != 0 {
+		s.LastFrame = time.Unix(0, ns)
+	}
+	return s
+}
+
+func (r *Reader) setState(st State, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.status.State != st {
+		r.status.State, r.status.Since = st, time.Now()
+	}
+	if err != nil {
+		r.status.LastError = err.Error()
+	}
+	up := 0.0
+	if st == StateConnected {
+		up = 1
+	}
+	r.mUp.Set(up)
+}
+
+func (r *Reader) setDevice(device, protocol string) {
+	r.mu.Lock()
+	r.status.Device, r.status.Protocol = device, protocol
+	if !r.usb.IsZero() {
+		r.status.USB = r.usb.String()
+	}
+	r.mu.Unlock()
+}
+
+// publish sends a device event from the reader itself.
+func (r *Reader) device(st telemetry.DeviceState, detail string) {
+	r.events.Add(1)
+	r.mEvents.Inc()
+	r.cfg.Bus.Publish(r.cfg.Name, &telemetry.DeviceEvent{State: st, Detail: detail, ReceiveTime: time.Now()})
+}
+
+// Run reads the monitor until ctx ends; it returns nil then. Failures of the port are
+// retried with back-off for as long as ctx lives; only ctx ends Run.
+func (r *Reader) Run(ctx context.Context) error {
+	defer r.setState(StateStopped, nil)
+	if hl7.IsNetwork(r.cfg.Port) {
+		return r.runNetwork(ctx)
+	}
+	return r.runSerial(ctx)
+}
+
+// backoff waits d (doubling up to RetryMax for the next call) or until ctx ends.
+func (r *Reader) backoff(ctx context.Context, d *time.Duration) bool {
+	t := time.NewTimer(*d)
+	defer t.Stop()
+	*d = min(*d*2, r.cfg.RetryMax)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
