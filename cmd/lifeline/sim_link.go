@@ -103,9 +103,9 @@ func runSimLink(args []string) int {
 		"LIFELINE_LINK_BOX="+l.BoxAddr().String(),
 		"LIFELINE_LINK_BOX_NETNS="+l.Namespace(linkemu.Box),
 		"LIFELINE_LINK_HUB_NETNS="+l.Namespace(linkemu.Hub))
-	fmt.Fprintf(os.Stderr, "lifeline sim link: profile %s (up %s, down %s, RTT %v, loss %g/%g)\n"+
+	fmt.Fprintf(os.Stderr, "lifeline sim link: profile %s (up %s, down %s, RTT %v, loss %g/%g, outages %v)\n"+
 		"  box %v in netns %s\n  hub %v in netns %s (ip netns exec %s PROGRAM)\n",
-		p.Name, fmtRate(p.Up.RateBps), fmtRate(p.Down.RateBps), p.RTT(), p.Up.Loss, p.Down.Loss,
+		p.Name, fmtRate(p.Up.RateBps), fmtRate(p.Down.RateBps), p.RTT(), p.Up.Loss, p.Down.Loss, p.Outages,
 		l.BoxAddr(), l.Namespace(linkemu.Box), l.HubAddr(), l.Namespace(linkemu.Hub), l.Namespace(linkemu.Hub))
 
 	var ticker <-chan time.Time

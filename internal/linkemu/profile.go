@@ -114,6 +114,21 @@ type Profile struct {
 	Outages  Outages
 }
 
+// String describes the schedule, e.g. "3s every 1m0s from 30s, new address".
+func (o Outages) String() string {
+	if o.For <= 0 {
+		return "none"
+	}
+	s := fmt.Sprintf("%v at %v", o.For, o.First)
+	if o.Every > 0 {
+		s = fmt.Sprintf("%v every %v from %v", o.For, o.Every, o.First)
+	}
+	if o.NewAddress {
+		s += ", new address"
+	}
+	return s
+}
+
 // Validate reports the first setting that makes no sense, naming its direction.
 func (p Profile) Validate() error {
 	if err := p.Up.Validate(); err != nil {
@@ -178,12 +193,13 @@ func FourGRural() Profile {
 	}
 }
 
-// Handover is "handover": 5g-urban with a 3 s outage every 60 s (the first 60 s after
-// the start), after each of which the box has a new address.
+// Handover is "handover": 5g-urban with a 3 s outage every 60 s, after each of which the
+// box has a new address. The first comes 30 s after the start, so that a transfer of
+// half a minute or more meets at least one.
 func Handover() Profile {
 	p := FiveGUrban()
 	p.Name = "handover"
-	p.Outages = Outages{First: 60 * time.Second, Every: 60 * time.Second, For: 3 * time.Second, NewAddress: true}
+	p.Outages = Outages{First: 30 * time.Second, Every: 60 * time.Second, For: 3 * time.Second, NewAddress: true}
 	return p
 }
 
