@@ -2,10 +2,12 @@ package dimse_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,8 +96,13 @@ func TestStoreSCUFolderQueuesStudies(t *testing.T) {
 		}
 	}
 	st := b.scp.Status()
-	if st.Instances != 6 || len(st.RecentStudies) != 2 || st.ActiveAssociations != 0 {
+	if st.Instances != 6 || len(st.RecentStudies) != 2 || st.ActiveAssociations != 0 || st.RecentStudies[0].Instances != 3 {
 		t.Errorf("status = %+v", st)
+	}
+	for _, v := range []any{st, b.spool.Status()} {
+		if data, err := json.Marshal(v); err != nil || !strings.Contains(string(data), `"recent_studies"`) {
+			t.Errorf("status JSON %s: %v", data, err)
+		}
 	}
 }
 
