@@ -291,4 +291,3 @@ func TestExportECGDcmdumpAndOrthanc(t *testing.T) {
 		t.Errorf("Orthanc holds %v %v %v", tags["SOPClassUID"], tags["Modality"], tags["PatientID"])
 	}
 }
-
