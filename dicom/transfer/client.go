@@ -44,6 +44,7 @@ func newClient(hubURL string, tlsConf *tls.Config, idle time.Duration, limit *li
 		// Session tickets let a reconnect resume TLS and send its first request in 0-RTT.
 		tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(8)
 	}
+	tlsConf.ClientSessionCache = privateSessions{tlsConf.ClientSessionCache}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, err
@@ -63,6 +64,28 @@ func newClient(hubURL string, tlsConf *tls.Config, idle time.Duration, limit *li
 	}
 	return &client{base: strings.TrimRight(hubURL, "/"), transport: tr, http: &http.Client{Transport: tr},
 		enc: enc, limit: limit}, nil
+}
+
+// privateSessions hands each connection its own copy of a cached session: quic-go
+// records on the session whether 0-RTT is allowed, and two connections dialled at
+// once after an outage would otherwise write the same cached object concurrently.
+type privateSessions struct{ tls.ClientSessionCache }
+
+func (p privateSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := p.ClientSessionCache.Get(key)
+	if !ok || cs == nil {
+		return cs, ok
+	}
+	ticket, st, err := cs.ResumptionState()
+	if err != nil || st == nil {
+		return cs, ok
+	}
+	own := *st
+	mine, err := tls.NewResumptionState(ticket, &own)
+	if err != nil {
+		return nil, false
+	}
+	return mine, true
 }
 
 func (c *client) close() {

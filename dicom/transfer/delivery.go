@@ -188,6 +188,7 @@ type IngestStatus struct {
 	BytesReceived     int64         `json:"bytes_received"`
 	WireBytes         int64         `json:"wire_bytes"`
 	CorruptChunks     int64         `json:"corrupt_chunks"`
+	Duplicates        int64         `json:"duplicates"`
 	Studies           []StudyStatus `json:"studies"`
 }
 
@@ -213,7 +214,7 @@ const maxStatusStudies = 100
 // Status reports deliveries and the most recent studies.
 func (in *Ingest) Status() (IngestStatus, error) {
 	s := IngestStatus{Target: "archive", BytesReceived: in.bytesReceived.Load(), WireBytes: in.wireBytes.Load(),
-		CorruptChunks: in.corruptChunks.Load(), LastDeliveryError: in.lastDelivErr.Load().(string)}
+		CorruptChunks: in.corruptChunks.Load(), Duplicates: in.duplicates.Load(), LastDeliveryError: in.lastDelivErr.Load().(string)}
 	if in.deliver != nil {
 		s.Target = in.deliver.Target()
 	}

@@ -83,8 +83,9 @@ type pki struct {
 	url    string // enrolment endpoint
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t *testing.T, hosts ...string) *pki {
 	t.Helper()
+	hosts = append(hosts, "127.0.0.1")
 	dir := t.TempDir()
 	auth, err := trust.OpenAuthority(filepath.Join(dir, "ca"))
 	if err != nil {
@@ -96,7 +97,7 @@ func newPKI(t *testing.T) *pki {
 	}
 	t.Cleanup(func() { store.Close() })
 	p := &pki{auth: auth, reg: trust.NewRegistry(store, auth)}
-	if p.server, err = auth.ServerTLS([]string{"127.0.0.1"}); err != nil {
+	if p.server, err = auth.ServerTLS(hosts); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
@@ -112,15 +113,21 @@ func newPKI(t *testing.T) *pki {
 // enroll gives a box an identity through the real enrolment protocol.
 func (p *pki) enroll(t *testing.T, device string) *tls.Config {
 	t.Helper()
+	return p.enrollInto(t, device, t.TempDir()).ClientTLS()
+}
+
+// enrollInto stores the box's identity in dir, as `lifeline edge enroll` does.
+func (p *pki) enrollInto(t *testing.T, device, dir string) *trust.Identity {
+	t.Helper()
 	code, err := p.reg.NewCode(device, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := trust.Enroll(context.Background(), p.url, code, t.TempDir())
+	id, err := trust.Enroll(context.Background(), p.url, code, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id.ClientTLS()
+	return id
 }
 
 // testHub is a hub's transfer side that a test can stop and start again on the same
@@ -141,10 +148,19 @@ type testHub struct {
 	server   *Server
 	cancel   context.CancelFunc
 	done     chan struct{}
+	// in runs fn where the hub's sockets must live (a network namespace); nil: here.
+	in func(fn func() error) error
+	// duplicates counts instances uploaded again by earlier runs of the hub.
+	duplicates int64
 }
 
 func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
-	h := &testHub{t: t, pki: p, dir: t.TempDir(), addr: "127.0.0.1:0", deliver: deliver, audit: &recordedAudit{},
+	return startHubIn(t, p, deliver, nil, "127.0.0.1:0")
+}
+
+// startHubIn starts the hub with its socket made by in (see testHub.in) on addr.
+func startHubIn(t *testing.T, p *pki, deliver pacs.Deliverer, in func(func() error) error, addr string) *testHub {
+	h := &testHub{in: in, t: t, pki: p, dir: t.TempDir(), addr: addr, deliver: deliver, audit: &recordedAudit{},
 		cfg: IngestConfig{Authorize: p.reg.Authorize, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}}
 	h.start()
 	t.Cleanup(h.stop)
@@ -161,7 +177,16 @@ func (h *testHub) start() {
 	if h.ingest, err = NewIngest(h.cfg, h.store, filepath.Join(h.dir, "archive"), h.deliver, h.audit, testLog(t), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
-	if h.server, err = Listen(h.addr, h.pki.server, h.ingest.Handler(), testLog(t)); err != nil {
+	listen := func() (err error) {
+		h.server, err = Listen(h.addr, h.pki.server, h.ingest.Handler(), testLog(t))
+		return err
+	}
+	if h.in != nil {
+		err = h.in(listen)
+	} else {
+		err = listen()
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	h.addr = h.server.Addr().String()
@@ -185,6 +210,7 @@ func (h *testHub) stop() {
 	<-h.done
 	h.cancel = nil
 	h.appended += h.ingest.bytesReceived.Load()
+	h.duplicates += h.ingest.duplicates.Load()
 	h.ingest.Close()
 	h.store.Close()
 }

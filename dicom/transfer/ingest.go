@@ -63,6 +63,7 @@ type Ingest struct {
 	bytesReceived atomic.Int64 // decoded chunk bytes appended, re-sends included
 	wireBytes     atomic.Int64
 	corruptChunks atomic.Int64
+	duplicates    atomic.Int64
 	lastDelivErr  atomic.Value // string
 
 	m ingestMetrics

@@ -238,6 +238,7 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 			return
 		}
 		in.m.duplicates.Inc()
+		in.duplicates.Add(1)
 		in.log.Info("transfer: duplicate upload of an archived instance; stored once", "device", rec.Device, "sop", rec.SOPInstanceUID)
 		in.answerStored(w, rec, true)
 		return
