@@ -125,15 +125,17 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 		default:
 			out = Frame(out, msg)
 		}
-		if len(out) > 0 {
-			if _, err := port.Write(out); err != nil {
-				return fmt.Errorf("hl7 simulator: write: %w", err)
-			}
-		}
+		// Report before writing, so an observer timing the path sees the send time
+		// before the receiver can possibly have decoded it.
 		if intact {
 			s.sentOK.Add(1)
 			if s.OnSent != nil {
 				s.OnSent(evs)
+			}
+		}
+		if len(out) > 0 {
+			if _, err := port.Write(out); err != nil {
+				return fmt.Errorf("hl7 simulator: write: %w", err)
 			}
 		}
 		return nil
