@@ -107,6 +107,10 @@ func TestHubPACSTarget(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	path = writeConfig(t, "[pacs]\ndimse = \"ORTHANC@127.0.0.1:4242\"\nstow_url = \"http://127.0.0.1:8042/dicom-web\"\n")
+	if _, err := LoadHubConfig(path); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("both targets: %v", err)
+	}
+	path = writeConfig(t, "[pacs]\ndimse = \"ORTHANC@127.0.0.1:4242\"\n")
 	if _, err := LoadHubConfig(path); err != nil {
 		t.Fatal(err)
 	}

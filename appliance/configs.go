@@ -215,6 +215,9 @@ func (cfg *HubConfig) validate() error {
 	if cfg.PACS.STOWURL != "" {
 		c.httpURL("pacs.stow_url", cfg.PACS.STOWURL)
 	}
+	if cfg.PACS.STOWURL != "" && cfg.PACS.DIMSE != "" {
+		c.fail("pacs.dimse", "set either pacs.stow_url or pacs.dimse, not both")
+	}
 	if cfg.PACS.DIMSE != "" {
 		ae, addr, ok := strings.Cut(cfg.PACS.DIMSE, "@")
 		if !ok {

@@ -76,6 +76,11 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 	}
 	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
 	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
+	if err := h.addIngest(); err != nil {
+		store.Close()
+		auditLog.Close()
+		return nil, err
+	}
 	return h, nil
 }
 

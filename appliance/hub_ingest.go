@@ -1,0 +1,75 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"lifeline/dicom/dimse"
+	"lifeline/dicom/pacs"
+	"lifeline/dicom/transfer"
+	"lifeline/internal/trust"
+)
+
+// hubArchiveDir is the embedded archive: every verified instance as a Part 10 file.
+func hubArchiveDir(dataDir string) string { return filepath.Join(dataDir, "archive") }
+
+// pacsDeliverer returns the PACS the config names, or nil for the embedded archive only.
+func pacsDeliverer(cfg PACSSection) (pacs.Deliverer, error) {
+	switch {
+	case cfg.STOWURL != "":
+		return pacs.NewSTOW(cfg.STOWURL, &http.Client{Timeout: 5 * time.Minute}), nil
+	case cfg.DIMSE != "":
+		return pacs.NewCStore(cfg.DIMSE, cfg.AETitle, dimse.SCUOptions{})
+	}
+	return nil, nil
+}
+
+// addIngest mounts the study upload protocol (dicom/TRANSFER.md) on the hub's public
+// side behind the device check, and runs PACS delivery as a service.
+func (h *Hub) addIngest() error {
+	deliverer, err := pacsDeliverer(h.cfg.PACS)
+	if err != nil {
+		return fmt.Errorf("pacs: %w", err)
+	}
+	in, err := transfer.NewIngest(transfer.IngestConfig{
+		// RequireDevice has already admitted the box and audited refusals.
+		Authorize: func(r *http.Request) (string, error) {
+			if id, ok := trust.DeviceFrom(r.Context()); ok {
+				return id, nil
+			}
+			return "", errors.New("no enrolled device")
+		},
+	}, h.store, hubArchiveDir(h.dataDir), deliverer, h.audit, h.log.With("service", "ingest"), h.reg)
+	if err != nil {
+		return err
+	}
+	handler := h.RequireDevice(in.Handler())
+	h.mux.Handle(transfer.UploadsPath, handler)
+	h.mux.Handle(transfer.UploadsPath+"/", handler)
+	h.mux.Handle(transfer.StudiesPath, handler)
+	h.mux.Handle(transfer.StudiesPath+"/", handler)
+	target := "embedded archive " + hubArchiveDir(h.dataDir)
+	if deliverer != nil {
+		target = deliverer.Target()
+	}
+	h.sup.Add(Service{
+		Name: "ingest",
+		Run: func(ctx context.Context, health *Health) error {
+			defer in.Close()
+			health.Ready("taking studies from boxes; delivering to " + target)
+			return in.Run(ctx)
+		},
+		Status: func() any {
+			st, err := in.Status()
+			if err != nil {
+				return map[string]string{"error": err.Error()}
+			}
+			return st
+		},
+	})
+	return nil
+}
