@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -290,4 +291,56 @@ func TestExportECGDcmdumpAndOrthanc(t *testing.T) {
 	if tags["SOPClassUID"] != GeneralECGSOPClass || tags["Modality"] != "ECG" || tags["PatientID"] != "AMB-7-0001" {
 		t.Errorf("Orthanc holds %v %v %v", tags["SOPClassUID"], tags["Modality"], tags["PatientID"])
 	}
+}
+
+func TestHandlerServesExports(t *testing.T) {
+	store, err := durable.Open(filepath.Join(t.TempDir(), "box.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	bus := telemetry.NewBus(nil)
+	rec, err := New(Config{Store: store, Bus: bus, FlushEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	sent := ambulanceRun(bus, 1)
+	// Wait until the recorder holds everything, then rely on the handler's flush.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.pending)
+		rec.mu.Unlock()
+		if n == len(sent) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv := httptest.NewServer(http.StripPrefix("/api/v1/record", Handler(store, func() ECGOptions { return ECGOptions{PatientID: "P1"} }, rec.Flush)))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/record/ecg.dcm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/dicom" || string(body[128:132]) != "DICM" {
+		t.Fatalf("ecg.dcm: %s %q, %d bytes", resp.Status, resp.Header.Get("Content-Type"), len(body))
+	}
+	resp, err = http.Get(srv.URL + "/api/v1/record/oru.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var d hl7.Deframer
+	msgs, skipped, _ := d.Feed(body)
+	if len(msgs) == 0 || skipped != 0 {
+		t.Fatalf("oru.hl7: %d messages, %d stray bytes", len(msgs), skipped)
+	}
+	cancel()
+	<-done
 }
