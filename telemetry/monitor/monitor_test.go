@@ -230,9 +230,37 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	current = c2.a
 	mu.Unlock()
 	mark := len(col.snapshot())
-	stop = runSim(t, c2.b, nil)
-	defer stop()
-	waitFor(t, 10*time.Second, "data after replug", func() bool { return len(col.pleth(mark, -1)) > 100 })
+	var sent2 []float32
+	stop = runSim(t, c2.b, func(_ int64, f nonin.Frame, _ bool) {
+		smu.Lock()
+		sent2 = append(sent2, float32(f.Pleth))
+		smu.Unlock()
+	})
+	waitFor(t, 10*time.Second, "data after replug", func() bool { return len(col.pleth(mark, -1)) > 150 })
+	stop()
+	time.Sleep(300 * time.Millisecond)
+	// After the replug the samples are one unbroken run of what the oximeter sent; only
+	// what went by while the box re-detected the protocol is missing at the start.
+	got2 := col.pleth(mark, -1)
+	smu.Lock()
+	want2 := append([]float32(nil), sent2...)
+	smu.Unlock()
+	start := -1
+	for k := 0; k+len(got2) <= len(want2) && start < 0; k++ {
+		match := true
+		for i := range got2 {
+			if got2[i] != want2[k+i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			start = k
+		}
+	}
+	if start < 0 || start+len(got2) != len(want2) {
+		t.Fatalf("after replug: %d samples received are not the unbroken tail of the %d sent (start %d)", len(got2), len(want2), start)
+	}
 	if s := r.Status(); s.Device != c2.a && s.Device != mustReal(c2.a) {
 		t.Errorf("device after replug %q, want %s", s.Device, c2.a)
 	}

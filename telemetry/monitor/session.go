@@ -109,7 +109,7 @@ func (r *Reader) runSerial(ctx context.Context) error {
 		first = false
 		r.setDevice(r.Status().Device, drv.Protocol())
 		start := time.Now()
-		err = r.session(ctx, drv, port, port.Path)
+		r.session(ctx, drv, port, port.Path) // logs and publishes how it ended
 		if ctx.Err() != nil {
 			break
 		}
@@ -119,7 +119,6 @@ func (r *Reader) runSerial(ctx context.Context) error {
 		if !r.backoff(ctx, &wait) {
 			break
 		}
-		_ = err
 	}
 	return nil
 }
