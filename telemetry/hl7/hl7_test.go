@@ -209,3 +209,57 @@ func TestDeframer(t *testing.T) {
 		t.Errorf("after oversize: %q", msgs)
 	}
 }
+
+// fakePort feeds fixed input and records what the driver writes.
+type fakePort struct {
+	in  *bytes.Reader
+	out bytes.Buffer
+}
+
+func (p *fakePort) Read(b []byte) (int, error) { return p.in.Read(b) }
+
+func (p *fakePort) Write(b []byte) (int, error) { return p.out.Write(b) }
+
+func (p *fakePort) SetReadTimeout(time.Duration) error { return nil }
+
+// TestDriverAcksAndRejects: an accepted message gets MSA|AA, a message whose header is
+// readable but whose body is broken gets MSA|AE, and the driver goes on.
+func TestDriverAcksAndRejects(t *testing.T) {
+	good := "MSH|^~\\&|MON|ICU|||20260501||ORU^R01|G1|P|2.6|||AL|NE\rOBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1|96|262688^MDC_DIM_PERCENT^MDC\r"
+	bad := "MSH|^~\\&|MON|ICU|||20260501||ORU^R01|B1|P|2.6|||AL|NE\rO!|1|garbage\r"
+	quiet := "MSH|^~\\&|MON|ICU|||20260501||ORU^R01|Q1|P|2.6|||NE|NE\rOBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1|60|264864^^MDC\r"
+	var in []byte
+	for _, m := range []string{good, bad, quiet} {
+		in = Frame(in, []byte(m))
+	}
+	p := &fakePort{in: bytes.NewReader(in)}
+	var got []telemetry.Event
+	var skipped int
+	sink := &countingSink{emit: func(e telemetry.Event) { got = append(got, e) }, skip: func(n int) { skipped += n }}
+	err := New(nil).Run(t.Context(), p, sink)
+	if err == nil {
+		t.Fatal("driver did not report the end of input")
+	}
+	if len(got) != 2 || skipped == 0 {
+		t.Fatalf("events %d, skipped %d", len(got), skipped)
+	}
+	var d Deframer
+	acks, _, _ := d.Feed(p.out.Bytes())
+	if len(acks) != 2 {
+		t.Fatalf("%d ACKs, want 2 (none for NE|NE)", len(acks))
+	}
+	for i, want := range []string{"MSA|AA|G1", "MSA|AE|B1"} {
+		if !strings.Contains(string(acks[i]), want) {
+			t.Errorf("ACK %d: %q lacks %q", i, acks[i], want)
+		}
+	}
+}
+
+type countingSink struct {
+	emit func(telemetry.Event)
+	skip func(int)
+}
+
+func (s *countingSink) Emit(e telemetry.Event)  { s.emit(e) }
+func (s *countingSink) Frame()                  {}
+func (s *countingSink) Skipped(n int, _ string) { s.skip(n) }
