@@ -37,7 +37,8 @@ type Config struct {
 	// Registerer receives lifeline_telemetry_* metrics labelled by monitor; nil: none.
 	Registerer prometheus.Registerer
 	// SilenceLimit is how long without a valid frame before the monitor is reported
-	// silent (default 3 s).
+	// silent (default 2.5 s, so that with the watchdog's 100 ms resolution the event is
+	// out within 3 s of the last frame).
 	SilenceLimit time.Duration
 	// RetryMin/RetryMax bound the back-off between attempts to (re)open the port.
 	RetryMin, RetryMax time.Duration
@@ -124,7 +125,7 @@ func New(cfg Config) (*Reader, error) {
 		}
 	}
 	if cfg.SilenceLimit <= 0 {
-		cfg.SilenceLimit = 3 * time.Second
+		cfg.SilenceLimit = 2500 * time.Millisecond
 	}
 	if cfg.RetryMin <= 0 {
 		cfg.RetryMin = 200 * time.Millisecond

@@ -208,7 +208,7 @@ func (r *Reader) session(ctx context.Context, drv telemetry.Driver, port interfa
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(r.cfg.SilenceLimit / 6)
+		tick := time.NewTicker(min(r.cfg.SilenceLimit/10, 250*time.Millisecond))
 		defer tick.Stop()
 		silent := false
 		for {
