@@ -29,7 +29,7 @@ func TestEdgeConfigErrorsNameFileAndKey(t *testing.T) {
 		{"plain http hub", "[hub]\nurl = \"http://hub:8443\"\n", "hub.url", "https only"},
 		{"long AE title", "[dicom]\nae_title = \"THIS_IS_TOO_LONG_AE\"\n", "dicom.ae_title", "1 to 16"},
 		{"bad protocol", "[[monitor]]\nport = \"/dev/ttyUSB0\"\nprotocol = \"hl8\"\n", "monitor.protocol", "not one of"},
-		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7"},
+		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7 (MLLP) runs over TCP"},
 		{"bad duration", "[dicom]\nstudy_quiet_period = \"soon\"\n", "dicom.study_quiet_period", "duration"},
 		{"bad terminal", "[dispatch]\nterminal_id = \"ABC\"\n", "dispatch.terminal_id", "digits"},
 		{"syntax", "[dicom\n", "", "line"},

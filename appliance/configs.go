@@ -53,11 +53,12 @@ type ForwardSection struct {
 
 // MonitorConfig is one patient monitor cabled to the box.
 type MonitorConfig struct {
-	Port     string `toml:"port"`     // serial device, or tcp://host:port for HL7/MLLP
+	// Port is a serial device; a USB adapter is found again by its VID/PID/serial
+	// after it is re-plugged under another name. For HL7/MLLP over the network,
+	// tcp://host:port makes the box listen for the monitor, tcp-connect://host:port
+	// makes it dial out.
+	Port     string `toml:"port"`
 	Protocol string `toml:"protocol"` // hl7 | datex | intellivue | nonin | auto
-	USBVID   string `toml:"usb_vid"`  // find the adapter again after re-plugging
-	USBPID   string `toml:"usb_pid"`
-	USBSer   string `toml:"usb_serial"`
 }
 
 // SerialDevice is a serial device used for one role.
@@ -127,12 +128,16 @@ func (cfg *EdgeConfig) validate() error {
 	c.positiveDuration("forward.retry_max_backoff", cfg.Forward.RetryMax)
 	for _, m := range cfg.Monitor {
 		if m.Port == "" {
-			c.fail("monitor.port", "every [[monitor]] needs a port: a serial device such as /dev/ttyUSB0, or tcp://host:port")
+			c.fail("monitor.port", "every [[monitor]] needs a port: a serial device such as /dev/ttyUSB0, tcp://host:port or tcp-connect://host:port")
 		}
-		if rest, ok := strings.CutPrefix(m.Port, "tcp://"); ok {
+		rest, ok := strings.CutPrefix(m.Port, "tcp://")
+		if !ok {
+			rest, ok = strings.CutPrefix(m.Port, "tcp-connect://")
+		}
+		if ok {
 			c.hostPort("monitor.port", rest)
 			if m.Protocol != "hl7" && m.Protocol != "auto" {
-				c.fail("monitor.protocol", "%q over tcp://: only hl7 (MLLP) runs over the network", m.Protocol)
+				c.fail("monitor.protocol", "%q over the network: only hl7 (MLLP) runs over TCP", m.Protocol)
 			}
 		}
 		c.oneOf("monitor.protocol", m.Protocol, "hl7", "datex", "intellivue", "nonin", "auto")

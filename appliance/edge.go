@@ -15,6 +15,7 @@ import (
 
 	"lifeline/internal/durable"
 	"lifeline/internal/trust"
+	"lifeline/telemetry"
 )
 
 // Edge is the box: everything that runs in the ambulance or the clinic.
@@ -28,6 +29,7 @@ type Edge struct {
 	sup     *Supervisor
 	started time.Time
 	mux     *http.ServeMux
+	bus     *telemetry.Bus
 
 	mu       sync.Mutex
 	selfTest map[string]Check
@@ -60,6 +62,10 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 	}
 	e.mux = statusMux(reg, e.Status)
 	e.mux.HandleFunc("GET /{$}", serveStatusPage)
+	if err := e.addTelemetry(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	return e, nil
 }
 
