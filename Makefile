@@ -8,7 +8,7 @@ PEER_PACKAGES := dcmtk orthanc orthanc-dicomweb chromium socat gpsd-clients ffmp
 PEER_PROGRAMS := storescu Orthanc chromium socat gpsfake ffmpeg ip nft
 FUZZTIME ?= 5s
 
-.PHONY: build build-all test peers fuzz lint demo bench-dicom bench-forward bench-telemetry clean
+.PHONY: build build-all test peers fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline ./cmd/lifeline
@@ -51,6 +51,17 @@ lint:
 # demo runs hub, box and simulated devices on loopback and prints the URLs.
 demo: build peers
 	./bin/lifeline demo
+
+# Benchmarks: each runs the real peer in the same run and prints the ratio, since these
+# machines are shared and noisy. Numbers are recorded in README.md.
+bench-dicom: peers
+	$(GO) run ./dicom/bench -n 2000
+
+bench-telemetry: peers
+	$(GO) test -tags bench -run TestBench -v -count=1 ./telemetry/...
+
+bench-linkemu: peers
+	$(GO) test -tags bench -run TestBenchLink -v -count=1 ./internal/linkemu
 
 clean:
 	rm -rf bin
