@@ -62,6 +62,10 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 	}
 	e.mux = statusMux(reg, e.Status)
 	e.mux.HandleFunc("GET /{$}", serveStatusPage)
+	if err := e.addDICOM(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	if err := e.addTelemetry(); err != nil {
 		store.Close()
 		return nil, err
