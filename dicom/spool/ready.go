@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,7 @@ func (s *Spool) FlushReady(now time.Time) (int, error) {
 		if err := json.Unmarshal(v, &st); err != nil {
 			return fmt.Errorf("spool: study %s index entry: %w", k, err)
 		}
-		if len(st.Pending) > 0 && now.Sub(st.LastReceived) >= s.cfg.QuietPeriod {
+		if st.Pending > 0 && now.Sub(st.LastReceived) >= s.cfg.QuietPeriod {
 			due = append(due, st.StudyUID)
 		}
 		return nil
@@ -96,12 +97,26 @@ func (s *Spool) queueStudyTx(tx *durable.Tx, uid string, now time.Time) (*Study,
 		return nil, err
 	}
 	// Re-check inside the transaction: an instance may have arrived meanwhile.
-	if len(st.Pending) == 0 || now.Sub(st.LastReceived) < s.cfg.QuietPeriod {
+	if st.Pending == 0 || now.Sub(st.LastReceived) < s.cfg.QuietPeriod {
 		return nil, nil
 	}
 	study := &Study{StudyUID: st.StudyUID, PatientID: st.PatientID, PatientName: st.PatientName,
 		Modality: st.Modality, CallingAE: st.CallingAE, CompletedAt: now.UTC()}
-	for _, sop := range st.Pending {
+	pb, err := durable.Bucket(tx, pendingBucket)
+	if err != nil {
+		return nil, err
+	}
+	prefix := pendingKey(uid, "")
+	var keys [][]byte
+	c := pb.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := pb.Delete(k); err != nil {
+			return nil, err
+		}
+		sop := string(k[len(prefix):])
 		iv := ib.Get([]byte(sop))
 		if iv == nil {
 			continue
@@ -120,7 +135,7 @@ func (s *Spool) queueStudyTx(tx *durable.Tx, uid string, now time.Time) (*Study,
 			return nil, err
 		}
 	}
-	st.Pending = nil
+	st.Pending = 0
 	st.QueuedAt = now.UTC()
 	sdata, err := json.Marshal(st)
 	if err != nil {
@@ -237,7 +252,7 @@ func (s *Spool) RecentStudies(n int) []dicom.StudySummary {
 		if json.Unmarshal(v, &st) == nil {
 			all = append(all, dicom.StudySummary{StudyUID: st.StudyUID, PatientID: st.PatientID, Modality: st.Modality,
 				CallingAE: st.CallingAE, Instances: st.Instances, Bytes: st.Bytes, FirstReceived: st.FirstReceived,
-				LastReceived: st.LastReceived, Queued: len(st.Pending) == 0 && !st.QueuedAt.IsZero()})
+				LastReceived: st.LastReceived, Queued: st.Pending == 0 && !st.QueuedAt.IsZero()})
 		}
 		return nil
 	})

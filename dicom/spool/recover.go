@@ -165,14 +165,17 @@ func (s *Spool) dropInstance(r record) error {
 		}
 		st.Instances--
 		st.Bytes -= r.Size
-		kept := st.Pending[:0]
-		for _, p := range st.Pending {
-			if p != r.SOPInstanceUID {
-				kept = append(kept, p)
-			}
+		pb, err := durable.Bucket(tx, pendingBucket)
+		if err != nil {
+			return err
 		}
-		st.Pending = kept
-		if st.Instances <= 0 && len(st.Pending) == 0 {
+		if k := pendingKey(r.StudyUID, r.SOPInstanceUID); pb.Get(k) != nil {
+			if err := pb.Delete(k); err != nil {
+				return err
+			}
+			st.Pending--
+		}
+		if st.Instances <= 0 && st.Pending <= 0 {
 			return sb.Delete([]byte(r.StudyUID))
 		}
 		data, err := json.Marshal(st)

@@ -24,7 +24,13 @@ import (
 const (
 	instancesBucket = "dicom-spool/instances" // SOP Instance UID → record
 	studiesBucket   = "dicom-spool/studies"   // Study Instance UID → studyRecord
+	// pendingBucket holds STUDY "\x00" SOP keys for instances received (or replaced)
+	// since their study was last queued. Separate keys keep each commit small even
+	// for a study of thousands of instances.
+	pendingBucket = "dicom-spool/pending"
 )
+
+func pendingKey(study, sop string) []byte { return []byte(pathKey(study) + "\x00" + sop) }
 
 // Config tunes the spool. Zero fields take the defaults in brackets.
 type Config struct {
@@ -70,9 +76,9 @@ type studyRecord struct {
 	Bytes         int64     `json:"bytes"`
 	FirstReceived time.Time `json:"first_received"`
 	LastReceived  time.Time `json:"last_received"`
-	// Pending lists the instances received (or replaced) since the study was last
-	// queued; the next Study record carries exactly these.
-	Pending  []string  `json:"pending,omitempty"`
+	// Pending counts the instances received (or replaced) since the study was last
+	// queued (keys in pendingBucket); the next Study record carries exactly these.
+	Pending  int       `json:"pending,omitempty"`
 	QueuedAt time.Time `json:"queued_at,omitzero"`
 }
 
@@ -408,14 +414,15 @@ func indexTx(tx *durable.Tx, inst Instance, old record, hadOld bool) error {
 		st.Bytes += inst.Size
 	}
 	st.LastReceived = inst.ReceivedAt
-	pending := false
-	for _, p := range st.Pending {
-		if p == inst.SOPInstanceUID {
-			pending = true
-		}
+	pb, err := durable.Bucket(tx, pendingBucket)
+	if err != nil {
+		return err
 	}
-	if !pending {
-		st.Pending = append(st.Pending, inst.SOPInstanceUID)
+	if k := pendingKey(inst.StudyUID, inst.SOPInstanceUID); pb.Get(k) == nil {
+		if err := pb.Put(k, []byte{1}); err != nil {
+			return err
+		}
+		st.Pending++
 	}
 	sdata, err := json.Marshal(st)
 	if err != nil {

@@ -225,3 +225,27 @@ func TestHostileUIDsStayInsideTheSpool(t *testing.T) {
 }
 
 var _ = io.Discard
+
+// TestStudyRecordStaysSmall guards the cost of each commit: a CT study has thousands
+// of instances, and rewriting a list of all of them per instance made commits O(n²).
+func TestStudyRecordStaysSmall(t *testing.T) {
+	s, store, _ := open(t, t.TempDir(), Config{QuietPeriod: time.Minute})
+	for i := 0; i < 200; i++ {
+		if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.8", SOPInstanceUID: dicomtest.UID("2.25.8", i), Rows: 2, Columns: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := store.Get(studiesBucket, []byte("2.25.8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) > 512 {
+		t.Errorf("study record is %d bytes after 200 instances", len(v))
+	}
+	if n, _ := s.FlushReady(time.Now().Add(2 * time.Minute)); n != 1 {
+		t.Fatal("study not queued")
+	}
+	if q := queued(t, s); len(q) != 1 || len(q[0].Instances) != 200 {
+		t.Fatalf("queued %d records", len(q))
+	}
+}
