@@ -39,6 +39,11 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	}
 	d.edge.Hub.URL = "https://" + d.hub.Server.Listen
 	d.edge.DICOM.QuietPeriod = Duration{5 * time.Second}
+	monitorAddr, err := freeLoopbackPort(false)
+	if err != nil {
+		return err
+	}
+	d.edge.Monitor = []MonitorConfig{{Port: "tcp://" + monitorAddr, Protocol: "hl7"}}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -65,9 +70,16 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 		return fmt.Errorf("demo box: %w", err)
 	}
 
+	devLog := opts.Log.With("process", "simulated devices")
+	go runDemoMonitor(ctx, monitorAddr, devLog)
+	go runDemoModality(ctx, filepath.Join(opts.DataDir, "modality"), d.edge.DICOM.Listen, d.edge.DICOM.AETitle, devLog)
+
 	fmt.Fprintf(d.out, "Lifeline demo: state in %s\n", opts.DataDir)
-	fmt.Fprintf(d.out, "  hub:  https://%s (status http://%s/api/v1/status)\n", d.hub.Server.Listen, d.hub.Status.Listen)
-	fmt.Fprintf(d.out, "  box:  enrolled as DEMO-AMB-1; status page http://%s/\n", d.edge.HTTP.Listen)
+	fmt.Fprintf(d.out, "  hub:     https://%s (status http://%s/api/v1/status)\n", d.hub.Server.Listen, d.hub.Status.Listen)
+	fmt.Fprintf(d.out, "  box:     enrolled as DEMO-AMB-1; status page http://%s/\n", d.edge.HTTP.Listen)
+	fmt.Fprintf(d.out, "  monitor: simulated HL7 monitor → box on %s; vitals at http://%s/api/v1/vitals\n", monitorAddr, d.edge.HTTP.Listen)
+	fmt.Fprintf(d.out, "  CT:      simulated modality sends a study to %s (AE %s) now and every %s; it goes on to the hub's archive\n",
+		d.edge.DICOM.Listen, d.edge.DICOM.AETitle, demoStudyEvery)
 	fmt.Fprintf(d.out, "  live viewer: not built yet (the live-stream work comes next); watch the box at:\n")
 	fmt.Fprintf(d.out, "http://%s/\n", d.edge.HTTP.Listen)
 

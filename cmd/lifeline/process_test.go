@@ -377,6 +377,17 @@ func TestDemoStartsAndStops(t *testing.T) {
 	if st.Device != "DEMO-AMB-1" {
 		t.Fatalf("demo box device %q", st.Device)
 	}
+	// The simulated monitor's numbers reach the box's vitals API.
+	eventually(t, "demo vitals", 20*time.Second, func() bool {
+		var vitals []vital
+		getJSON(t, url+"api/v1/vitals", &vitals)
+		for _, v := range vitals {
+			if v.Code == "MDC_ECG_HEART_RATE" && v.Unit == "/min" {
+				return true
+			}
+		}
+		return false
+	})
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
