@@ -48,20 +48,21 @@ const (
 	MDC_ECG_V_P_C_RATE            Code = 148066 // cross-checked
 	MDC_PULS_OXIM_SAT_O2          Code = 150456 // cross-checked
 	MDC_PULS_OXIM_PULS_RATE       Code = 149530 // cross-checked
-	MDC_PULS_OXIM_PERF_REL        Code = 150488 // cross-checked (Mindray names it MDC_BLD_PERF_INDEX)
+	MDC_PULS_OXIM_PERF_REL        Code = 150448 // term 19376, as in the 11073-20601 tables and Philips Data Export
+	MDC_BLD_PERF_INDEX            Code = 150488 // cross-checked: what Mindray sends for PI
 	MDC_BLD_PULS_RATE_INV         Code = 149522
 	MDC_PRESS_BLD_NONINV          Code = 150020
 	MDC_PRESS_BLD_NONINV_SYS      Code = 150021 // cross-checked
 	MDC_PRESS_BLD_NONINV_DIA      Code = 150022 // cross-checked
 	MDC_PRESS_BLD_NONINV_MEAN     Code = 150023 // cross-checked
-	MDC_PRESS_BLD_ART             Code = 150016
-	MDC_PRESS_BLD_ART_SYS         Code = 150017
-	MDC_PRESS_BLD_ART_DIA         Code = 150018
-	MDC_PRESS_BLD_ART_MEAN        Code = 150019
-	MDC_PRESS_BLD_ART_ABP         Code = 150032
-	MDC_PRESS_BLD_ART_ABP_SYS     Code = 150033
-	MDC_PRESS_BLD_ART_ABP_DIA     Code = 150034
-	MDC_PRESS_BLD_ART_ABP_MEAN    Code = 150035
+	MDC_PRESS_BLD_ART             Code = 150032
+	MDC_PRESS_BLD_ART_SYS         Code = 150033 // cross-checked (GE B40 PCD-01)
+	MDC_PRESS_BLD_ART_DIA         Code = 150034 // cross-checked (GE B40 PCD-01)
+	MDC_PRESS_BLD_ART_MEAN        Code = 150035 // cross-checked (GE B40 PCD-01)
+	MDC_PRESS_BLD_ART_ABP         Code = 150036
+	MDC_PRESS_BLD_ART_ABP_SYS     Code = 150037 // cross-checked (published monitor records)
+	MDC_PRESS_BLD_ART_ABP_DIA     Code = 150038
+	MDC_PRESS_BLD_ART_ABP_MEAN    Code = 150039
 	MDC_PRESS_BLD_ART_PULM        Code = 150044
 	MDC_PRESS_BLD_ART_PULM_SYS    Code = 150045
 	MDC_PRESS_BLD_ART_PULM_DIA    Code = 150046
@@ -116,6 +117,7 @@ var quantities = []Quantity{
 	{MDC_PULS_OXIM_SAT_O2, "MDC_PULS_OXIM_SAT_O2", UnitPercent, false, "SpO2"},
 	{MDC_PULS_OXIM_PULS_RATE, "MDC_PULS_OXIM_PULS_RATE", UnitPerMinute, false, "PR"},
 	{MDC_PULS_OXIM_PERF_REL, "MDC_PULS_OXIM_PERF_REL", UnitPercent, false, "PI"},
+	{MDC_BLD_PERF_INDEX, "MDC_BLD_PERF_INDEX", UnitPercent, false, "PI"},
 	{MDC_BLD_PULS_RATE_INV, "MDC_BLD_PULS_RATE_INV", UnitPerMinute, false, "PR(IBP)"},
 	{MDC_PRESS_BLD_NONINV, "MDC_PRESS_BLD_NONINV", UnitMMHg, false, "NIBP"},
 	{MDC_PRESS_BLD_NONINV_SYS, "MDC_PRESS_BLD_NONINV_SYS", UnitMMHg, false, "NIBPs"},
@@ -164,7 +166,6 @@ var quantities = []Quantity{
 
 // aliases maps reference ids that vendors send for a code we know under another name.
 var aliases = map[string]Code{
-	"MDC_BLD_PERF_INDEX":         MDC_PULS_OXIM_PERF_REL,
 	"MDC_CO2_RESP_RATE":          MDC_AWAY_RESP_RATE,
 	"MDC_CONC_AWAY_CO2_ET":       MDC_AWAY_CO2_ET,
 	"MDC_AWAY_CO2_INSP":          MDC_AWAY_CO2_INSP_MIN,
@@ -208,7 +209,7 @@ func Lookup(c Code) (Quantity, bool) {
 }
 
 // LookupName returns the quantity for a reference id such as "MDC_PULS_OXIM_SAT_O2", also
-// accepting the vendor aliases Lifeline knows (e.g. Mindray's MDC_BLD_PERF_INDEX).
+// accepting the vendor aliases Lifeline knows.
 func LookupName(name string) (Quantity, bool) {
 	q, ok := byName[strings.ToUpper(strings.TrimSpace(name))]
 	return q, ok

@@ -42,9 +42,9 @@ func TestGEB40PublishedExample(t *testing.T) {
 		vals []float64
 		unit string
 	}{
-		{"MDC_PRESS_BLD_ART_ABP_SYS", []float64{112}, "mm[Hg]"},
-		{"MDC_PRESS_BLD_ART_ABP_DIA", []float64{76}, "mm[Hg]"},
-		{"MDC_PRESS_BLD_ART_ABP_MEAN", []float64{95}, "mm[Hg]"},
+		{"MDC_PRESS_BLD_ART_SYS", []float64{112}, "mm[Hg]"},
+		{"MDC_PRESS_BLD_ART_DIA", []float64{76}, "mm[Hg]"},
+		{"MDC_PRESS_BLD_ART_MEAN", []float64{95}, "mm[Hg]"},
 		{"MDC_BLD_PULS_RATE_INV", []float64{80}, "/min"},
 		{"MDC_ECG_HEART_RATE", []float64{80}, "/min"},
 		{"MDC_ECG_V_P_C_RATE", []float64{0}, "/min"},

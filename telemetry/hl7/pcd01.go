@@ -48,7 +48,7 @@ func Identify(obx3 []string) (telemetry.Code, bool) {
 	id, text, system := get(0), get(1), strings.ToUpper(get(2))
 	isMDC := system == "MDC" || strings.HasPrefix(strings.ToUpper(text), "MDC_")
 	// The number is what PCD-01 makes normative; the reference id beside it is
-	// informative and vendors' labels differ (GE sends 150033 as MDC_PRESS_BLD_ART_SYS).
+	// informative and vendors' labels differ (where a vendor labels a number differently from our table, the number wins).
 	var num uint64
 	if isMDC {
 		num, _ = strconv.ParseUint(id, 10, 32)
