@@ -210,6 +210,12 @@ func TestInvalidInstanceIsDeadLettered(t *testing.T) {
 	box.start()
 	waitFor(t, "dead letter", 30*time.Second, func() bool { return len(box.fwd.Status().DeadLetters) == 1 })
 	waitFor(t, "good study acknowledged", 30*time.Second, func() bool { return box.queueLen() == 1 })
+	// The blocked study's valid instance travels on its own schedule; the good study's
+	// acknowledgement says nothing about it.
+	waitFor(t, "valid instance of the blocked study archived", 30*time.Second, func() bool {
+		_, err := hub.ingest.Instance(insts[0].SOPInstanceUID)
+		return err == nil
+	})
 	checkArchived(t, hub, []pacstest.Instance{insts[0], good[0]})
 	dl := box.fwd.Status().DeadLetters[0]
 	if dl.SOPInstanceUID != insts[1].SOPInstanceUID+"9" || !strings.Contains(dl.Reason, "SOP Instance UID") {
