@@ -20,6 +20,7 @@ import (
 	"lifeline/dicom/pacs"
 	"lifeline/dicom/pacs/pacstest"
 	"lifeline/dicom/spool"
+	"lifeline/internal/audit/audittest"
 	"lifeline/internal/durable"
 	"lifeline/internal/trust"
 )
@@ -29,30 +30,6 @@ func testLog(t testing.TB) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// recordedAudit keeps audit events for assertions.
-type recordedAudit struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (a *recordedAudit) Audit(event string, fields map[string]any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, event)
-}
-
-func (a *recordedAudit) count(event string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, e := range a.events {
-		if e == event {
-			n++
-		}
-	}
-	return n
 }
 
 // recordedReleases is the spool side of the Releaser contract, recording order.
@@ -101,7 +78,7 @@ func newPKI(t *testing.T, hosts ...string) *pki {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, p.reg, &recordedAudit{}))
+	mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, p.reg, &audittest.Recorder{}))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.TLS = p.server
 	srv.StartTLS()
@@ -138,7 +115,7 @@ type testHub struct {
 	dir     string
 	addr    string
 	deliver pacs.Deliverer
-	audit   *recordedAudit
+	audit   *audittest.Recorder
 	cfg     IngestConfig
 
 	store  *durable.Store
@@ -160,7 +137,7 @@ func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
 
 // startHubIn starts the hub with its socket made by in (see testHub.in) on addr.
 func startHubIn(t *testing.T, p *pki, deliver pacs.Deliverer, in func(func() error) error, addr string) *testHub {
-	h := &testHub{in: in, t: t, pki: p, dir: t.TempDir(), addr: addr, deliver: deliver, audit: &recordedAudit{},
+	h := &testHub{in: in, t: t, pki: p, dir: t.TempDir(), addr: addr, deliver: deliver, audit: &audittest.Recorder{},
 		cfg: IngestConfig{Authorize: p.reg.Authorize, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}}
 	h.start()
 	t.Cleanup(h.stop)

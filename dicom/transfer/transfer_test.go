@@ -47,12 +47,12 @@ func TestForwardStudyIntoArchive(t *testing.T) {
 		t.Fatalf("clean run re-sent %d bytes, %d restarts", fs.ResentBytes, fs.RestartsFromZero)
 	}
 	for _, ev := range []string{"study.received", "study.verified", "study.delivered"} {
-		if hub.audit.count(ev) != 1 {
-			t.Errorf("audit event %s recorded %d times", ev, hub.audit.count(ev))
+		if hub.audit.Count(ev) != 1 {
+			t.Errorf("audit event %s recorded %d times", ev, hub.audit.Count(ev))
 		}
 	}
-	if hub.audit.count("instance.verified") != 6 {
-		t.Errorf("instance.verified recorded %d times", hub.audit.count("instance.verified"))
+	if hub.audit.Count("instance.verified") != 6 {
+		t.Errorf("instance.verified recorded %d times", hub.audit.Count("instance.verified"))
 	}
 
 	// The same study queued again (a box restored from backup) is confirmed by its
@@ -152,7 +152,7 @@ func TestRevokedAndUnauthenticatedBoxesRefused(t *testing.T) {
 	if !strings.Contains(box.fwd.Status().LastError, "revoked") {
 		t.Fatalf("last error %q does not say revoked", box.fwd.Status().LastError)
 	}
-	if hub.audit.count("transfer.refused") == 0 {
+	if hub.audit.Count("transfer.refused") == 0 {
 		t.Fatal("refusal not audited")
 	}
 	// A client with the hub's root but no certificate of its own gets no further.
@@ -233,7 +233,7 @@ func TestInvalidInstanceIsDeadLettered(t *testing.T) {
 	if blocked == nil || blocked.State != "blocked" || blocked.InstancesDead != 1 || blocked.InstancesDone != 1 {
 		t.Fatalf("blocked study status %+v", blocked)
 	}
-	if hub.audit.count("instance.refused") != 1 {
+	if hub.audit.Count("instance.refused") != 1 {
 		t.Fatal("refused instance not audited")
 	}
 }
@@ -288,8 +288,8 @@ func TestDeliveryToOrthancSurvivesPACSOutage(t *testing.T) {
 					t.Fatalf("instance %s delivered after %d attempts at %v", in.SOPInstanceUID, rec.Attempts, rec.DeliveredAt)
 				}
 			}
-			if hub.audit.count("study.delivered") != 1 {
-				t.Fatalf("study.delivered audited %d times", hub.audit.count("study.delivered"))
+			if hub.audit.Count("study.delivered") != 1 {
+				t.Fatalf("study.delivered audited %d times", hub.audit.Count("study.delivered"))
 			}
 		})
 	}

@@ -7,40 +7,17 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"lifeline/internal/audit/audittest"
 	"lifeline/internal/durable"
 )
-
-type recordedAudit struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (a *recordedAudit) Audit(event string, fields map[string]any) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, event)
-}
-
-func (a *recordedAudit) count(event string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, e := range a.events {
-		if e == event {
-			n++
-		}
-	}
-	return n
-}
 
 type testHub struct {
 	auth  *Authority
 	reg   *Registry
-	audit *recordedAudit
+	audit *audittest.Recorder
 	url   string
 }
 
@@ -58,7 +35,7 @@ func startHub(t *testing.T) *testHub {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	h := &testHub{auth: auth, reg: NewRegistry(store, auth), audit: &recordedAudit{}}
+	h := &testHub{auth: auth, reg: NewRegistry(store, auth), audit: &audittest.Recorder{}}
 	mux := http.NewServeMux()
 	mux.Handle(EnrollPath, EnrollHandler(auth, h.reg, h.audit))
 	mux.Handle("/whoami", RequireDevice(h.reg, h.audit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -124,8 +101,8 @@ func TestEnrolConnectRevoke(t *testing.T) {
 	if status, body := whoami(t, h, loaded); status != http.StatusForbidden || !strings.Contains(body, "revoked") {
 		t.Fatalf("revoked box: %d %q", status, body)
 	}
-	if h.audit.count("device.refused") != 1 || h.audit.count("enrol.refused") != 1 || h.audit.count("enrol.accepted") != 1 {
-		t.Fatalf("audit events: %v", h.audit.events)
+	if h.audit.Count("device.refused") != 1 || h.audit.Count("enrol.refused") != 1 || h.audit.Count("enrol.accepted") != 1 {
+		t.Fatalf("audit events: %v", h.audit.Events())
 	}
 	if _, err := h.reg.NewCode("AMB-0001", time.Hour); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("new code for revoked device: %v", err)
