@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -47,10 +46,7 @@ const hubCheckInterval = 30 * time.Second
 // OpenEdge prepares the box's state in dataDir. It fails when another box process
 // holds it.
 func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
-	store, err := durable.Open(edgeStorePath(dataDir), 0)
+	store, err := openStateStore(dataDir, edgeStorePath(dataDir))
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -51,10 +50,7 @@ const connectionGap = 5 * time.Minute
 
 // OpenHub prepares the hub's state in dataDir. It fails when another hub holds it.
 func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
-	store, err := durable.Open(hubStorePath(dataDir), 0)
+	store, err := openStateStore(dataDir, hubStorePath(dataDir))
 	if err != nil {
 		return nil, err
 	}

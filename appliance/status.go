@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"lifeline/internal/durable"
 )
 
 // Status is the body of GET /api/v1/status on both processes.
@@ -128,4 +130,13 @@ func NewLogger(l LogSection, w *os.File) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// openStateStore creates the process's data directory (only its owner may read it)
+// and opens the durable store in it.
+func openStateStore(dataDir, path string) (*durable.Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	return durable.Open(path, 0)
 }
