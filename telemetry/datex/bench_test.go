@@ -12,6 +12,7 @@ import (
 
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
+	"lifeline/telemetry/telemetrytest"
 )
 
 func cpuTime() time.Duration {
@@ -38,7 +39,7 @@ func TestBenchLatency(t *testing.T) {
 		}
 	}})
 	drv := New(Config{Logger: quietLogger(), Waves: benchWaves})
-	c := plugCable(t, drv.Serial())
+	c := telemetrytest.PlugCable(t, drv.Serial())
 	emit := telemetry.SinkFunc(func(e telemetry.Event) {
 		w, ok := e.(*telemetry.Wave)
 		if !ok {
@@ -57,8 +58,8 @@ func TestBenchLatency(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); sim.Run(ctx, c.moni) }()
-	go func() { defer wg.Done(); drv.Run(ctx, c.box, emit) }()
+	go func() { defer wg.Done(); sim.Run(ctx, c.Monitor) }()
+	go func() { defer wg.Done(); drv.Run(ctx, c.Box, emit) }()
 	wg.Wait()
 	// The first second holds the subscription hand-shake; report it apart.
 	warm := min(len(lat), 35)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"lifeline/telemetry"
+	"lifeline/telemetry/telemetrytest"
 )
 
 func cpuTime() time.Duration {
@@ -36,7 +37,7 @@ func TestBenchLatency(t *testing.T) {
 			}
 		}})
 	drv := New(Config{Logger: quietLogger()})
-	c := plugCable(t, drv.Serial())
+	c := telemetrytest.PlugCable(t, drv.Serial())
 	sink := telemetry.SinkFunc(func(e telemetry.Event) {
 		w, ok := e.(*telemetry.Wave)
 		if !ok {
@@ -55,8 +56,8 @@ func TestBenchLatency(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); sim.Run(ctx, c.moni) }()
-	go func() { defer wg.Done(); drv.Run(ctx, c.box, sink) }()
+	go func() { defer wg.Done(); sim.Run(ctx, c.Monitor) }()
+	go func() { defer wg.Done(); drv.Run(ctx, c.Box, sink) }()
 	wg.Wait()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	if len(lat) < 100 {

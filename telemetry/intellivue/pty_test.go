@@ -3,12 +3,24 @@ package intellivue
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
+	"lifeline/telemetry/telemetrytest"
 )
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// numericKey matches numerics by monitor and measurement time to the millisecond: Data
+// Export carries both as relative time in 1/8 ms.
+func numericKey(n *telemetry.Numeric) telemetrytest.NumericKey {
+	return telemetrytest.NumericKey{Code: n.Code, Value: n.Value, Unit: n.Unit,
+		At: n.MonitorTime.UnixMilli(), Measured: n.Measured.UnixMilli(), Invalid: n.Invalid}
+}
 
 // TestDriverAgainstSimulatorOverPty runs the simulated IntelliVue and the driver on the
 // two ends of a real pty pair at 115200 8N1: association, MDS create event and its
@@ -18,26 +30,26 @@ import (
 // Every numeric and sample the simulator sent intact must come out right.
 func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	sc := &physio.Scenario{VTAt: 1200 * time.Millisecond, VTFor: 1500 * time.Millisecond, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 85, NIBPEvery: 3 * time.Second}
-	sent := &recorder{}
+	sent := &telemetrytest.Sink{}
 	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, AssocTimeout: 3 * time.Second, Leads: []int{0, 1, 2},
 		Faults: Faults{Noise: 0.2, Drop: 0.03, Corrupt: 0.05, PullAt: 2500 * time.Millisecond, PullFor: time.Second, Seed: 11},
 		Sent:   sent.Emit})
 	drv := New(Config{Logger: quietLogger(), KeepAlive: time.Second, Silence: 1500 * time.Millisecond, Retry: 200 * time.Millisecond, PollPeriod: 2 * time.Second})
 
-	c := plugCable(t, drv.Serial())
-	s := start(c, sim, sent, drv)
+	c := telemetrytest.PlugCable(t, drv.Serial())
+	s := telemetrytest.Start(c, sim, drv)
 	time.Sleep(6 * time.Second)
-	s.stopSim()
-	if err := waitErr(t, s.simErr, "simulator"); !errors.Is(err, context.Canceled) {
+	s.StopSim()
+	if err := telemetrytest.WaitErr(t, s.SimErr, "simulator"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("simulator: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	s.stopDrv()
-	if err := waitErr(t, s.drvErr, "driver"); !errors.Is(err, context.Canceled) {
+	s.StopDrv()
+	if err := telemetrytest.WaitErr(t, s.DrvErr, "driver"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("driver: %v", err)
 	}
-	got := s.got.all()
-	waves := compare(t, sent.all(), got)
+	got := s.Got.Events()
+	waves := telemetrytest.Compare(t, sent.Events(), got, numericKey)
 	for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_I, telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_ECG_ELEC_POTL_III,
 		telemetry.MDC_PULS_OXIM_PLETH, telemetry.MDC_PRESS_BLD_ART_ABP, telemetry.MDC_IMPED_TTHOR} {
 		if waves[code] == 0 {
@@ -76,7 +88,7 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), gaps, nibp, s.got.skipped)
+	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), gaps, nibp, s.Got.Skips())
 	if connected != 1 {
 		t.Errorf("%d connected events", connected)
 	}
@@ -99,22 +111,22 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 func TestPtyPulledAndReplugged(t *testing.T) {
 	drv := New(Config{Logger: quietLogger()})
 	for round := 0; round < 2; round++ {
-		sent := &recorder{}
+		sent := &telemetrytest.Sink{}
 		sim := NewSimulator(SimConfig{Logger: quietLogger(), Sent: sent.Emit})
-		c := plugCable(t, drv.Serial())
-		s := start(c, sim, sent, drv)
+		c := telemetrytest.PlugCable(t, drv.Serial())
+		s := telemetrytest.Start(c, sim, drv)
 		time.Sleep(900 * time.Millisecond)
-		c.pull()
-		if err := waitErr(t, s.drvErr, "driver"); err == nil || errors.Is(err, context.Canceled) {
+		c.Pull()
+		if err := telemetrytest.WaitErr(t, s.DrvErr, "driver"); err == nil || errors.Is(err, context.Canceled) {
 			t.Fatalf("round %d: driver returned %v after the cable was pulled", round, err)
 		}
-		if err := waitErr(t, s.simErr, "simulator"); err == nil {
+		if err := telemetrytest.WaitErr(t, s.SimErr, "simulator"); err == nil {
 			t.Fatalf("round %d: simulator returned nil after the cable was pulled", round)
 		}
-		s.stopSim()
-		s.stopDrv()
+		s.StopSim()
+		s.StopDrv()
 		var waves, nums int
-		for _, e := range s.got.all() {
+		for _, e := range s.Got.Events() {
 			switch e.(type) {
 			case *telemetry.Wave:
 				waves++

@@ -1,8 +1,11 @@
-// Package telemetrytest has helpers for driver tests: a Sink that records everything a
-// driver emits, and a pty pair opened through go.bug.st/serial at a protocol's mode.
+// Package telemetrytest has helpers for driver tests and benchmarks: a Sink that records
+// everything a driver emits, a pty pair opened through go.bug.st/serial at a protocol's
+// mode, a socat null-modem Cable with a simulator and a driver running on its ends, the
+// sent-versus-received comparison, and latency and CPU measurement.
 package telemetrytest
 
 import (
+	"maps"
 	"sync"
 	"time"
 
@@ -55,6 +58,13 @@ func (s *Sink) Counts() (frames, skipped int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.frames, s.skipped
+}
+
+// Skips returns a copy of the skipped bytes per reason so far.
+func (s *Sink) Skips() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.reasons)
 }
 
 // Samples returns the concatenated samples of every wave block of code.
