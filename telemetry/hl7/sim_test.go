@@ -31,6 +31,26 @@ func (s *sent) add(evs []telemetry.Event) {
 	}
 }
 
+// arrived reports whether the sink holds at least as many samples, numerics and alarms
+// as were sent intact; check then compares them one by one.
+func (s *sent) arrived(sink *telemetrytest.Sink) bool {
+	for code, want := range s.samples {
+		if len(sink.Samples(code)) < len(want) {
+			return false
+		}
+	}
+	var numerics, alarms int
+	for _, e := range sink.Events() {
+		switch e.(type) {
+		case *telemetry.Numeric:
+			numerics++
+		case *telemetry.Alarm:
+			alarms++
+		}
+	}
+	return numerics >= len(s.numerics) && alarms >= len(s.alarms)
+}
+
 // check compares what the driver delivered with what the simulator sent intact: every
 // sample of every channel in order, every numeric with code, unit, value and monitor time.
 func (s *sent) check(t *testing.T, sink *telemetrytest.Sink) {
@@ -99,15 +119,22 @@ func TestSimulatorThroughPty(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The driver gets its own context so that it keeps reading what the simulator
+	// wrote before it stopped; on a loaded machine that tail can take a while.
+	drvCtx, drvCancel := context.WithCancel(context.Background())
+	defer drvCancel()
 	simDone := make(chan error, 1)
 	go func() { simDone <- sim.Run(ctx, telemetry.DeadlinePort(far, time.Second)) }()
 	var sink telemetrytest.Sink
 	drvDone := make(chan error, 1)
-	go func() { drvDone <- drv.Run(ctx, port, &sink) }()
+	go func() { drvDone <- drv.Run(drvCtx, port, &sink) }()
 	time.Sleep(4500 * time.Millisecond)
 	cancel()
 	<-simDone
-	time.Sleep(300 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !rec.arrived(&sink); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	drvCancel()
 	port.Close()
 	if err := <-drvDone; err != context.Canceled {
 		t.Fatalf("driver: %v", err)
