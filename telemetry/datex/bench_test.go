@@ -4,9 +4,7 @@ package datex
 
 import (
 	"context"
-	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,44 +13,24 @@ import (
 	"lifeline/telemetry/telemetrytest"
 )
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 var benchWaves = []byte{WaveECG1, WaveECG2, WaveECG3, WavePleth, WaveINVP1, WaveResp, WaveCO2}
 
 // TestBenchLatency measures serial frame in → wave block out of the driver through a
 // real pty at 19200 8E1 with ECG1-3 at 300 Hz, pleth and INVP1 at 100 Hz, respiration and
 // CO2 at 25 Hz. Run: go test -tags bench -run 'TestBench' -v ./telemetry/datex
 func TestBenchLatency(t *testing.T) {
-	var mu sync.Mutex
-	sentAt := map[telemetry.Code][]time.Time{}
-	recvIdx := map[telemetry.Code]int{}
-	var lat []time.Duration
+	var lat telemetrytest.Latency
 	sim := NewSimulator(SimConfig{Logger: quietLogger(), Sent: func(e telemetry.Event) {
 		if w, ok := e.(*telemetry.Wave); ok {
-			mu.Lock()
-			sentAt[w.Code] = append(sentAt[w.Code], time.Now())
-			mu.Unlock()
+			lat.Sent(w.Code, time.Now())
 		}
 	}})
 	drv := New(Config{Logger: quietLogger(), Waves: benchWaves})
 	c := telemetrytest.PlugCable(t, drv.Serial())
 	emit := telemetry.SinkFunc(func(e telemetry.Event) {
-		w, ok := e.(*telemetry.Wave)
-		if !ok {
-			return
+		if w, ok := e.(*telemetry.Wave); ok {
+			lat.Received(w.Code, 1, time.Now())
 		}
-		now := time.Now()
-		mu.Lock()
-		i := recvIdx[w.Code]
-		recvIdx[w.Code]++
-		if i < len(sentAt[w.Code]) {
-			lat = append(lat, now.Sub(sentAt[w.Code][i]))
-		}
-		mu.Unlock()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -62,17 +40,14 @@ func TestBenchLatency(t *testing.T) {
 	go func() { defer wg.Done(); drv.Run(ctx, c.Box, emit) }()
 	wg.Wait()
 	// The first second holds the subscription hand-shake; report it apart.
-	warm := min(len(lat), 35)
-	first := append([]time.Duration(nil), lat[:warm]...)
-	sort.Slice(first, func(i, j int) bool { return first[i] < first[j] })
-	lat = lat[warm:]
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	t.Logf("datex: first second max %v", first[len(first)-1])
-	if len(lat) < 100 {
-		t.Fatalf("only %d blocks", len(lat))
+	d := lat.Delays()
+	warm := min(len(d), 35)
+	t.Logf("datex: first second max %v", telemetrytest.Summarize(d[:warm]).Max)
+	p := telemetrytest.Summarize(d[warm:])
+	if p.N < 100 {
+		t.Fatalf("only %d blocks", p.N)
 	}
-	t.Logf("datex: %d wave blocks, latency frame-written→block-emitted p50 %v p99 %v max %v",
-		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	t.Logf("datex: %d wave blocks, latency frame-written→block-emitted %v", p.N, p)
 }
 
 // TestBenchCPU decodes 60 s of the same wave set as fast as it goes and reports the CPU
@@ -102,11 +77,11 @@ func TestBenchCPU(t *testing.T) {
 			n += len(w.Samples)
 		}
 	}))
-	c0, w0 := cpuTime(), time.Now()
+	c0, w0 := telemetrytest.CPUTime(), time.Now()
 	for i := 0; i < len(wire); i += 512 {
 		s.feed(wire[i:min(i+512, len(wire))], time.Now())
 	}
-	cpu, wall := cpuTime()-c0, time.Since(w0)
+	cpu, wall := telemetrytest.CPUTime()-c0, time.Since(w0)
 	if n != samples {
 		t.Fatalf("decoded %d of %d samples", n, samples)
 	}

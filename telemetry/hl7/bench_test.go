@@ -6,22 +6,15 @@ import (
 	"context"
 	"io"
 	"net"
-	"sort"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/monitor"
+	"lifeline/telemetry/telemetrytest"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 const benchFor = 10 * time.Second
 
@@ -51,9 +44,9 @@ func TestBenchHL7(t *testing.T) {
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), benchFor)
 		defer cancel()
-		c0 := cpuTime()
+		c0 := telemetrytest.CPUTime()
 		simulate(ctx, c, nil)
-		return cpuTime() - c0
+		return telemetrytest.CPUTime() - c0
 	}()
 
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -67,27 +60,16 @@ func TestBenchHL7(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	var mu sync.Mutex
-	sentAt := map[telemetry.Code][]time.Time{}
-	var lat []time.Duration
-	samples := 0
+	var lat telemetrytest.Latency
+	var samples atomic.Int64
 	sub := bus.Subscribe("bench", 1<<16)
 	go func() {
-		idx := map[telemetry.Code]int{}
 		for m := range sub.C() {
 			now := time.Now()
-			w, ok := m.Event.(*telemetry.Wave)
-			if !ok {
-				continue
+			if w, ok := m.Event.(*telemetry.Wave); ok {
+				lat.Received(w.Code, 1, now)
+				samples.Add(int64(len(w.Samples)))
 			}
-			mu.Lock()
-			i := idx[w.Code]
-			idx[w.Code]++
-			if i < len(sentAt[w.Code]) {
-				lat = append(lat, now.Sub(sentAt[w.Code][i]))
-			}
-			samples += len(w.Samples)
-			mu.Unlock()
 		}
 	}()
 	var c net.Conn
@@ -98,37 +80,34 @@ func TestBenchHL7(t *testing.T) {
 	defer c.Close()
 	sctx, scancel := context.WithTimeout(ctx, benchFor)
 	defer scancel()
-	c0 := cpuTime()
+	c0 := telemetrytest.CPUTime()
 	simulate(sctx, c, func(evs []telemetry.Event) {
 		now := time.Now() // just before the bytes are written
-		mu.Lock()
 		for _, e := range evs {
 			if w, ok := e.(*telemetry.Wave); ok {
-				sentAt[w.Code] = append(sentAt[w.Code], now)
+				lat.Sent(w.Code, now)
 			}
 		}
-		mu.Unlock()
 	})
 	time.Sleep(200 * time.Millisecond)
-	full := cpuTime() - c0
+	full := telemetrytest.CPUTime() - c0
 	cancel()
 	sub.Unsubscribe()
-	report(t, "hl7 (MLLP/TCP, 12×500 Hz + pleth 125 Hz)", lat, samples, full, base)
+	report(t, "hl7 (MLLP/TCP, 12×500 Hz + pleth 125 Hz)", lat.Delays(), int(samples.Load()), full, base)
 }
 
 func report(t *testing.T, name string, lat []time.Duration, samples int, full, base time.Duration) {
-	if len(lat) == 0 {
+	p := telemetrytest.Summarize(lat)
+	if p.N == 0 {
 		t.Fatal("no samples measured")
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
 	rate := float64(samples) / benchFor.Seconds()
 	reader := full - base
 	if reader < 0 {
 		reader = 0
 	}
 	core := reader.Seconds() / benchFor.Seconds()
-	t.Logf("%s: %d blocks, %.0f samples/s; frame in → sample on bus p50 %v p99 %v max %v", name, len(lat), rate, p(0.5), p(0.99), lat[len(lat)-1])
+	t.Logf("%s: %d blocks, %.0f samples/s; frame in → sample on bus %v", name, p.N, rate, p)
 	t.Logf("%s: CPU raw: process %v, simulator alone %v over %v", name, full, base, benchFor)
 	t.Logf("%s: CPU reader %.2f%% of one core (process %.2f%%, simulator alone %.2f%%) = %.3f%% per 1,000 samples/s",
 		name, 100*core, 100*full.Seconds()/benchFor.Seconds(), 100*base.Seconds()/benchFor.Seconds(), 100*core/(rate/1000))

@@ -4,9 +4,7 @@ package intellivue
 
 import (
 	"context"
-	"sort"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,43 +12,23 @@ import (
 	"lifeline/telemetry/telemetrytest"
 )
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // TestBenchLatency measures serial frame in → wave block out of the driver through a
 // real pty at 115200 baud, for a 12-lead ECG at 500 Hz plus pleth, ABP and respiration.
 // Run: go test -tags bench -run 'TestBench' -v ./telemetry/intellivue
 func TestBenchLatency(t *testing.T) {
-	var mu sync.Mutex
-	sentAt := map[telemetry.Code][]time.Time{}
-	var lat []time.Duration
-	recvIdx := map[telemetry.Code]int{}
+	var lat telemetrytest.Latency
 	sim := NewSimulator(SimConfig{Logger: quietLogger(), Leads: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
 		Sent: func(e telemetry.Event) {
 			if w, ok := e.(*telemetry.Wave); ok {
-				mu.Lock()
-				sentAt[w.Code] = append(sentAt[w.Code], time.Now())
-				mu.Unlock()
+				lat.Sent(w.Code, time.Now())
 			}
 		}})
 	drv := New(Config{Logger: quietLogger()})
 	c := telemetrytest.PlugCable(t, drv.Serial())
 	sink := telemetry.SinkFunc(func(e telemetry.Event) {
-		w, ok := e.(*telemetry.Wave)
-		if !ok {
-			return
+		if w, ok := e.(*telemetry.Wave); ok {
+			lat.Received(w.Code, 1, time.Now())
 		}
-		now := time.Now()
-		mu.Lock()
-		i := recvIdx[w.Code]
-		recvIdx[w.Code]++
-		if i < len(sentAt[w.Code]) {
-			lat = append(lat, now.Sub(sentAt[w.Code][i]))
-		}
-		mu.Unlock()
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -59,12 +37,11 @@ func TestBenchLatency(t *testing.T) {
 	go func() { defer wg.Done(); sim.Run(ctx, c.Monitor) }()
 	go func() { defer wg.Done(); drv.Run(ctx, c.Box, sink) }()
 	wg.Wait()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	if len(lat) < 100 {
-		t.Fatalf("only %d blocks", len(lat))
+	p := telemetrytest.Summarize(lat.Delays())
+	if p.N < 100 {
+		t.Fatalf("only %d blocks", p.N)
 	}
-	t.Logf("intellivue: %d wave blocks, latency frame-written→block-emitted p50 %v p99 %v max %v",
-		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	t.Logf("intellivue: %d wave blocks, latency frame-written→block-emitted %v", p.N, p)
 }
 
 // TestBenchCPU decodes 60 s of 12-lead ECG at 500 Hz plus pleth, ABP and respiration
@@ -92,11 +69,11 @@ func TestBenchCPU(t *testing.T) {
 		}
 	}))
 	conn.phase = phaseConnected
-	c0, w0 := cpuTime(), time.Now()
+	c0, w0 := telemetrytest.CPUTime(), time.Now()
 	for i := 0; i < len(wire); i += 512 { // a USB-serial adapter delivers ~512-byte reads
 		conn.feed(wire[i:min(i+512, len(wire))], time.Now())
 	}
-	cpu, wall := cpuTime()-c0, time.Since(w0)
+	cpu, wall := telemetrytest.CPUTime()-c0, time.Since(w0)
 	if n < samples*9/10 {
 		t.Fatalf("decoded %d of %d samples", n, samples)
 	}

@@ -4,9 +4,7 @@ package nonin_test
 
 import (
 	"context"
-	"sort"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,13 +13,8 @@ import (
 	"lifeline/telemetry"
 	"lifeline/telemetry/monitor"
 	"lifeline/telemetry/nonin"
+	"lifeline/telemetry/telemetrytest"
 )
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // TestBenchNonin measures frame written on the oximeter's end of a pty → pleth sample on
 // the bus, through the monitor reader at 9600 8N1, and the process CPU.
@@ -42,55 +35,43 @@ func TestBenchNonin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	var mu sync.Mutex
-	var sentAt []time.Time
-	var lat []time.Duration
-	received := 0
+	// One frame carries one pleth sample: the n-th sample on the bus is the n-th frame.
+	const pleth = telemetry.MDC_PULS_OXIM_PLETH
+	var lat telemetrytest.Latency
+	var received atomic.Int64
 	sub := bus.Subscribe("bench", 1<<14)
 	go func() {
 		for m := range sub.C() {
 			now := time.Now()
-			w, ok := m.Event.(*telemetry.Wave)
-			if !ok {
-				continue
+			if w, ok := m.Event.(*telemetry.Wave); ok {
+				lat.Received(pleth, len(w.Samples), now)
+				received.Add(int64(len(w.Samples)))
 			}
-			mu.Lock()
-			received += len(w.Samples)
-			if received-1 < len(sentAt) {
-				lat = append(lat, now.Sub(sentAt[received-1]))
-			}
-			mu.Unlock()
 		}
 	}()
 	for r.Status().State != monitor.StateConnected {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// The reader idling (read timeouts, silence watchdog) with nothing on the line.
-	i0 := cpuTime()
+	i0 := telemetrytest.CPUTime()
 	time.Sleep(2 * time.Second)
-	idle := (cpuTime() - i0) / 2
+	idle := (telemetrytest.CPUTime() - i0) / 2
 	sctx, scancel := context.WithTimeout(ctx, benchFor)
 	defer scancel()
-	c0 := cpuTime()
+	c0 := telemetrytest.CPUTime()
 	(&nonin.Simulator{OnFrame: func(int64, nonin.Frame, bool) {
-		now := time.Now()
-		mu.Lock()
-		sentAt = append(sentAt, now)
-		mu.Unlock()
+		lat.Sent(pleth, time.Now())
 	}}).Run(sctx, master)
 	time.Sleep(200 * time.Millisecond)
-	cpu := cpuTime() - c0
+	cpu := telemetrytest.CPUTime() - c0
 	cancel()
 	sub.Unsubscribe()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(lat) == 0 {
+	p := telemetrytest.Summarize(lat.Delays())
+	if p.N == 0 {
 		t.Fatal("nothing measured")
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1))] }
-	rate := float64(received) / benchFor.Seconds()
-	t.Logf("nonin (pty 9600 8N1, pleth 75 Hz): %d blocks, %.0f samples/s; frame in → sample on bus p50 %v p99 %v max %v", len(lat), rate, p(0.5), p(0.99), lat[len(lat)-1])
+	rate := float64(received.Load()) / benchFor.Seconds()
+	t.Logf("nonin (pty 9600 8N1, pleth 75 Hz): %d blocks, %.0f samples/s; frame in → sample on bus %v", p.N, rate, p)
 	t.Logf("nonin: CPU idle reader %.2f%% of one core", 100*idle.Seconds())
 	t.Logf("nonin: CPU (simulator + reader) %.2f%% of one core = %.3f%% per 1,000 samples/s", 100*cpu.Seconds()/benchFor.Seconds(), 100*cpu.Seconds()/benchFor.Seconds()/(rate/1000))
 }
