@@ -179,12 +179,17 @@ func TestSimulatorOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sink telemetrytest.Sink
+	drvCtx, drvCancel := context.WithCancel(context.Background())
+	defer drvCancel()
 	drvDone := make(chan error, 1)
-	go func() { drvDone <- New(nil).Run(ctx, ConnPort(conn), &sink) }()
+	go func() { drvDone <- New(nil).Run(drvCtx, ConnPort(conn), &sink) }()
 	time.Sleep(2 * time.Second)
 	cancel()
 	<-simDone
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !rec.arrived(&sink); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	drvCancel()
 	conn.Close()
 	<-drvDone
 	rec.check(t, &sink)

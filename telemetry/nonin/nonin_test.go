@@ -113,26 +113,32 @@ func TestSimulatorThroughPty(t *testing.T) {
 	simDone := make(chan error, 1)
 	go func() { simDone <- sim.Run(ctx, far) }()
 	var sink telemetrytest.Sink
+	// The driver has its own context so that it drains what the simulator wrote
+	// before it stopped, however loaded the machine is.
+	drvCtx, drvCancel := context.WithCancel(context.Background())
+	defer drvCancel()
 	drvDone := make(chan error, 1)
-	go func() { drvDone <- drv.Run(ctx, port, &sink) }()
+	go func() { drvDone <- drv.Run(drvCtx, port, &sink) }()
 
 	time.Sleep(4 * time.Second)
 	cancel()
 	<-simDone
-	// Let the driver drain what is in flight, then stop it by closing the port, as the
-	// reader does.
-	time.Sleep(300 * time.Millisecond)
-	port.Close()
-	if err := <-drvDone; err != context.Canceled {
-		t.Fatalf("driver ended with %v, want context.Canceled", err)
-	}
-
 	var want []float32
 	for i, f := range sent {
 		if intact[i] {
 			want = append(want, float32(f.Pleth))
 		}
 	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(sink.Samples(telemetry.MDC_PULS_OXIM_PLETH)) < len(want); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Then stop it by closing the port, as the reader does.
+	drvCancel()
+	port.Close()
+	if err := <-drvDone; err != context.Canceled {
+		t.Fatalf("driver ended with %v, want context.Canceled", err)
+	}
+
 	got := sink.Samples(telemetry.MDC_PULS_OXIM_PLETH)
 	if len(want) < 250 {
 		t.Fatalf("simulator sent only %d intact frames", len(want))
