@@ -15,17 +15,10 @@ import (
 	"lifeline/telemetry/physio"
 )
 
-// Faults injects the failures a serial link to a monitor shows in an ambulance.
-type Faults struct {
-	Noise   float64 // probability per frame of a burst of 1-8 noise bytes before it
-	Drop    float64 // probability a frame is not sent at all
-	Corrupt float64 // probability a frame goes out with one byte flipped (bad checksum)
-	// PullAt and PullFor pull the cable: from PullAt after the first request the monitor
-	// neither sends nor hears for PullFor, and its interface forgets the subscriptions,
-	// as when the connector is out. Zero PullFor means never.
-	PullAt, PullFor time.Duration
-	Seed            uint64 // for reproducible fault patterns
-}
+// Faults injects the failures a serial link to a monitor shows in an ambulance. The
+// simulator's time zero is the first request; while the cable is pulled the monitor's
+// interface forgets the subscriptions, as when the connector is out.
+type Faults = telemetry.LineFaults
 
 // SimConfig configures the simulated S/5.
 type SimConfig struct {
@@ -151,11 +144,10 @@ func (st *simState) elapsed(now time.Time) time.Duration { return now.Sub(st.sta
 
 func (st *simState) pulled(now time.Time) bool {
 	f := st.s.cfg.Faults
-	if f.PullFor <= 0 || st.start.IsZero() {
+	if st.start.IsZero() {
 		return false
 	}
-	t := st.elapsed(now)
-	out := t >= f.PullAt && t < f.PullAt+f.PullFor
+	out := f.Pulled(st.elapsed(now))
 	if out && !st.wasOut {
 		st.s.log.Info("datex sim: cable pulled", "for", f.PullFor)
 		st.phdbIval, st.waves, st.diffMode = 0, nil, false // the interface forgets
@@ -269,30 +261,16 @@ func (st *simState) send(out []byte, p pending) []byte {
 		st.s.log.Error("datex sim: record", "err", err)
 		return out
 	}
-	f := st.s.cfg.Faults
-	if f.Noise > 0 && st.rng.Float64() < f.Noise {
-		for i := 0; i < 1+st.rng.IntN(8); i++ {
-			out = append(out, byte(st.rng.IntN(0x7C))) // never a flag or escape: pure noise
-		}
-	}
-	if f.Drop > 0 && st.rng.Float64() < f.Drop {
-		return out
-	}
-	frame := Frame(b)
-	if f.Corrupt > 0 && st.rng.Float64() < f.Corrupt {
-		i := 1 + st.rng.IntN(len(frame)-2)
-		if frame[i] != frameFlag && frame[i] != ctrlEsc && frame[i]^0x01 != frameFlag && frame[i]^0x01 != ctrlEsc {
-			frame[i] ^= 0x01
-			return append(out, frame...)
-		}
-	}
-	if st.s.cfg.Sent != nil {
+	out, intact := st.s.cfg.Faults.Apply(st.rng, out, Frame(b), isFlagOrEscape)
+	if intact && st.s.cfg.Sent != nil {
 		for _, e := range p.events {
 			st.s.cfg.Sent(e)
 		}
 	}
-	return append(out, frame...)
+	return out
 }
+
+func isFlagOrEscape(b byte) bool { return b == frameFlag || b == ctrlEsc }
 
 func counts(v, scale float64) int16 {
 	c := math.Round(v / scale)

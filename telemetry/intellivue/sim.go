@@ -15,16 +15,10 @@ import (
 	"lifeline/telemetry/physio"
 )
 
-// Faults injects the failures of a serial link in an ambulance.
-type Faults struct {
-	Noise   float64 // probability per frame of 1-8 noise bytes before it
-	Drop    float64 // probability a frame is not sent
-	Corrupt float64 // probability a frame goes out with a flipped bit (bad FCS)
-	// PullAt/PullFor: the cable is out from PullAt after association for PullFor; the
-	// monitor hears nothing, sends nothing, and drops the association.
-	PullAt, PullFor time.Duration
-	Seed            uint64
-}
+// Faults injects the failures of a serial link in an ambulance. The simulator's time
+// zero is the association; while the cable is pulled the monitor hears nothing, sends
+// nothing, and drops the association.
+type Faults = telemetry.LineFaults
 
 // SimConfig configures the simulated IntelliVue.
 type SimConfig struct {
@@ -164,11 +158,10 @@ func (s *Simulator) Run(ctx context.Context, port io.ReadWriter) error {
 
 func (c *simConn) pull(now time.Time) bool {
 	f := c.s.cfg.Faults
-	if f.PullFor <= 0 || c.started.IsZero() {
+	if c.started.IsZero() {
 		return false
 	}
-	t := now.Sub(c.started)
-	out := t >= f.PullAt && t < f.PullAt+f.PullFor
+	out := f.Pulled(now.Sub(c.started))
 	if out && !c.pulled {
 		c.s.log.Info("intellivue sim: cable pulled", "for", f.PullFor)
 		c.assoc, c.waitRes, c.polls, c.d = false, false, nil, Deframer{}
@@ -187,25 +180,10 @@ func (c *simConn) monitorTime(r RelativeTime) time.Time {
 // frame adds userData to out with the configured faults; it reports whether the frame
 // went out intact.
 func (c *simConn) frame(out, userData []byte) ([]byte, bool) {
-	f := c.s.cfg.Faults
-	if f.Noise > 0 && c.rng.Float64() < f.Noise {
-		for i := 0; i < 1+c.rng.IntN(8); i++ {
-			out = append(out, byte(c.rng.IntN(0x7C))) // below every delimiter
-		}
-	}
-	if f.Drop > 0 && c.rng.Float64() < f.Drop {
-		return out, false
-	}
-	fr := Frame(userData)
-	if f.Corrupt > 0 && c.rng.Float64() < f.Corrupt {
-		i := 1 + c.rng.IntN(len(fr)-2)
-		if b := fr[i] ^ 0x01; fr[i] != esc && b != bof && b != eof && b != esc {
-			fr[i] = b
-			return append(out, fr...), false
-		}
-	}
-	return append(out, fr...), true
+	return c.s.cfg.Faults.Apply(c.rng, out, Frame(userData), isDelimiter)
 }
+
+func isDelimiter(b byte) bool { return b == bof || b == eof || b == esc }
 
 func (c *simConn) hear(p []byte, now time.Time, out []byte) []byte {
 	c.d.Feed(p, func(m []byte) {
