@@ -1,8 +1,7 @@
 package datex
 
 import (
-	"context"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -39,15 +38,7 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	c := telemetrytest.PlugCable(t, drv.Serial())
 	s := telemetrytest.Start(c, sim, drv)
 	time.Sleep(4500 * time.Millisecond)
-	s.StopSim()
-	if err := telemetrytest.WaitErr(t, s.SimErr, "simulator"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("simulator: %v", err)
-	}
-	time.Sleep(300 * time.Millisecond) // let the driver read what is in flight
-	s.StopDrv()
-	if err := telemetrytest.WaitErr(t, s.DrvErr, "driver"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("driver: %v", err)
-	}
+	s.Finish(t, 300*time.Millisecond) // the driver reads what is in flight, then stops
 	got := s.Got.Events()
 	waves := telemetrytest.Compare(t, sent.Events(), got, numericKey)
 	for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_PULS_OXIM_PLETH, telemetry.MDC_PRESS_BLD_ART, telemetry.MDC_IMPED_TTHOR, telemetry.MDC_AWAY_CO2} {
@@ -111,15 +102,7 @@ func TestPtyPulledAndReplugged(t *testing.T) {
 		c := telemetrytest.PlugCable(t, drv.Serial())
 		s := telemetrytest.Start(c, sim, drv)
 		time.Sleep(700 * time.Millisecond)
-		c.Pull()
-		if err := telemetrytest.WaitErr(t, s.DrvErr, "driver"); err == nil || errors.Is(err, context.Canceled) {
-			t.Fatalf("round %d: driver returned %v after the cable was pulled", round, err)
-		}
-		if err := telemetrytest.WaitErr(t, s.SimErr, "simulator"); err == nil {
-			t.Fatalf("round %d: simulator returned nil after the cable was pulled", round)
-		}
-		s.StopSim()
-		s.StopDrv()
+		s.PullCable(t, fmt.Sprintf("round %d", round))
 		got := s.Got.Events()
 		var waves int
 		for _, e := range got {

@@ -2,6 +2,7 @@ package telemetrytest
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -89,6 +90,7 @@ type DriverRun interface {
 // Session is a simulator and a driver running on the two ends of a Cable. Each Run
 // method's result arrives on its channel; the stop functions end each side's context.
 type Session struct {
+	cable   *Cable
 	Got     *Sink // what the driver emitted
 	SimErr  chan error
 	DrvErr  chan error
@@ -99,13 +101,45 @@ type Session struct {
 // Start runs sim on the monitor's end of c and drv on the box's end, each in a
 // goroutine that ends with its context (StopSim, StopDrv) or when the cable is pulled.
 func Start(c *Cable, sim MonitorSim, drv DriverRun) *Session {
-	r := &Session{Got: &Sink{}, SimErr: make(chan error, 1), DrvErr: make(chan error, 1)}
+	r := &Session{cable: c, Got: &Sink{}, SimErr: make(chan error, 1), DrvErr: make(chan error, 1)}
 	sctx, scancel := context.WithCancel(context.Background())
 	dctx, dcancel := context.WithCancel(context.Background())
 	r.StopSim, r.StopDrv = scancel, dcancel
 	go func() { r.SimErr <- sim.Run(sctx, c.Monitor) }()
 	go func() { r.DrvErr <- drv.Run(dctx, c.Box, r.Got) }()
 	return r
+}
+
+// Finish ends a run the normal way: it stops the simulator, gives the driver drain to
+// read what is still in flight, and stops the driver. Both must return
+// context.Canceled.
+func (s *Session) Finish(t testing.TB, drain time.Duration) {
+	t.Helper()
+	s.StopSim()
+	if err := WaitErr(t, s.SimErr, "simulator"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("simulator: %v", err)
+	}
+	time.Sleep(drain)
+	s.StopDrv()
+	if err := WaitErr(t, s.DrvErr, "driver"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("driver: %v", err)
+	}
+}
+
+// PullCable pulls the cable out from under both ends. Each must return an error, not
+// hang and not report a normal stop; then both contexts are released. label (e.g.
+// "round 1") starts the failure messages.
+func (s *Session) PullCable(t testing.TB, label string) {
+	t.Helper()
+	s.cable.Pull()
+	if err := WaitErr(t, s.DrvErr, "driver"); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("%s: driver returned %v after the cable was pulled", label, err)
+	}
+	if err := WaitErr(t, s.SimErr, "simulator"); err == nil {
+		t.Fatalf("%s: simulator returned nil after the cable was pulled", label)
+	}
+	s.StopSim()
+	s.StopDrv()
 }
 
 // WaitErr returns the error that arrives on ch, failing the test if none arrives
