@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"lifeline/dicom/pacs/pacstest"
+	"lifeline/internal/linkemu"
+)
+
+// Orthanc's ports inside the hub namespace. Its REST API answers only on the
+// namespace's loopback; its C-STORE SCP on every address, so storescu in the box
+// namespace reaches it across the link.
+const (
+	orthancHTTP  = 8042
+	orthancDICOM = 4242
+	orthancPlug  = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+)
+
+// orthanc is a real Orthanc (with the DICOMweb plugin) running in the hub namespace
+// with its own throw-away storage.
+type orthanc struct {
+	p    *proc
+	http *http.Client
+	base string
+}
+
+func startOrthanc(ctx context.Context, link *linkemu.Link, bin, dir string) (*orthanc, error) {
+	cfg := map[string]any{
+		"Name":                    "bench-forward",
+		"StorageDirectory":        filepath.Join(dir, "orthanc-storage"),
+		"IndexDirectory":          filepath.Join(dir, "orthanc-index"),
+		"HttpPort":                orthancHTTP,
+		"DicomPort":               orthancDICOM,
+		"DicomAet":                "ORTHANC",
+		"RemoteAccessAllowed":     false,
+		"AuthenticationEnabled":   false,
+		"DicomCheckCalledAet":     false,
+		"DicomAlwaysAllowStore":   true,
+		"UnknownSopClassAccepted": true,
+		"StorageCompression":      false,
+		"OverwriteInstances":      false,
+		"SaveJobs":                false,
+		"StableAge":               60,
+		"Plugins":                 []string{orthancPlug},
+		"DicomWeb":                map[string]any{"Enable": true, "Root": "/dicom-web/"},
+	}
+	data, _ := json.MarshalIndent(cfg, "", "  ")
+	path := filepath.Join(dir, "orthanc.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return nil, err
+	}
+	p, err := startProc("orthanc", dir, link.Command(linkemu.Hub, bin, path))
+	if err != nil {
+		return nil, err
+	}
+	o := &orthanc{p: p, http: nsClient(link, linkemu.Hub), base: fmt.Sprintf("http://127.0.0.1:%d", orthancHTTP)}
+	err = waitUntil(ctx, "Orthanc answering", 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("Orthanc exited: %s", p.tail())
+		}
+		_, err := o.count(ctx)
+		return err == nil, err
+	})
+	if err != nil {
+		p.kill()
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *orthanc) stop() { o.p.stop(10 * time.Second) }
+
+func (o *orthanc) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := o.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("Orthanc GET %s: %s", path, resp.Status)
+	}
+	return body, nil
+}
+
+// count returns how many instances Orthanc holds.
+func (o *orthanc) count(ctx context.Context) (int, error) {
+	body, err := o.get(ctx, "/statistics")
+	if err != nil {
+		return 0, err
+	}
+	var st struct{ CountInstances int }
+	if err := json.Unmarshal(body, &st); err != nil {
+		return 0, fmt.Errorf("Orthanc /statistics: %w", err)
+	}
+	return st.CountInstances, nil
+}
+
+// instances maps the SOP Instance UIDs Orthanc holds to its own instance IDs.
+func (o *orthanc) instances(ctx context.Context) (map[string]string, error) {
+	body, err := o.get(ctx, "/instances?expand")
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		ID            string
+		MainDicomTags map[string]string
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("Orthanc /instances: %w", err)
+	}
+	out := make(map[string]string, len(list))
+	for _, it := range list {
+		out[it.MainDicomTags["SOPInstanceUID"]] = it.ID
+	}
+	return out, nil
+}
+
+// verify checks that Orthanc holds exactly the study's instances, each with the
+// data set the modality sent (Orthanc writes its own File Meta group, so the data
+// set after it is what must match).
+func (o *orthanc) verify(ctx context.Context, s *study) error {
+	have, err := o.instances(ctx)
+	if err != nil {
+		return err
+	}
+	if len(have) != len(s.MD5) {
+		return fmt.Errorf("Orthanc holds %d instances, the study has %d", len(have), len(s.MD5))
+	}
+	for sop, want := range s.MD5 {
+		id, ok := have[sop]
+		if !ok {
+			return fmt.Errorf("instance %s is not in Orthanc", sop)
+		}
+		file, err := o.get(ctx, "/instances/"+id+"/file")
+		if err != nil {
+			return err
+		}
+		got, err := pacstest.DatasetMD5(file)
+		if err != nil {
+			return fmt.Errorf("instance %s in Orthanc: %w", sop, err)
+		}
+		if got != want {
+			return fmt.Errorf("instance %s: data set MD5 %s in Orthanc, %s sent", sop, got, want)
+		}
+	}
+	return nil
+}
