@@ -40,6 +40,7 @@ func goodput(s *study, p linkemu.Profile, d time.Duration) float64 {
 func report(w io.Writer, rows []row, e *env, mb float64) {
 	fmt.Fprintf(w, "\nbench-forward: %.0f MB studies; (a) storescu → lifeline edge → QUIC → lifeline hub → Orthanc (%s); (b) storescu → Orthanc by C-STORE/TCP over the same link\n", mb, e.deliver)
 	fmt.Fprintln(w, "time: storescu starts → Orthanc holds every instance. goodput: study bytes ×8 / time / uplink rate (above 1.0 only by compression).")
+	fmt.Fprintf(w, "(a) includes the box's study-complete wait: study_quiet_period = %v here (product default 30 s), then the forwarder's queue poll (≤ 1 s).\n", quietPeriod)
 	fmt.Fprintln(w, "re-sent: (a) the forwarder's wire bytes sent again because the hub had not kept them (lifeline_forward_resent_bytes_total);")
 	fmt.Fprintf(w, "         (b) bytes of the instances on the wire when storescu's association broke (restarted by the bench after %v without progress, missing instances only).\n\n", e.stall)
 	fmt.Fprintln(w, "| study | profile | uplink | outages | (a) ours | (b) direct | (a) goodput | (b) goodput | (a) re-sent | (b) re-sent | (b)/(a) |")
