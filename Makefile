@@ -57,6 +57,11 @@ demo: build peers
 bench-dicom: peers
 	$(GO) run ./dicom/bench -n 2000
 
+# bench-forward needs root (network namespaces). BENCH_FORWARD_FLAGS picks sizes and
+# profiles, e.g. "-mb 300 -profiles 5g-urban".
+bench-forward: build peers
+	$(GO) run ./dicom/transfer/bench -lifeline bin/lifeline $(BENCH_FORWARD_FLAGS)
+
 bench-telemetry: peers
 	$(GO) test -tags bench -run TestBench -v -count=1 ./telemetry/...
 
