@@ -24,6 +24,7 @@ build-all:
 # LIFELINE_REQUIRE_PEERS=1).
 peers:
 	@missing=""; for p in $(PEER_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || missing="$$missing orthanc-dicomweb"; \
 	if [ -z "$$missing" ]; then echo "peers: all present"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "peers: installing $(PEER_PACKAGES) (missing:$$missing)"; \
