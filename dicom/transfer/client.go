@@ -41,7 +41,7 @@ func newClient(hubURL string, tlsConf *tls.Config, idle time.Duration, limit *li
 	}
 	tlsConf = tlsConf.Clone()
 	if tlsConf.ClientSessionCache == nil {
-		// Session tickets let a reconnect resume TLS and send its first request in 0-RTT.
+		// Session tickets let a reconnect resume TLS instead of a full handshake.
 		tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(8)
 	}
 	tlsConf.ClientSessionCache = privateSessions{tlsConf.ClientSessionCache}
@@ -58,8 +58,12 @@ func newClient(hubURL string, tlsConf *tls.Config, idle time.Duration, limit *li
 		},
 		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
 			// A fresh socket per connection: after an outage or an address change the old
-			// one may be bound to an interface that is gone.
-			return quic.DialAddrEarly(ctx, addr, tlsCfg, cfg)
+			// one may be bound to an interface that is gone. The box waits for the
+			// (resumed) handshake instead of sending 0-RTT: quic-go v0.65.0 races when a
+			// stream is opened on an early connection while the handshake completes
+			// (seen by the race detector in TestResumeAcrossHubAndBoxRestarts), and one
+			// round trip per reconnect is a small price for a transport without races.
+			return quic.DialAddr(ctx, addr, tlsCfg, cfg)
 		},
 	}
 	return &client{base: strings.TrimRight(hubURL, "/"), transport: tr, http: &http.Client{Transport: tr},
@@ -200,8 +204,9 @@ func (c *client) create(ctx context.Context, inst spool.Instance) (uploadState, 
 	return st, nil
 }
 
-// offset asks the hub how much of the upload it holds. The request may go out in
-// 0-RTT: HEAD changes nothing on the hub, so a replay is harmless.
+// offset asks the hub how much of the upload it holds. It is marked as safe for 0-RTT
+// (HEAD changes nothing on the hub, so a replay is harmless), for when the box sends
+// early data again; see the dial in newClient.
 func (c *client) offset(ctx context.Context, url string) (uploadState, error) {
 	req, err := http.NewRequestWithContext(ctx, http3.MethodHead0RTT, url, nil)
 	if err != nil {

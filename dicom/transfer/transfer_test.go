@@ -108,6 +108,14 @@ func TestResumeAcrossHubAndBoxRestarts(t *testing.T) {
 	if limit := int64(cfg.ChunkSize * 4); fs.ResentBytes > limit {
 		t.Fatalf("re-sent %d bytes after one cut, want at most %d", fs.ResentBytes, limit)
 	}
+	// A reconnect resumes the TLS session instead of a full handshake. Force one: drop
+	// the idle connection and ask the hub something.
+	box.fwd.client.transport.CloseIdleConnections()
+	if resp, err := box.fwd.client.http.Head(box.fwd.client.base + UploadsPath + "/none"); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 	if s := hub.server.Stats(); s.Resumed == 0 {
 		t.Errorf("no connection resumed its TLS session: %+v", s)
 	}
