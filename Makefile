@@ -38,11 +38,7 @@ test: peers
 # fuzz runs every fuzz target for FUZZTIME each, beyond the seed corpora that
 # `make test` already runs.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
-				{ echo "fuzz $$pkg $$f FAILED"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 1x $$pkg; exit 1; }; \
-		done; done
+	FUZZTIME=$(FUZZTIME) ./.ci/fuzz
 
 lint:
 	$(GO) vet ./...
