@@ -81,7 +81,14 @@ func (d *Deframer) Feed(p []byte) (msgs [][]byte, skipped int, err error) {
 				p = p[i+1:]
 				continue
 			}
-			msgs = append(msgs, append([]byte(nil), d.buf...))
+			if len(d.buf) > max {
+				// The frame ended in this chunk but is over the limit all the same.
+				d.skipped += len(d.buf) + 2
+				d.buf = d.buf[:0]
+				err = ErrOversized
+			} else {
+				msgs = append(msgs, append([]byte(nil), d.buf...))
+			}
 			d.in = false
 			p = p[i+1:]
 			if len(p) == 0 {
