@@ -54,40 +54,14 @@ func (p Ports) DIMSE() string { return fmt.Sprintf("ORTHANC@127.0.0.1:%d", p.DIC
 func StartOrthancOn(t testing.TB, ports Ports) *Orthanc {
 	t.Helper()
 	bin := peers.Need(t, "Orthanc")[0]
-	plugin := "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+	plugin := OrthancPlugin
 	if _, err := os.Stat(plugin); err != nil {
 		peers.Missing(t, "Orthanc DICOMweb plugin %s is not installed (Debian package orthanc-dicomweb)", plugin)
 	}
 	dir := t.TempDir()
 	httpPort, dicomPort := ports.HTTP, ports.DICOM
-	cfg := map[string]any{
-		"Name":                            "lifeline-test",
-		"StorageDirectory":                filepath.Join(dir, "storage"),
-		"IndexDirectory":                  filepath.Join(dir, "index"),
-		"HttpPort":                        httpPort,
-		"DicomPort":                       dicomPort,
-		"DicomAet":                        "ORTHANC",
-		"RemoteAccessAllowed":             false,
-		"AuthenticationEnabled":           false,
-		"DicomCheckCalledAet":             false,
-		"DicomAlwaysAllowStore":           true,
-		"UnknownSopClassAccepted":         true,
-		"StorageCompression":              false,
-		"HttpsVerifyPeers":                false,
-		"ConcurrentJobs":                  1,
-		"Plugins":                         []string{plugin},
-		"DicomWeb":                        map[string]any{"Enable": true, "Root": "/dicom-web/"},
-		"StableAge":                       60,
-		"SaveJobs":                        false,
-		"DicomServerEnabled":              true,
-		"DeidentifyLogs":                  false,
-		"MaximumStorageCacheSize":         0,
-		"OverwriteInstances":              false,
-		"RestApiWriteToFileSystemEnabled": false,
-	}
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	cfgPath := filepath.Join(dir, "orthanc.json")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+	cfgPath, err := WriteOrthancConfig(dir, ports)
+	if err != nil {
 		t.Fatal(err)
 	}
 	logFile, err := os.Create(filepath.Join(dir, "orthanc.log"))
@@ -212,4 +186,45 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// OrthancPlugin is where Debian's orthanc-dicomweb package puts the DICOMweb plugin.
+const OrthancPlugin = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+// WriteOrthancConfig writes dir/orthanc.json for a throw-away Orthanc with its storage
+// under dir: REST API on loopback only, no authentication, C-STORE accepted from any
+// AE title and SOP class, DICOMweb at /dicom-web/, duplicates not overwritten. It
+// returns the file's path, to pass to Orthanc as its only argument.
+func WriteOrthancConfig(dir string, ports Ports) (string, error) {
+	cfg := map[string]any{
+		"Name":                            "lifeline-test",
+		"StorageDirectory":                filepath.Join(dir, "storage"),
+		"IndexDirectory":                  filepath.Join(dir, "index"),
+		"HttpPort":                        ports.HTTP,
+		"DicomPort":                       ports.DICOM,
+		"DicomAet":                        "ORTHANC",
+		"RemoteAccessAllowed":             false,
+		"AuthenticationEnabled":           false,
+		"DicomCheckCalledAet":             false,
+		"DicomAlwaysAllowStore":           true,
+		"UnknownSopClassAccepted":         true,
+		"StorageCompression":              false,
+		"HttpsVerifyPeers":                false,
+		"ConcurrentJobs":                  1,
+		"Plugins":                         []string{OrthancPlugin},
+		"DicomWeb":                        map[string]any{"Enable": true, "Root": "/dicom-web/"},
+		"StableAge":                       60,
+		"SaveJobs":                        false,
+		"DicomServerEnabled":              true,
+		"DeidentifyLogs":                  false,
+		"MaximumStorageCacheSize":         0,
+		"OverwriteInstances":              false,
+		"RestApiWriteToFileSystemEnabled": false,
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "orthanc.json")
+	return path, os.WriteFile(path, data, 0o600)
 }

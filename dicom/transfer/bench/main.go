@@ -30,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"lifeline/dicom/pacs/pacstest"
 	"lifeline/internal/linkemu"
 )
 
@@ -257,8 +258,8 @@ func preflight(e *env) error {
 	if _, err := exec.LookPath("go"); err != nil {
 		missing = append(missing, "go (to build cmd/lifeline; or pass -lifeline)")
 	}
-	if _, err := os.Stat(orthancPlug); err != nil {
-		missing = append(missing, orthancPlug+" (Debian package orthanc-dicomweb)")
+	if _, err := os.Stat(pacstest.OrthancPlugin); err != nil {
+		missing = append(missing, pacstest.OrthancPlugin+" (Debian package orthanc-dicomweb)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("the real peers are missing: %s", strings.Join(missing, ", "))

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"lifeline/dicom/pacs/pacstest"
@@ -20,7 +18,6 @@ import (
 const (
 	orthancHTTP  = 8042
 	orthancDICOM = 4242
-	orthancPlug  = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 )
 
 // orthanc is a real Orthanc (with the DICOMweb plugin) running in the hub namespace
@@ -32,28 +29,8 @@ type orthanc struct {
 }
 
 func startOrthanc(ctx context.Context, link *linkemu.Link, bin, dir string) (*orthanc, error) {
-	cfg := map[string]any{
-		"Name":                    "bench-forward",
-		"StorageDirectory":        filepath.Join(dir, "orthanc-storage"),
-		"IndexDirectory":          filepath.Join(dir, "orthanc-index"),
-		"HttpPort":                orthancHTTP,
-		"DicomPort":               orthancDICOM,
-		"DicomAet":                "ORTHANC",
-		"RemoteAccessAllowed":     false,
-		"AuthenticationEnabled":   false,
-		"DicomCheckCalledAet":     false,
-		"DicomAlwaysAllowStore":   true,
-		"UnknownSopClassAccepted": true,
-		"StorageCompression":      false,
-		"OverwriteInstances":      false,
-		"SaveJobs":                false,
-		"StableAge":               60,
-		"Plugins":                 []string{orthancPlug},
-		"DicomWeb":                map[string]any{"Enable": true, "Root": "/dicom-web/"},
-	}
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	path := filepath.Join(dir, "orthanc.json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	path, err := pacstest.WriteOrthancConfig(dir, pacstest.Ports{HTTP: orthancHTTP, DICOM: orthancDICOM})
+	if err != nil {
 		return nil, err
 	}
 	p, err := startProc("orthanc", dir, link.Command(linkemu.Hub, bin, path))
