@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -61,7 +62,7 @@ func (e *Edge) addDICOM() error {
 				}
 				scpMu.Lock()
 				conf := id.ClientTLS()
-				conf.ClientAuth = 0
+				conf.ClientAuth = tls.NoClientCert
 				scpConfig.TLS = conf
 				if scp, err = dimse.NewSCP(scpConfig, sp, e.log, e.reg); err != nil {
 					scpMu.Unlock()
