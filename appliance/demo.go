@@ -9,6 +9,8 @@ import (
 	"net"
 	"path/filepath"
 	"time"
+
+	"lifeline/internal/service"
 )
 
 // DemoOptions sets up `lifeline demo`.
@@ -54,7 +56,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- hub.Run(ctx) }()
-	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == Ready }); err != nil {
+	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == service.Ready }); err != nil {
 		return fmt.Errorf("demo hub: %w", err)
 	}
 
@@ -66,7 +68,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 		return fmt.Errorf("demo box: %w", err)
 	}
 	go func() { errc <- edge.Run(ctx) }()
-	if err := waitReady(ctx, errc, func() bool { return serviceState(edge.Status(), "status-http") == Ready }); err != nil {
+	if err := waitReady(ctx, errc, func() bool { return serviceState(edge.Status(), "status-http") == service.Ready }); err != nil {
 		return fmt.Errorf("demo box: %w", err)
 	}
 
@@ -156,7 +158,7 @@ func freeLoopbackPort(udpToo bool) (string, error) {
 	return "", errors.New("no free loopback port")
 }
 
-func serviceState(st Status, name string) State {
+func serviceState(st Status, name string) service.State {
 	for _, s := range st.Services {
 		if s.Name == name {
 			return s.State

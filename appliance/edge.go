@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lifeline/internal/durable"
+	"lifeline/internal/service"
 	"lifeline/internal/trust"
 	"lifeline/telemetry"
 )
@@ -25,7 +26,7 @@ type Edge struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	store   *durable.Store
-	sup     *Supervisor
+	sup     *service.Supervisor
 	started time.Time
 	mux     *http.ServeMux
 	bus     *telemetry.Bus
@@ -53,7 +54,7 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 	reg := newRegistry()
 	e := &Edge{
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg, store: store,
-		sup: NewSupervisor(log, reg, DefaultBackoff), started: time.Now(),
+		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(),
 		selfTest: map[string]Check{},
 	}
 	e.mux = statusMux(reg, e.Status)
@@ -74,7 +75,7 @@ func (e *Edge) Status() Status {
 	services := e.sup.Status()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Status{Role: "edge", Version: e.version, StartedAt: e.started, Overall: overall(services), Services: services}
+	st := Status{Role: "edge", Version: e.version, StartedAt: e.started, Overall: service.Overall(services), Services: services}
 	if e.identity != nil {
 		st.Device = e.identity.DeviceID
 	}
@@ -137,7 +138,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.recordCheck(checkSerialPorts(ports))
 
 	e.sup.Add(httpService("status-http", httpLn, e.mux, e.log))
-	e.sup.Add(Service{Name: "hub-link", Run: e.runHubLink})
+	e.sup.Add(service.Service{Name: "hub-link", Run: e.runHubLink})
 	for _, svc := range e.plannedServices() {
 		e.sup.Add(svc)
 	}
@@ -148,7 +149,7 @@ func (e *Edge) Run(ctx context.Context) error {
 // runHubLink watches the box's enrolment and its hub: degraded while the box is not
 // enrolled or the hub is out of reach, which is normal in a tunnel; the box keeps
 // receiving studies and reading monitors meanwhile.
-func (e *Edge) runHubLink(ctx context.Context, h *Health) error {
+func (e *Edge) runHubLink(ctx context.Context, h *service.Health) error {
 	for {
 		id, err := e.loadIdentity()
 		var c Check
@@ -180,10 +181,10 @@ func (e *Edge) runHubLink(ctx context.Context, h *Health) error {
 
 // plannedServices shows configured devices whose support is not built yet as
 // degraded services, so that the crew sees plainly that they are not in use.
-func (e *Edge) plannedServices() []Service {
-	var out []Service
-	planned := func(name, what string) Service {
-		return Service{Name: name, Run: func(ctx context.Context, h *Health) error {
+func (e *Edge) plannedServices() []service.Service {
+	var out []service.Service
+	planned := func(name, what string) service.Service {
+		return service.Service{Name: name, Run: func(ctx context.Context, h *service.Health) error {
 			h.Degraded(what+" is not built in this version; the setting is kept for when it is", nil)
 			<-ctx.Done()
 			return nil

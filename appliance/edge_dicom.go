@@ -13,6 +13,7 @@ import (
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/spool"
 	"lifeline/dicom/transfer"
+	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
 
@@ -33,9 +34,9 @@ func (e *Edge) addDICOM() error {
 		return err
 	}
 	scpConfig := dimse.SCPConfig{AETitle: d.AETitle, CallingAEs: d.AllowedCalling, MaxAssociations: d.MaxAssociations}
-	e.sup.Add(Service{
+	e.sup.Add(service.Service{
 		Name: "dicom-spool",
-		Run: func(ctx context.Context, h *Health) error {
+		Run: func(ctx context.Context, h *service.Health) error {
 			h.Ready(fmt.Sprintf("studies complete after %s without a new instance", d.QuietPeriod.Duration))
 			return sp.Run(ctx)
 		},
@@ -49,9 +50,9 @@ func (e *Edge) addDICOM() error {
 		}
 	}
 	var scpMu sync.Mutex
-	e.sup.Add(Service{
+	e.sup.Add(service.Service{
 		Name: "dicom-receiver",
-		Run: func(ctx context.Context, h *Health) error {
+		Run: func(ctx context.Context, h *service.Health) error {
 			scpMu.Lock()
 			if scp == nil {
 				// DICOM TLS presents the box's own certificate, so it waits for enrolment.
@@ -94,7 +95,7 @@ func (e *Edge) addDICOM() error {
 // forwarderService drains complete studies to the hub once the box is enrolled. The
 // forwarder is made once, on the first enrolled start, because it registers metrics
 // and keeps its connection across the supervisor's restarts.
-func (e *Edge) forwarderService(sp *spool.Spool) Service {
+func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 	var mu sync.Mutex
 	var fw *transfer.Forwarder
 	f := e.cfg.Forward
@@ -105,9 +106,9 @@ func (e *Edge) forwarderService(sp *spool.Spool) Service {
 	for _, ae := range f.StatCallingAE {
 		rules = append(rules, transfer.PriorityRule{CallingAE: ae, Priority: transfer.PriorityStat})
 	}
-	return Service{
+	return service.Service{
 		Name: "forwarder",
-		Run: func(ctx context.Context, h *Health) error {
+		Run: func(ctx context.Context, h *service.Health) error {
 			id, err := e.waitForIdentity(ctx, h, "studies wait in the spool until the box is enrolled")
 			if id == nil {
 				return err
@@ -142,7 +143,7 @@ func (e *Edge) forwarderService(sp *spool.Spool) Service {
 
 // waitForIdentity returns the box's identity, waiting (degraded, with reason) until
 // the box is enrolled. It returns nil when ctx ends first or the identity is unreadable.
-func (e *Edge) waitForIdentity(ctx context.Context, h *Health, reason string) (*trust.Identity, error) {
+func (e *Edge) waitForIdentity(ctx context.Context, h *service.Health, reason string) (*trust.Identity, error) {
 	for {
 		id, err := trust.LoadIdentity(IdentityDir(e.dataDir))
 		switch {

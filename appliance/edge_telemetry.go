@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"lifeline/internal/service"
 	"lifeline/telemetry"
 	"lifeline/telemetry/datex"
 	"lifeline/telemetry/hl7"
@@ -36,9 +37,9 @@ func (e *Edge) addTelemetry() error {
 		if err != nil {
 			return fmt.Errorf("monitor %d (%s): %w", i+1, m.Port, err)
 		}
-		e.sup.Add(Service{
+		e.sup.Add(service.Service{
 			Name:   "monitor " + m.Port,
-			Run:    func(ctx context.Context, h *Health) error { return runMonitor(ctx, h, reader) },
+			Run:    func(ctx context.Context, h *service.Health) error { return runMonitor(ctx, h, reader) },
 			Status: func() any { return reader.Status() },
 		})
 	}
@@ -47,7 +48,7 @@ func (e *Edge) addTelemetry() error {
 	if err != nil {
 		return err
 	}
-	e.sup.Add(Service{Name: "recorder", Run: func(ctx context.Context, h *Health) error {
+	e.sup.Add(service.Service{Name: "recorder", Run: func(ctx context.Context, h *service.Health) error {
 		h.Ready("keeping every sample, numeric and alarm; at most the last second is lost on a power cut")
 		return rec.Run(ctx)
 	}})
@@ -67,7 +68,7 @@ func monitorDrivers(l *slog.Logger) []telemetry.Driver {
 
 // runMonitor runs a reader and mirrors its state into the service's health: a monitor
 // that is silent or unplugged is a degraded service the crew must see.
-func runMonitor(ctx context.Context, h *Health, reader *monitor.Reader) error {
+func runMonitor(ctx context.Context, h *service.Health, reader *monitor.Reader) error {
 	errc := make(chan error, 1)
 	go func() { errc <- reader.Run(ctx) }()
 	tick := time.NewTicker(500 * time.Millisecond)

@@ -17,6 +17,7 @@ import (
 
 	"lifeline/internal/audit"
 	"lifeline/internal/durable"
+	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
 
@@ -31,7 +32,7 @@ type Hub struct {
 	auth     *trust.Authority
 	devices  *trust.Registry
 	audit    *audit.Log
-	sup      *Supervisor
+	sup      *service.Supervisor
 	started  time.Time
 	mux      *http.ServeMux // the public side, 8443
 	lastSeen sync.Map       // device ID → time.Time of its last request
@@ -68,7 +69,7 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 	h := &Hub{
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
 		store: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
-		sup: NewSupervisor(log, reg, DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
+		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
 	}
 	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
 	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
@@ -101,7 +102,7 @@ func (h *Hub) hello(w http.ResponseWriter, r *http.Request) {
 // Status returns the hub's /api/v1/status body.
 func (h *Hub) Status() Status {
 	services := h.sup.Status()
-	return Status{Role: "hub", Version: h.version, StartedAt: h.started, Overall: overall(services), Services: services}
+	return Status{Role: "hub", Version: h.version, StartedAt: h.started, Overall: service.Overall(services), Services: services}
 }
 
 // Run serves until ctx ends, then shuts down within the grace period.
@@ -141,8 +142,8 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // publicService serves the boxes and viewers: HTTPS on TCP and HTTP/3 on UDP, one
 // handler, one certificate, both requiring the box's certificate where it matters.
-func (h *Hub) publicService(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config) Service {
-	return Service{Name: "hub-server", Run: func(ctx context.Context, health *Health) error {
+func (h *Hub) publicService(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config) service.Service {
+	return service.Service{Name: "hub-server", Run: func(ctx context.Context, health *service.Health) error {
 		h3 := &http3.Server{Handler: h.mux, TLSConfig: http3.ConfigureTLSConfig(tlsConf), Logger: h.log}
 		https := &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -177,4 +178,4 @@ func (h *Hub) publicService(tcp net.Listener, udp net.PacketConn, tlsConf *tls.C
 func (h *Hub) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
 // AddService adds a capability to the hub's supervisor; call before Run.
-func (h *Hub) AddService(s Service) { h.sup.Add(s) }
+func (h *Hub) AddService(s service.Service) { h.sup.Add(s) }

@@ -11,6 +11,7 @@ import (
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/pacs"
 	"lifeline/dicom/transfer"
+	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
 
@@ -56,9 +57,9 @@ func (h *Hub) addIngest() error {
 	if deliverer != nil {
 		target = deliverer.Target()
 	}
-	h.sup.Add(Service{
+	h.sup.Add(service.Service{
 		Name: "ingest",
-		Run: func(ctx context.Context, health *Health) error {
+		Run: func(ctx context.Context, health *service.Health) error {
 			defer in.Close()
 			health.Ready("taking studies from boxes; delivering to " + target)
 			return in.Run(ctx)

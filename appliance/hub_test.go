@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 
+	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
 
@@ -40,7 +42,7 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == Ready }); err != nil {
+	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == service.Ready }); err != nil {
 		t.Fatal(err)
 	}
 	admin := HubAdmin{DataDir: filepath.Join(dir, "hub"), Lifetime: time.Hour, Log: quietLog()}
@@ -91,3 +93,5 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 		t.Fatalf("want 2 refusals audited:\n%s", logData)
 	}
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

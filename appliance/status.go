@@ -17,29 +17,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"lifeline/internal/durable"
+	"lifeline/internal/service"
 )
 
 // Status is the body of GET /api/v1/status on both processes.
 type Status struct {
-	Role      string          `json:"role"` // "edge" or "hub"
-	Version   string          `json:"version"`
-	Device    string          `json:"device,omitempty"` // the box's enrolled identity
-	StartedAt time.Time       `json:"started_at"`
-	Overall   State           `json:"overall"` // the worst state of any service
-	Services  []ServiceStatus `json:"services"`
-	SelfTest  []Check         `json:"self_test,omitempty"`
-}
-
-// overall summarises services for the crew: failed beats degraded beats starting.
-func overall(services []ServiceStatus) State {
-	rank := map[State]int{Ready: 0, Stopped: 0, Starting: 1, Degraded: 2, Failed: 3}
-	worst := Ready
-	for _, s := range services {
-		if rank[s.State] > rank[worst] {
-			worst = s.State
-		}
-	}
-	return worst
+	Role      string           `json:"role"` // "edge" or "hub"
+	Version   string           `json:"version"`
+	Device    string           `json:"device,omitempty"` // the box's enrolled identity
+	StartedAt time.Time        `json:"started_at"`
+	Overall   service.State    `json:"overall"` // the worst state of any service
+	Services  []service.Status `json:"services"`
+	SelfTest  []Check          `json:"self_test,omitempty"`
 }
 
 // newRegistry returns a metrics registry with the Go runtime and process collectors.
@@ -75,8 +64,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // httpService serves handler on a listener that is already bound, so that a busy
 // port is reported at start-up instead of inside a restart loop.
-func httpService(name string, ln net.Listener, handler http.Handler, log *slog.Logger) Service {
-	return Service{Name: name, Run: func(ctx context.Context, h *Health) error {
+func httpService(name string, ln net.Listener, handler http.Handler, log *slog.Logger) service.Service {
+	return service.Service{Name: name, Run: func(ctx context.Context, h *service.Health) error {
 		srv := &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,

@@ -1,4 +1,4 @@
-package appliance
+package service
 
 import (
 	"context"
@@ -16,13 +16,13 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func statusOf(s *Supervisor, name string) ServiceStatus {
+func statusOf(s *Supervisor, name string) Status {
 	for _, st := range s.Status() {
 		if st.Name == name {
 			return st
 		}
 	}
-	return ServiceStatus{}
+	return Status{}
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -137,12 +137,12 @@ func TestOverall(t *testing.T) {
 		{[]State{Ready, Starting}, Starting},
 	}
 	for _, c := range cases {
-		var ss []ServiceStatus
+		var ss []Status
 		for _, s := range c.states {
-			ss = append(ss, ServiceStatus{State: s})
+			ss = append(ss, Status{State: s})
 		}
-		if got := overall(ss); got != c.want {
-			t.Errorf("overall(%v) = %s, want %s", c.states, got, c.want)
+		if got := Overall(ss); got != c.want {
+			t.Errorf("Overall(%v) = %s, want %s", c.states, got, c.want)
 		}
 	}
 }

@@ -1,8 +1,8 @@
-// Package appliance wires Lifeline's packages into the two processes, the edge box and
-// the hub: configuration, the supervisor that runs every capability as a service, the
-// boot self-test, the status surfaces and enrolment. Nothing imports it but the
-// command.
-package appliance
+// Package service is how every long-lived part of the box and the hub starts, reports
+// its health and stops: a Service runs under a Supervisor, which restarts it with
+// capped back-off when it fails. Libraries (monitor readers, the live stream, dispatch)
+// report their own health through Health, so the appliance never polls them.
+package service
 
 import (
 	"context"
@@ -79,8 +79,8 @@ func (h *Health) set(s State, detail string, err error) {
 	}
 }
 
-// ServiceStatus is a service's entry in /api/v1/status.
-type ServiceStatus struct {
+// Status is a service's entry in /api/v1/status.
+type Status struct {
 	Name        string    `json:"name"`
 	State       State     `json:"state"`
 	Detail      string    `json:"detail,omitempty"`
@@ -249,14 +249,14 @@ func (s *Supervisor) runOnce(ctx context.Context, sv *supervised) (err error) {
 }
 
 // Status returns every service's state, sorted by name.
-func (s *Supervisor) Status() []ServiceStatus {
+func (s *Supervisor) Status() []Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ServiceStatus, 0, len(s.services))
+	out := make([]Status, 0, len(s.services))
 	for _, sv := range s.services {
 		h := sv.health
 		h.mu.Lock()
-		st := ServiceStatus{
+		st := Status{
 			Name: sv.svc.Name, State: h.state, Detail: h.detail, Since: h.since,
 			LastError: h.lastError, LastErrorAt: h.errorAt, Restarts: h.restarts,
 		}
@@ -268,4 +268,16 @@ func (s *Supervisor) Status() []ServiceStatus {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Overall summarises services for the crew: failed beats degraded beats starting.
+func Overall(services []Status) State {
+	rank := map[State]int{Ready: 0, Stopped: 0, Starting: 1, Degraded: 2, Failed: 3}
+	worst := Ready
+	for _, s := range services {
+		if rank[s.State] > rank[worst] {
+			worst = s.State
+		}
+	}
+	return worst
 }
