@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -36,8 +37,8 @@ type StudyProgress struct {
 	ETASeconds    float64 `json:"eta_seconds,omitempty"` // 0 when unknown
 }
 
-// DeadLetter is an instance the hub refused, with the reason, waiting for an
-// operator (Forwarder.Retry).
+// DeadLetter is an instance the hub refused (or the box could not send), with the
+// reason, waiting for an operator (Forwarder.Retry). Its study stays blocked meanwhile.
 type DeadLetter struct {
 	StudyUID       string    `json:"study_uid"`
 	SOPInstanceUID string    `json:"sop_instance_uid"`
@@ -76,13 +77,25 @@ func (f *Forwarder) Status() ForwarderStatus {
 		s.Studies = append(s.Studies, p)
 	}
 	f.mu.Unlock()
-	f.store.ForEach(bucketBoxInstances, func(k, v []byte) error {
+	s.DeadLetters, _ = f.DeadLetters()
+	return s
+}
+
+// DeadLetters lists the instances the hub refused or the box could not send, oldest
+// first, each waiting for an operator's Retry. They are read from the box's store, so
+// the list survives restarts.
+func (f *Forwarder) DeadLetters() ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := f.store.ForEach(bucketBoxInstances, func(k, v []byte) error {
 		var bi boxInstance
 		if jsonUnmarshal(v, &bi) == nil && bi.Dead {
-			s.DeadLetters = append(s.DeadLetters, DeadLetter{StudyUID: bi.StudyUID, SOPInstanceUID: string(k), Reason: bi.DeadReason, At: bi.DeadAt})
+			out = append(out, DeadLetter{StudyUID: bi.StudyUID, SOPInstanceUID: string(k), Reason: bi.DeadReason, At: bi.DeadAt})
 		}
 		return nil
 	})
-	sort.Slice(s.DeadLetters, func(i, j int) bool { return s.DeadLetters[i].At.Before(s.DeadLetters[j].At) })
-	return s
+	if err != nil {
+		return nil, fmt.Errorf("transfer: read the dead-letter list: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out, nil
 }

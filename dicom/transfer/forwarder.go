@@ -184,8 +184,16 @@ func (f *Forwarder) Notify() {
 	}
 }
 
-// Retry takes an instance off the dead-letter list so it is sent again.
+// ErrNotDeadLettered is returned by Retry for an instance that is not on the
+// dead-letter list: never refused, already retried, or unknown to the box.
+var ErrNotDeadLettered = errors.New("not on the dead-letter list")
+
+// Retry takes an instance off the dead-letter list so that it is sent again from its
+// first byte, and unblocks its study. It is the operator's answer to a refusal whose
+// cause was fixed (the hub's limit raised, the spool's disk remounted); an instance
+// still at fault is dead-lettered again with the new reason.
 func (f *Forwarder) Retry(sopInstanceUID string) error {
+	var was boxInstance
 	err := f.store.Update(func(tx *durable.Tx) error {
 		var bi boxInstance
 		found, err := getJSONTx(tx, bucketBoxInstances, sopInstanceUID, &bi)
@@ -193,8 +201,9 @@ func (f *Forwarder) Retry(sopInstanceUID string) error {
 			return err
 		}
 		if !found || !bi.Dead {
-			return fmt.Errorf("transfer: %s is not on the dead-letter list", sopInstanceUID)
+			return fmt.Errorf("transfer: retry %s: %w", sopInstanceUID, ErrNotDeadLettered)
 		}
+		was = bi
 		bi.Dead, bi.DeadReason, bi.DeadAt, bi.DigestFailures, bi.URL, bi.Offset = false, "", time.Time{}, 0, "", 0
 		return putJSONTx(tx, bucketBoxInstances, sopInstanceUID, bi)
 	})
@@ -205,14 +214,16 @@ func (f *Forwarder) Retry(sopInstanceUID string) error {
 	for _, sj := range f.studies {
 		for _, ij := range sj.inst {
 			if ij.inst.SOPInstanceUID == sopInstanceUID && ij.state == instDead {
-				ij.state, ij.reason = instPending, ""
+				ij.state, ij.reason, ij.attempts, ij.nextTry = instPending, "", 0, time.Time{}
 				if sj.state == studyBlocked {
-					sj.state = studySending
+					sj.state, sj.reason = studySending, ""
 				}
 			}
 		}
 	}
 	f.mu.Unlock()
+	f.log.Info("transfer: dead-lettered instance retried by an operator", "study", was.StudyUID, "sop", sopInstanceUID,
+		"refused_for", was.DeadReason, "refused_at", was.DeadAt)
 	f.Notify()
 	return nil
 }
