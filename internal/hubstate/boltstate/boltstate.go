@@ -1,0 +1,124 @@
+// Package boltstate is the hub's embedded state engine: hubstate.Store on one bbolt
+// file (through internal/durable), for a hub that runs as one process on one machine.
+//
+// Every write is one bbolt transaction, fsynced when it commits, so each
+// hubstate method is atomic and durable when it returns. bbolt runs one writer at a
+// time, which is what makes "exactly once" hold here without further locking.
+//
+// Records are stored as JSON in the buckets the hub used before this package existed,
+// so a hub's existing hub.db is read as it is.
+package boltstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
+)
+
+// Buckets of the hub's store.
+const (
+	bucketDevices   = "trust/devices"      // device ID → hubstate.Device
+	bucketCodes     = "trust/codes"        // hex SHA-256 of a code's secret → codeRecord
+	bucketUploads   = "transfer/uploads"   // upload ID → hubstate.Upload
+	bucketInstances = "transfer/instances" // SOP Instance UID → hubstate.Instance
+	bucketStudies   = "transfer/studies"   // Study Instance UID → hubstate.Study
+	bucketDelivery  = "transfer/delivery"  // SOP Instance UID → "" while a PACS delivery is owed
+)
+
+// Store is hubstate.Store on bbolt.
+type Store struct {
+	db *durable.Store
+}
+
+var _ hubstate.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the state in the file at path. It waits at most
+// lockWait (zero: 1 s) for another process to let go of the file, then fails with an
+// error that matches hubstate.ErrHeld.
+func Open(path string, lockWait time.Duration) (*Store, error) {
+	db, err := durable.Open(path, lockWait)
+	if errors.Is(err, durable.ErrLocked) {
+		return nil, fmt.Errorf("%w: %w", hubstate.ErrHeld, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// update runs fn in one write transaction unless ctx is already done.
+func (s *Store) update(ctx context.Context, fn func(tx *durable.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+// view runs fn in one read transaction unless ctx is already done.
+func (s *Store) view(ctx context.Context, fn func(tx *durable.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+// get decodes the record under key into v and reports whether there was one.
+func get(tx *durable.Tx, bucket, key string, v any) (bool, error) {
+	b := tx.Bucket([]byte(bucket))
+	if b == nil {
+		return false, nil
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("boltstate: stored %s/%s: %w", bucket, key, err)
+	}
+	return true, nil
+}
+
+// put stores v as JSON under key.
+func put(tx *durable.Tx, bucket, key string, v any) error {
+	b, err := durable.Bucket(tx, bucket)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("boltstate: encode %s/%s: %w", bucket, key, err)
+	}
+	return b.Put([]byte(key), raw)
+}
+
+// del removes key; a missing bucket or key is not an error.
+func del(tx *durable.Tx, bucket, key string) error {
+	b := tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	return b.Delete([]byte(key))
+}
+
+// each decodes every record of bucket in key order into a fresh T and calls fn.
+func each[T any](tx *durable.Tx, bucket string, fn func(key string, v T) error) error {
+	b := tx.Bucket([]byte(bucket))
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, raw []byte) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("boltstate: stored %s/%s: %w", bucket, k, err)
+		}
+		return fn(string(k), v)
+	})
+}

@@ -1,0 +1,313 @@
+package boltstate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
+)
+
+// CreateUpload implements hubstate.Studies.
+func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.Upload, error) {
+	err := s.update(ctx, func(tx *durable.Tx) error {
+		var old hubstate.Upload
+		found, err := get(tx, bucketUploads, u.ID, &old)
+		if err != nil {
+			return err
+		}
+		if found {
+			u = old
+			return nil
+		}
+		var inst hubstate.Instance
+		archived, err := get(tx, bucketInstances, u.SOPInstanceUID, &inst)
+		switch {
+		case err != nil:
+			return err
+		case archived && inst.SHA256 != u.SHA256:
+			return &hubstate.ConflictError{Archived: inst}
+		case archived:
+			u.Offset, u.Complete = u.Length, true
+		}
+		return put(tx, bucketUploads, u.ID, u)
+	})
+	return u, err
+}
+
+// Upload implements hubstate.Studies.
+func (s *Store) Upload(ctx context.Context, id string) (hubstate.Upload, error) {
+	var u hubstate.Upload
+	err := s.view(ctx, func(tx *durable.Tx) error {
+		found, err := get(tx, bucketUploads, id, &u)
+		if err == nil && !found {
+			return fmt.Errorf("upload %s: %w", id, hubstate.ErrNotFound)
+		}
+		return err
+	})
+	return u, err
+}
+
+// AdvanceUpload implements hubstate.Studies.
+func (s *Store) AdvanceUpload(ctx context.Context, id string, from, to int64) (hubstate.Upload, error) {
+	var u hubstate.Upload
+	err := s.update(ctx, func(tx *durable.Tx) error {
+		found, err := get(tx, bucketUploads, id, &u)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			return fmt.Errorf("upload %s: %w", id, hubstate.ErrNotFound)
+		case u.Complete || u.Offset != from:
+			return &hubstate.OffsetError{Upload: u, From: from}
+		case to < from || to > u.Length:
+			return fmt.Errorf("upload %s: offset %d..%d outside its %d bytes", id, from, to, u.Length)
+		}
+		u.Offset = to
+		return put(tx, bucketUploads, id, u)
+	})
+	return u, err
+}
+
+// DropUpload implements hubstate.Studies.
+func (s *Store) DropUpload(ctx context.Context, id string) error {
+	return s.update(ctx, func(tx *durable.Tx) error { return del(tx, bucketUploads, id) })
+}
+
+// ArchiveInstance implements hubstate.Studies.
+func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubstate.Instance, owed bool) (hubstate.Archived, error) {
+	var out hubstate.Archived
+	err := s.update(ctx, func(tx *durable.Tx) error {
+		var u hubstate.Upload
+		found, err := get(tx, bucketUploads, uploadID, &u)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			return fmt.Errorf("upload %s: %w", uploadID, hubstate.ErrNotFound)
+		}
+		var old hubstate.Instance
+		archived, err := get(tx, bucketInstances, inst.SOPInstanceUID, &old)
+		switch {
+		case err != nil:
+			return err
+		case archived && old.SHA256 != inst.SHA256:
+			return &hubstate.ConflictError{Archived: old}
+		}
+		u.Offset, u.Complete = u.Length, true
+		if err := put(tx, bucketUploads, u.ID, u); err != nil {
+			return err
+		}
+		if archived {
+			out.Duplicate = true
+			return nil
+		}
+		if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+			return err
+		}
+		if owed {
+			b, err := durable.Bucket(tx, bucketDelivery)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(inst.SOPInstanceUID), nil); err != nil {
+				return err
+			}
+		}
+		out.Study, out.InStudy, err = progress(tx, inst.StudyUID)
+		return err
+	})
+	return out, err
+}
+
+// progress recomputes and stores a study's milestones inside tx; found is false when
+// no manifest named the study yet.
+func progress(tx *durable.Tx, studyUID string) (sp hubstate.StudyProgress, found bool, err error) {
+	found, err = get(tx, bucketStudies, studyUID, &sp.Study)
+	if err != nil || !found {
+		return sp, found, err
+	}
+	if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
+		return sp, found, err
+	}
+	return sp, true, put(tx, bucketStudies, studyUID, sp.Study)
+}
+
+func archivedIn(tx *durable.Tx) func(string) (hubstate.Instance, bool, error) {
+	return func(sop string) (hubstate.Instance, bool, error) {
+		var inst hubstate.Instance
+		ok, err := get(tx, bucketInstances, sop, &inst)
+		return inst, ok, err
+	}
+}
+
+// Instance implements hubstate.Studies.
+func (s *Store) Instance(ctx context.Context, sop string) (hubstate.Instance, error) {
+	var inst hubstate.Instance
+	err := s.view(ctx, func(tx *durable.Tx) error {
+		found, err := get(tx, bucketInstances, sop, &inst)
+		if err == nil && !found {
+			return fmt.Errorf("instance %s: %w", sop, hubstate.ErrNotFound)
+		}
+		return err
+	})
+	return inst, err
+}
+
+// RecordManifest implements hubstate.Studies.
+func (s *Store) RecordManifest(ctx context.Context, m hubstate.Manifest) (hubstate.StudyProgress, error) {
+	var sp hubstate.StudyProgress
+	err := s.update(ctx, func(tx *durable.Tx) error {
+		if _, err := get(tx, bucketStudies, m.StudyUID, &sp.Study); err != nil {
+			return err
+		}
+		sp.Study.Merge(m)
+		var err error
+		if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
+			return err
+		}
+		return put(tx, bucketStudies, m.StudyUID, sp.Study)
+	})
+	return sp, err
+}
+
+// Study implements hubstate.Studies.
+func (s *Store) Study(ctx context.Context, studyUID string) (hubstate.StudyView, error) {
+	var v hubstate.StudyView
+	err := s.view(ctx, func(tx *durable.Tx) error {
+		found, err := get(tx, bucketStudies, studyUID, &v.Study)
+		switch {
+		case err != nil:
+			return err
+		case !found:
+			return fmt.Errorf("study %s: %w", studyUID, hubstate.ErrNotFound)
+		}
+		v.Archived, err = archivedOf(tx, v.Study)
+		return err
+	})
+	return v, err
+}
+
+func archivedOf(tx *durable.Tx, st hubstate.Study) (map[string]hubstate.Instance, error) {
+	out := map[string]hubstate.Instance{}
+	lookup := archivedIn(tx)
+	for sop := range st.Expected {
+		inst, ok, err := lookup(sop)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[sop] = inst
+		}
+	}
+	return out, nil
+}
+
+// RecentStudies implements hubstate.Studies. It reads every study: the embedded
+// engine serves one hub, whose study count a scan handles.
+func (s *Store) RecentStudies(ctx context.Context, n int) ([]hubstate.StudyView, error) {
+	var out []hubstate.StudyView
+	err := s.view(ctx, func(tx *durable.Tx) error {
+		var all []hubstate.Study
+		if err := each(tx, bucketStudies, func(_ string, st hubstate.Study) error {
+			all = append(all, st)
+			return nil
+		}); err != nil {
+			return err
+		}
+		sort.SliceStable(all, func(i, j int) bool { return all[i].ManifestAt.After(all[j].ManifestAt) })
+		if len(all) > n {
+			all = all[:max(n, 0)]
+		}
+		for _, st := range all {
+			archived, err := archivedOf(tx, st)
+			if err != nil {
+				return err
+			}
+			out = append(out, hubstate.StudyView{Study: st, Archived: archived})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DueDeliveries implements hubstate.Studies.
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, n int) ([]hubstate.Instance, int, error) {
+	var due []hubstate.Instance
+	pending := 0
+	err := s.view(ctx, func(tx *durable.Tx) error {
+		b := tx.Bucket([]byte(bucketDelivery))
+		if b == nil {
+			return nil
+		}
+		lookup := archivedIn(tx)
+		return b.ForEach(func(k, _ []byte) error {
+			pending++
+			if len(due) >= n {
+				return nil
+			}
+			inst, ok, err := lookup(string(k))
+			if err != nil || !ok || inst.NextAttempt.After(now) {
+				return err
+			}
+			due = append(due, inst)
+			return nil
+		})
+	})
+	return due, pending, err
+}
+
+// RecordDeliveries implements hubstate.Studies.
+func (s *Store) RecordDeliveries(ctx context.Context, outcomes []hubstate.DeliveryOutcome) ([]hubstate.StudyProgress, error) {
+	var out []hubstate.StudyProgress
+	err := s.update(ctx, func(tx *durable.Tx) error {
+		out = nil
+		var studies []string
+		for _, o := range outcomes {
+			var inst hubstate.Instance
+			found, err := get(tx, bucketInstances, o.SOPInstanceUID, &inst)
+			switch {
+			case err != nil:
+				return err
+			case !found:
+				return fmt.Errorf("delivery of instance %s: %w", o.SOPInstanceUID, hubstate.ErrNotFound)
+			}
+			inst.Attempts++
+			if o.Err != "" {
+				inst.LastError, inst.NextAttempt = o.Err, o.RetryAt
+				if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+					return err
+				}
+				continue
+			}
+			inst.DeliveredAt, inst.LastError, inst.NextAttempt = o.At, "", time.Time{}
+			if o.ForgetPath {
+				inst.Path = ""
+			}
+			if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+				return err
+			}
+			if err := del(tx, bucketDelivery, inst.SOPInstanceUID); err != nil {
+				return err
+			}
+			if !slices.Contains(studies, inst.StudyUID) {
+				studies = append(studies, inst.StudyUID)
+			}
+		}
+		// Only now, with every outcome recorded, can a study be whole.
+		for _, uid := range studies {
+			sp, found, err := progress(tx, uid)
+			if err != nil {
+				return err
+			}
+			if found {
+				out = append(out, sp)
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,42 @@
+// Package hubstate is the hub's state behind one small interface: the boxes it knows
+// and their enrolment codes, and the studies they upload (uploads in progress, the
+// archive index, study tracking, deliveries owed to the PACS).
+//
+// Callers see Store and its parts, never an engine's types, so that another engine
+// can take the embedded one's place (bbolt in package boltstate; PostgreSQL when
+// several hubs share their state) without touching the protocols built on it. Every
+// step that must be atomic — an enrolment code consumed exactly once, an upload offset
+// moved only from where it was, an instance archived together with its upload, its
+// study and the delivery it is owed — is one method here, not a transaction the caller
+// holds open. An engine may run a method's work in one transaction, take row locks,
+// or retry on a serialisation failure; the callers cannot tell.
+//
+// Durability: every method that writes returns only once the write is committed to
+// stable storage, so the hub may acknowledge to a box as soon as it returns.
+//
+// Further parts (accounts and sessions, the vitals history, positions and missions,
+// which hub holds each box's live session) join Store as further small interfaces.
+// Runs on the hub only.
+package hubstate
+
+import (
+	"errors"
+)
+
+// Store is all of the hub's state. It is safe for concurrent use. Every method takes
+// a context; a cancelled one fails the call and writes nothing.
+type Store interface {
+	Registry
+	Studies
+	// Close releases the state; the Store must not be used afterwards.
+	Close() error
+}
+
+// Errors an engine returns; callers test them with errors.Is.
+var (
+	// ErrNotFound says the device, upload, instance or study asked for is unknown.
+	ErrNotFound = errors.New("hubstate: not found")
+	// ErrHeld says another process holds an embedded engine's state (one hub per
+	// state directory); the caller may reach that process instead.
+	ErrHeld = errors.New("hubstate: the hub's state is held by another process")
+)
