@@ -7,8 +7,11 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 PEER_PACKAGES := dcmtk orthanc orthanc-dicomweb chromium socat gpsd-clients ffmpeg iproute2 nftables
 PEER_PROGRAMS := storescu Orthanc chromium socat gpsfake ffmpeg ip nft
 FUZZTIME ?= 5s
+# The linter CI runs, pinned so that a clean machine checks exactly as a developer's does.
+STATICCHECK_VERSION := 0.8.2
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build build-all test peers fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu clean
+.PHONY: build build-all test peers tools fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline ./cmd/lifeline
@@ -31,8 +34,8 @@ peers:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_PACKAGES) >/dev/null; \
 	else echo "peers: missing$$missing; run as root to install them: apt-get install $(PEER_PACKAGES)"; fi
 
-test: peers
-	$(GO) vet ./...
+# test is what CI runs: the house kept tidy first (lint), then every test.
+test: peers lint
 	$(GO) test -race -timeout 30m ./...
 
 # fuzz runs every fuzz target for FUZZTIME each, beyond the seed corpora that
@@ -40,13 +43,23 @@ test: peers
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./.ci/fuzz
 
-lint:
-	$(GO) vet ./...
-	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "lint: staticcheck not installed; go vet only"; fi
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+# tools installs the pinned staticcheck unless it is there already.
+tools:
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION))' || \
+		{ echo "tools: installing staticcheck v$(STATICCHECK_VERSION)"; $(GO) install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION); }
 
-# demo runs hub, box and simulated devices on loopback and prints the URLs.
-demo: build peers
+# lint fails when go.mod and go.sum are not tidy, a Go file is not gofmt-clean, or go vet
+# or staticcheck finds anything.
+lint: tools
+	@$(GO) mod tidy -diff || { echo "lint: go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+		if [ -n "$$unformatted" ]; then echo "lint: gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# demo runs hub, box and simulated devices on loopback and prints the URLs. It needs no
+# test peer: its monitor and modality are simulated in the binary itself.
+demo: build
 	./bin/lifeline demo
 
 # Benchmarks: each runs the real peer in the same run and prints the ratio, since these
