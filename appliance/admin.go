@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"lifeline/internal/audit"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
 	"lifeline/internal/trust"
 )
 
@@ -50,7 +50,7 @@ type EnrolCode struct {
 func (h *Hub) adminMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /enroll", func(w http.ResponseWriter, r *http.Request) {
-		code, err := issueCode(h.devices, h.audit, r.FormValue("device"), h.cfg.Enrol.CodeLifetime.Duration)
+		code, err := issueCode(r.Context(), h.devices, h.audit, r.FormValue("device"), h.cfg.Enrol.CodeLifetime.Duration)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -58,14 +58,14 @@ func (h *Hub) adminMux() http.Handler {
 		writeJSON(w, http.StatusOK, code)
 	})
 	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
-		if err := revokeDevice(h.devices, h.audit, r.FormValue("device")); err != nil {
+		if err := revokeDevice(r.Context(), h.devices, h.audit, r.FormValue("device")); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.FormValue("device")})
 	})
 	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, r *http.Request) {
-		devs, err := h.devices.Devices()
+		devs, err := h.devices.Devices(r.Context())
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
@@ -75,8 +75,8 @@ func (h *Hub) adminMux() http.Handler {
 	return mux
 }
 
-func issueCode(reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration) (EnrolCode, error) {
-	code, err := reg.NewCode(device, lifetime)
+func issueCode(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration) (EnrolCode, error) {
+	code, err := reg.NewCode(ctx, device, lifetime)
 	if err != nil {
 		return EnrolCode{}, err
 	}
@@ -85,8 +85,8 @@ func issueCode(reg *trust.Registry, a trust.Auditor, device string, lifetime tim
 	return EnrolCode{Device: device, Code: code, Expires: expires}, nil
 }
 
-func revokeDevice(reg *trust.Registry, a trust.Auditor, device string) error {
-	if err := reg.Revoke(device); err != nil {
+func revokeDevice(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string) error {
+	if err := reg.Revoke(ctx, device); err != nil {
 		return err
 	}
 	a.Audit("device.revoked", map[string]any{"device": device})
@@ -107,7 +107,7 @@ func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 	var out EnrolCode
 	err := a.do("enroll", url.Values{"device": {device}}, &out, func(reg *trust.Registry, au *audit.Log) error {
 		var err error
-		out, err = issueCode(reg, au, device, a.Lifetime)
+		out, err = issueCode(context.Background(), reg, au, device, a.Lifetime)
 		return err
 	})
 	return out, err
@@ -116,7 +116,7 @@ func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 // Revoke refuses device from now on.
 func (a HubAdmin) Revoke(device string) error {
 	return a.do("revoke", url.Values{"device": {device}}, nil, func(reg *trust.Registry, au *audit.Log) error {
-		return revokeDevice(reg, au, device)
+		return revokeDevice(context.Background(), reg, au, device)
 	})
 }
 
@@ -125,18 +125,15 @@ func (a HubAdmin) Devices() ([]trust.Device, error) {
 	var out []trust.Device
 	err := a.do("devices", nil, &out, func(reg *trust.Registry, _ *audit.Log) error {
 		var err error
-		out, err = reg.Devices()
+		out, err = reg.Devices(context.Background())
 		return err
 	})
 	return out, err
 }
 
 func (a HubAdmin) do(op string, form url.Values, out any, local func(*trust.Registry, *audit.Log) error) error {
-	if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
-		return err
-	}
-	store, err := durable.Open(hubStorePath(a.DataDir), 300*time.Millisecond)
-	if errors.Is(err, durable.ErrLocked) {
+	store, err := openHubState(a.DataDir, 300*time.Millisecond)
+	if errors.Is(err, hubstate.ErrHeld) {
 		return a.viaSocket(op, form, out)
 	}
 	if err != nil {

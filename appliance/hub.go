@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -16,7 +17,8 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"lifeline/internal/audit"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
+	"lifeline/internal/hubstate/boltstate"
 	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
@@ -28,7 +30,7 @@ type Hub struct {
 	version  string
 	log      *slog.Logger
 	reg      *prometheus.Registry
-	store    *durable.Store
+	state    hubstate.Store
 	auth     *trust.Authority
 	devices  *trust.Registry
 	audit    *audit.Log
@@ -49,9 +51,18 @@ func adminSocket(dataDir string) string  { return filepath.Join(dataDir, "admin.
 // matter.
 const connectionGap = 5 * time.Minute
 
+// openHubState opens the hub's state: the embedded engine in dataDir, which only its
+// owner may read. lockWait bounds the wait for another process holding it.
+func openHubState(dataDir string, lockWait time.Duration) (hubstate.Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
+	}
+	return boltstate.Open(hubStorePath(dataDir), lockWait)
+}
+
 // OpenHub prepares the hub's state in dataDir. It fails when another hub holds it.
 func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, error) {
-	store, err := openStateStore(dataDir, hubStorePath(dataDir))
+	store, err := openHubState(dataDir, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +79,7 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 	reg := newRegistry()
 	h := &Hub{
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
-		store: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
+		state: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
 		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
 	}
 	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
@@ -107,7 +118,7 @@ func (h *Hub) Status() Status {
 
 // Run serves until ctx ends, then shuts down within the grace period.
 func (h *Hub) Run(ctx context.Context) error {
-	defer h.store.Close()
+	defer h.state.Close()
 	defer h.audit.Close()
 	statusLn, err := listen("status.listen", h.cfg.Status.Listen)
 	if err != nil {

@@ -44,7 +44,7 @@ func (h *Hub) addIngest() error {
 			}
 			return "", errors.New("no enrolled device")
 		},
-	}, h.store, hubArchiveDir(h.dataDir), deliverer, h.audit, h.log.With("service", "ingest"), h.reg)
+	}, h.state, hubArchiveDir(h.dataDir), deliverer, h.audit, h.log.With("service", "ingest"), h.reg)
 	if err != nil {
 		return err
 	}

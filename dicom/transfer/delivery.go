@@ -2,12 +2,12 @@ package transfer
 
 import (
 	"context"
+	"errors"
 	"os"
-	"sort"
 	"time"
 
 	"lifeline/dicom/pacs"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
 )
 
 // deliveryTick is how often the delivery loop looks for instances whose back-off
@@ -53,31 +53,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 
 // deliverDue sends one batch of due instances and returns how many it tried.
 func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
-	now := time.Now()
-	var batch []InstanceRecord
-	pending := 0
-	err := in.store.View(func(tx *durable.Tx) error {
-		b := tx.Bucket([]byte(bucketDelivery))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, _ []byte) error {
-			pending++
-			if len(batch) >= in.cfg.DeliveryBatch {
-				return nil
-			}
-			var rec InstanceRecord
-			ok, err := getJSONTx(tx, bucketInstances, string(k), &rec)
-			if err != nil || !ok {
-				return err
-			}
-			if rec.NextAttempt.After(now) {
-				return nil
-			}
-			batch = append(batch, rec)
-			return nil
-		})
-	})
+	batch, pending, err := in.state.DueDeliveries(ctx, time.Now(), in.cfg.DeliveryBatch)
 	in.m.pending.Set(float64(pending))
 	if err != nil || len(batch) == 0 {
 		return 0, err
@@ -91,61 +67,16 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 	if ctx.Err() != nil {
 		return 0, nil // shutting down: the outcome is unknown, try again next start
 	}
-	now = time.Now().UTC()
-	type done struct {
-		st studyRecord
-		m  [3]bool
+	now := time.Now().UTC()
+	outcomes := make([]hubstate.DeliveryOutcome, len(batch))
+	for i, rec := range batch {
+		outcomes[i] = hubstate.DeliveryOutcome{SOPInstanceUID: rec.SOPInstanceUID, At: now, ForgetPath: in.cfg.PruneAfterDelivery}
+		if errs[i] != nil {
+			outcomes[i] = hubstate.DeliveryOutcome{SOPInstanceUID: rec.SOPInstanceUID, At: now, Err: errs[i].Error(),
+				RetryAt: now.Add(backoff(in.cfg.RetryMin, in.cfg.RetryMax, rec.Attempts+1))}
+		}
 	}
-	var finished []done
-	var prune []string
-	err = in.store.Update(func(tx *durable.Tx) error {
-		studies := map[string]bool{}
-		for i, rec := range batch {
-			if errs[i] != nil {
-				rec.Attempts++
-				rec.LastError = errs[i].Error()
-				rec.NextAttempt = now.Add(backoff(in.cfg.RetryMin, in.cfg.RetryMax, rec.Attempts))
-				if err := putJSONTx(tx, bucketInstances, rec.SOPInstanceUID, rec); err != nil {
-					return err
-				}
-				continue
-			}
-			rec.Attempts++
-			rec.DeliveredAt, rec.LastError, rec.NextAttempt = now, "", time.Time{}
-			if in.cfg.PruneAfterDelivery {
-				prune = append(prune, rec.Path)
-				rec.Path = ""
-			}
-			if err := putJSONTx(tx, bucketInstances, rec.SOPInstanceUID, rec); err != nil {
-				return err
-			}
-			if err := tx.Bucket([]byte(bucketDelivery)).Delete([]byte(rec.SOPInstanceUID)); err != nil {
-				return err
-			}
-			studies[rec.StudyUID] = true
-		}
-		// Only now, with every record of the batch updated, can a study be whole.
-		for uid := range studies {
-			var st studyRecord
-			found, err := getJSONTx(tx, bucketStudies, uid, &st)
-			if err != nil {
-				return err
-			}
-			if !found {
-				continue
-			}
-			var d done
-			if d.m[0], d.m[1], d.m[2], err = studyProgress(tx, &st); err != nil {
-				return err
-			}
-			d.st = st
-			finished = append(finished, d)
-			if err := putJSONTx(tx, bucketStudies, st.StudyUID, st); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	finished, err := in.state.RecordDeliveries(ctx, outcomes)
 	if err != nil {
 		return len(batch), err
 	}
@@ -155,15 +86,15 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 			in.lastDelivErr.Store(errs[i].Error())
 			in.log.Warn("transfer: PACS delivery failed; will retry", "target", in.deliver.Target(), "sop", rec.SOPInstanceUID,
 				"attempt", rec.Attempts+1, "refused", pacs.IsRefused(errs[i]), "err", errs[i])
-		} else {
-			in.m.deliveries.WithLabelValues("delivered").Inc()
+			continue
+		}
+		in.m.deliveries.WithLabelValues("delivered").Inc()
+		if in.cfg.PruneAfterDelivery {
+			os.Remove(rec.Path)
 		}
 	}
-	for _, p := range prune {
-		os.Remove(p)
-	}
-	for _, d := range finished {
-		in.studyMilestones(d.st, d.m)
+	for _, st := range finished {
+		in.studyMilestones(st)
 	}
 	return len(batch), nil
 }
@@ -213,66 +144,40 @@ const maxStatusStudies = 100
 
 // Status reports deliveries and the most recent studies.
 func (in *Ingest) Status() (IngestStatus, error) {
+	ctx := context.Background()
 	s := IngestStatus{Target: "archive", BytesReceived: in.bytesReceived.Load(), WireBytes: in.wireBytes.Load(),
 		CorruptChunks: in.corruptChunks.Load(), Duplicates: in.duplicates.Load(), LastDeliveryError: in.lastDelivErr.Load().(string)}
 	if in.deliver != nil {
 		s.Target = in.deliver.Target()
 	}
-	err := in.store.View(func(tx *durable.Tx) error {
-		if b := tx.Bucket([]byte(bucketDelivery)); b != nil {
-			s.PendingDeliveries = b.Stats().KeyN
-		}
-		b := tx.Bucket([]byte(bucketStudies))
-		if b == nil {
-			return nil
-		}
-		var all []studyRecord
-		if err := b.ForEach(func(_, v []byte) error {
-			var st studyRecord
-			if err := jsonUnmarshal(v, &st); err != nil {
-				return err
+	var err error
+	if _, s.PendingDeliveries, err = in.state.DueDeliveries(ctx, time.Time{}, 0); err != nil {
+		return s, err
+	}
+	recent, err := in.state.RecentStudies(ctx, maxStatusStudies)
+	if err != nil {
+		return s, err
+	}
+	for _, v := range recent {
+		ss := StudyStatus{StudyUID: v.StudyUID, Device: v.Device, Modality: v.Modality, Priority: v.Priority,
+			Expected: len(v.Expected), Stored: len(v.Archived), ManifestAt: v.ManifestAt, ReceivedAt: v.ReceivedAt,
+			VerifiedAt: v.VerifiedAt, DeliveredAt: v.DeliveredAt}
+		for _, inst := range v.Archived {
+			if !inst.DeliveredAt.IsZero() {
+				ss.Delivered++
+			} else if inst.LastError != "" {
+				ss.LastError = inst.LastError
 			}
-			all = append(all, st)
-			return nil
-		}); err != nil {
-			return err
 		}
-		sort.Slice(all, func(i, j int) bool { return all[i].ManifestAt.After(all[j].ManifestAt) })
-		if len(all) > maxStatusStudies {
-			all = all[:maxStatusStudies]
-		}
-		for _, st := range all {
-			ss := StudyStatus{StudyUID: st.StudyUID, Device: st.Device, Modality: st.Modality, Priority: st.Priority,
-				Expected: len(st.Expected), ManifestAt: st.ManifestAt, ReceivedAt: st.ReceivedAt,
-				VerifiedAt: st.VerifiedAt, DeliveredAt: st.DeliveredAt}
-			for sop := range st.Expected {
-				var rec InstanceRecord
-				ok, err := getJSONTx(tx, bucketInstances, sop, &rec)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
-				ss.Stored++
-				if !rec.DeliveredAt.IsZero() {
-					ss.Delivered++
-				} else if rec.LastError != "" {
-					ss.LastError = rec.LastError
-				}
-			}
-			s.Studies = append(s.Studies, ss)
-		}
-		return nil
-	})
-	return s, err
+		s.Studies = append(s.Studies, ss)
+	}
+	return s, nil
 }
 
 // Instance returns the archive's record of one instance.
 func (in *Ingest) Instance(sop string) (InstanceRecord, error) {
-	var rec InstanceRecord
-	err := in.store.GetJSON(bucketInstances, sop, &rec)
-	if err == durable.ErrNotFound {
+	rec, err := in.state.Instance(context.Background(), sop)
+	if errors.Is(err, hubstate.ErrNotFound) {
 		return rec, errNotStored
 	}
 	return rec, err

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
@@ -9,7 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate/boltstate"
 )
 
 func FuzzParseDigest(f *testing.F) {
@@ -90,7 +91,7 @@ func FuzzAppendRequest(f *testing.F) {
 	f.Add("5", "", "sha-256=:AAAA:", "gzip", []byte{})
 	f.Add("0", "?0", "", "", []byte("x"))
 	dir := f.TempDir()
-	store, err := durable.Open(filepath.Join(dir, "hub.db"), 0)
+	store, err := boltstate.Open(filepath.Join(dir, "hub.db"), 0)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -126,8 +127,8 @@ func FuzzAppendRequest(f *testing.F) {
 		if w.Code == 0 {
 			t.Fatal("no answer")
 		}
-		var up uploadRecord
-		if err := store.GetJSON(bucketUploads, filepath.Base(url), &up); err != nil {
+		up, err := store.Upload(context.Background(), filepath.Base(url))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if up.Offset > up.Length {

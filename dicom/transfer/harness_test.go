@@ -22,6 +22,7 @@ import (
 	"lifeline/dicom/spool"
 	"lifeline/internal/audit/audittest"
 	"lifeline/internal/durable"
+	"lifeline/internal/hubstate/boltstate"
 	"lifeline/internal/trust"
 )
 
@@ -68,7 +69,7 @@ func newPKI(t *testing.T, hosts ...string) *pki {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := durable.Open(filepath.Join(dir, "trust.db"), 0)
+	store, err := boltstate.Open(filepath.Join(dir, "trust.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,7 @@ func (p *pki) enroll(t *testing.T, device string) *tls.Config {
 // enrollInto stores the box's identity in dir, as `lifeline edge enroll` does.
 func (p *pki) enrollInto(t *testing.T, device, dir string) *trust.Identity {
 	t.Helper()
-	code, err := p.reg.NewCode(device, time.Hour)
+	code, err := p.reg.NewCode(context.Background(), device, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ type testHub struct {
 	audit   *audittest.Recorder
 	cfg     IngestConfig
 
-	store  *durable.Store
+	state  *boltstate.Store
 	ingest *Ingest
 	// appended counts chunk bytes appended by earlier runs of the hub.
 	appended int64
@@ -148,10 +149,10 @@ func (h *testHub) start() {
 	t := h.t
 	t.Helper()
 	var err error
-	if h.store, err = durable.Open(filepath.Join(h.dir, "hub.db"), 0); err != nil {
+	if h.state, err = boltstate.Open(filepath.Join(h.dir, "hub.db"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if h.ingest, err = NewIngest(h.cfg, h.store, filepath.Join(h.dir, "archive"), h.deliver, h.audit, testLog(t), prometheus.NewRegistry()); err != nil {
+	if h.ingest, err = NewIngest(h.cfg, h.state, filepath.Join(h.dir, "archive"), h.deliver, h.audit, testLog(t), prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
 	listen := func() (err error) {
@@ -189,7 +190,7 @@ func (h *testHub) stop() {
 	h.appended += h.ingest.bytesReceived.Load()
 	h.duplicates += h.ingest.duplicates.Load()
 	h.ingest.Close()
-	h.store.Close()
+	h.state.Close()
 }
 
 // appendedTotal counts chunk bytes appended over every run of the hub.

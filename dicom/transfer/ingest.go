@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lifeline/dicom/pacs"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
 )
 
 // Auditor records events for the hub's audit log: who sent what, what was verified,
@@ -50,14 +51,14 @@ type IngestConfig struct {
 // each instance, keeps it in the embedded archive and delivers it to the PACS.
 type Ingest struct {
 	cfg      IngestConfig
-	store    *durable.Store
+	state    hubstate.Studies
 	dir      string
 	deliver  pacs.Deliverer
 	audit    Auditor
 	log      *slog.Logger
 	decoder  *zstd.Decoder
 	locks    [64]sync.Mutex // per-upload serialisation, striped by upload ID
-	finalize sync.Mutex     // one instance enters the archive at a time
+	finalize sync.Mutex     // one instance enters the archive at a time (check, move, index)
 	wake     chan struct{}  // tells the delivery loop that work arrived
 
 	bytesReceived atomic.Int64 // decoded chunk bytes appended, re-sends included
@@ -82,9 +83,10 @@ type ingestMetrics struct {
 	pending       prometheus.Gauge
 }
 
-// NewIngest opens the hub's ingest on store, with its archive in archiveDir. A nil
+// NewIngest opens the hub's ingest, keeping what it knows of uploads, instances,
+// studies and deliveries in state and the instances' bytes in archiveDir. A nil
 // delivery keeps instances in the embedded archive only. reg may be nil.
-func NewIngest(cfg IngestConfig, store *durable.Store, archiveDir string, delivery pacs.Deliverer, audit Auditor, log *slog.Logger, reg prometheus.Registerer) (*Ingest, error) {
+func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, delivery pacs.Deliverer, audit Auditor, log *slog.Logger, reg prometheus.Registerer) (*Ingest, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -113,7 +115,7 @@ func NewIngest(cfg IngestConfig, store *durable.Store, archiveDir string, delive
 	if err != nil {
 		return nil, fmt.Errorf("transfer: zstd decoder: %w", err)
 	}
-	in := &Ingest{cfg: cfg, store: store, dir: archiveDir, deliver: delivery, audit: audit, log: log,
+	in := &Ingest{cfg: cfg, state: state, dir: archiveDir, deliver: delivery, audit: audit, log: log,
 		decoder: dec, wake: make(chan struct{}, 1)}
 	in.lastDelivErr.Store("")
 	in.m = ingestMetrics{
@@ -219,7 +221,7 @@ func (in *Ingest) create(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Repr-Digest", err.Error())
 		return
 	}
-	rec := uploadRecord{
+	rec := hubstate.Upload{
 		Device: device, SOPInstanceUID: r.Header.Get(hdrSOPInstance), SOPClassUID: r.Header.Get(hdrSOPClass),
 		StudyUID: r.Header.Get(hdrStudy), TransferSyntax: r.Header.Get(hdrTransferSyntax),
 		Length: length, SHA256: hex.EncodeToString(sum), CreatedAt: time.Now().UTC(),
@@ -233,34 +235,17 @@ func (in *Ingest) create(w http.ResponseWriter, r *http.Request) {
 	rec.ID = uploadID(device, rec.SOPInstanceUID, rec.SHA256)
 	defer in.lock(rec.ID)()
 
-	var existing InstanceRecord
-	var stored bool
-	err = in.store.Update(func(tx *durable.Tx) error {
-		var old uploadRecord
-		found, err := getJSONTx(tx, bucketUploads, rec.ID, &old)
-		if err != nil {
-			return err
-		}
-		if found {
-			rec = old
-			return nil
-		}
-		if stored, err = getJSONTx(tx, bucketInstances, rec.SOPInstanceUID, &existing); err != nil {
-			return err
-		}
-		if stored && existing.SHA256 == rec.SHA256 {
-			rec.Offset, rec.Complete = rec.Length, true
-		}
-		return putJSONTx(tx, bucketUploads, rec.ID, rec)
-	})
+	got, err := in.state.CreateUpload(r.Context(), rec)
+	var conflict *hubstate.ConflictError
+	if errors.As(err, &conflict) {
+		in.refuseConflict(w, rec, conflict.Archived)
+		return
+	}
 	if err != nil {
 		in.internalError(w, "create upload", err)
 		return
 	}
-	if stored && existing.SHA256 != rec.SHA256 {
-		in.refuseConflict(w, rec, existing)
-		return
-	}
+	rec = got
 	w.Header().Set("Location", UploadsPath+"/"+rec.ID)
 	setOffsetHeaders(w, rec)
 	if rec.Complete {
@@ -288,18 +273,17 @@ func (in *Ingest) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer in.lock(rec.ID)()
-	if err := in.dropUpload(rec); err != nil {
+	if err := in.dropUpload(r.Context(), rec); err != nil {
 		in.internalError(w, "cancel upload", err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (in *Ingest) loadUpload(w http.ResponseWriter, r *http.Request) (uploadRecord, bool) {
-	var rec uploadRecord
+func (in *Ingest) loadUpload(w http.ResponseWriter, r *http.Request) (hubstate.Upload, bool) {
 	id := r.PathValue("id")
-	err := in.store.GetJSON(bucketUploads, id, &rec)
-	if errors.Is(err, durable.ErrNotFound) || (err == nil && rec.Device != deviceOf(r.Context())) {
+	rec, err := in.state.Upload(r.Context(), id)
+	if errors.Is(err, hubstate.ErrNotFound) || (err == nil && rec.Device != deviceOf(r.Context())) {
 		writeProblem(w, http.StatusNotFound, ProblemUnknownUpload, "no such upload", id)
 		return rec, false
 	}
@@ -311,20 +295,20 @@ func (in *Ingest) loadUpload(w http.ResponseWriter, r *http.Request) (uploadReco
 }
 
 // dropUpload forgets an upload and its partial file.
-func (in *Ingest) dropUpload(rec uploadRecord) error {
+func (in *Ingest) dropUpload(ctx context.Context, rec hubstate.Upload) error {
 	if err := os.Remove(partialPath(in.dir, rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return in.store.Delete(bucketUploads, []byte(rec.ID))
+	return in.state.DropUpload(ctx, rec.ID)
 }
 
-func setOffsetHeaders(w http.ResponseWriter, rec uploadRecord) {
+func setOffsetHeaders(w http.ResponseWriter, rec hubstate.Upload) {
 	w.Header().Set(hdrUploadOffset, fmt.Sprint(rec.Offset))
 	w.Header().Set(hdrUploadLength, fmt.Sprint(rec.Length))
 	w.Header().Set(hdrUploadComplete, formatBool(rec.Complete))
 }
 
-func (in *Ingest) refuseConflict(w http.ResponseWriter, rec uploadRecord, existing InstanceRecord) {
+func (in *Ingest) refuseConflict(w http.ResponseWriter, rec hubstate.Upload, existing hubstate.Instance) {
 	detail := fmt.Sprintf("instance %s is already archived with SHA-256 %s; this upload has %s", rec.SOPInstanceUID, existing.SHA256, rec.SHA256)
 	in.log.Warn("transfer: refused an instance whose UID is archived with other content", "device", rec.Device, "sop", rec.SOPInstanceUID, "study", rec.StudyUID)
 	in.emit("instance.refused", map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID, "reason": detail})

@@ -12,10 +12,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
 )
 
 type deviceKey struct{}
@@ -92,8 +93,10 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer in.lock(rec.ID)()
+	// From here the box may go away: what it sent is checked and is recorded anyway.
+	ctx := context.WithoutCancel(r.Context())
 	// Reload under the lock: a concurrent append may have moved the offset.
-	if err := in.store.GetJSON(bucketUploads, rec.ID, &rec); err != nil {
+	if rec, err = in.state.Upload(ctx, rec.ID); err != nil {
 		in.internalError(w, "read upload", err)
 		return
 	}
@@ -117,27 +120,42 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(body) > 0 {
-		if err := writeChunk(partialPath(in.dir, rec.ID), offset, body); err != nil {
-			in.internalError(w, "store chunk", err)
+		if rec, ok = in.stage(ctx, w, rec, body); !ok {
 			return
 		}
-		rec.Offset = end
-		if err := in.store.PutJSON(bucketUploads, rec.ID, rec); err != nil {
-			in.internalError(w, "record offset", err)
-			return
-		}
-		in.bytesReceived.Add(int64(len(body)))
-		in.m.bytes.Add(float64(len(body)))
 	}
 	if !complete {
 		setOffsetHeaders(w, rec)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	in.finish(w, rec)
+	in.finish(ctx, w, rec)
 }
 
-func (in *Ingest) offsetConflict(w http.ResponseWriter, rec uploadRecord, sent int64) {
+// stage makes a verified chunk durable in the upload's staging file, then moves the
+// upload's offset past it. The offset moves only from where the chunk starts, so a
+// chunk that lost a race to the same bytes is answered with the offset as it is.
+func (in *Ingest) stage(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, body []byte) (hubstate.Upload, bool) {
+	if err := writeChunk(partialPath(in.dir, rec.ID), rec.Offset, body); err != nil {
+		in.internalError(w, "store chunk", err)
+		return rec, false
+	}
+	moved, err := in.state.AdvanceUpload(ctx, rec.ID, rec.Offset, rec.Offset+int64(len(body)))
+	var stale *hubstate.OffsetError
+	if errors.As(err, &stale) {
+		in.offsetConflict(w, stale.Upload, rec.Offset)
+		return rec, false
+	}
+	if err != nil {
+		in.internalError(w, "record offset", err)
+		return rec, false
+	}
+	in.bytesReceived.Add(int64(len(body)))
+	in.m.bytes.Add(float64(len(body)))
+	return moved, true
+}
+
+func (in *Ingest) offsetConflict(w http.ResponseWriter, rec hubstate.Upload, sent int64) {
 	setOffsetHeaders(w, rec)
 	writeProblem(w, http.StatusConflict, ProblemOffset, "offset mismatch",
 		fmt.Sprintf("append at %d but the hub holds %d bytes", sent, rec.Offset))
@@ -166,7 +184,7 @@ func writeChunk(path string, offset int64, data []byte) error {
 }
 
 // finish verifies a whole upload and moves it into the archive.
-func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
+func (in *Ingest) finish(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload) {
 	receivedAt := time.Now().UTC()
 	partial := partialPath(in.dir, rec.ID)
 	final := archivePath(in.dir, rec.StudyUID, rec.SOPInstanceUID)
@@ -175,10 +193,72 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 		// A crash after the rename and before the index update left the file here.
 		src = final
 	}
+	meta, ok := in.verify(ctx, w, rec, src)
+	if !ok {
+		return
+	}
+	inst := hubstate.Instance{SOPInstanceUID: rec.SOPInstanceUID, SOPClassUID: meta.SOPClassUID, StudyUID: rec.StudyUID,
+		TransferSyntax: meta.TransferSyntaxUID, Device: rec.Device, Size: rec.Length, SHA256: rec.SHA256, Path: final,
+		ReceivedAt: receivedAt, VerifiedAt: time.Now().UTC()}
+	if in.deliver == nil {
+		inst.DeliveredAt = inst.VerifiedAt // the embedded archive is the destination
+	}
+
+	in.finalize.Lock()
+	defer in.finalize.Unlock()
+	existing, err := in.state.Instance(ctx, rec.SOPInstanceUID)
+	found := err == nil
+	if err != nil && !errors.Is(err, hubstate.ErrNotFound) {
+		in.internalError(w, "read archive index", err)
+		return
+	}
+	if found && existing.SHA256 != rec.SHA256 {
+		in.dropUpload(ctx, rec)
+		in.refuseConflict(w, rec, existing)
+		return
+	}
+	switch {
+	case found && src == partial:
+		// The archive has this instance already; keep one copy.
+		os.Remove(partial)
+	case src == partial:
+		if err := moveIntoArchive(partial, final); err != nil {
+			in.internalError(w, "archive instance", err)
+			return
+		}
+	}
+	res, err := in.state.ArchiveInstance(ctx, rec.ID, inst, in.deliver != nil)
+	if err != nil {
+		in.internalError(w, "index instance", err)
+		return
+	}
+	rec.Offset, rec.Complete = rec.Length, true
+	if res.Duplicate {
+		in.m.duplicates.Inc()
+		in.duplicates.Add(1)
+		in.log.Info("transfer: duplicate upload of an archived instance; stored once", "device", rec.Device, "sop", rec.SOPInstanceUID)
+		in.answerStored(w, rec, true)
+		return
+	}
+	in.m.stored.Inc()
+	in.emit("instance.verified", map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID})
+	if res.InStudy {
+		in.studyMilestones(res.Study)
+	}
+	if in.deliver != nil {
+		in.poke()
+	}
+	in.answerStored(w, rec, false)
+}
+
+// verify checks that the staged bytes are the instance the upload declared: its
+// Repr-Digest, and the SOP Instance UID in its File Meta Information. An upload that
+// fails is dropped and refused; the box sends it again or dead-letters it.
+func (in *Ingest) verify(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, src string) (metaResult, bool) {
 	sum, meta, err := verifyFile(src)
 	if err != nil {
 		in.internalError(w, "read received file", err)
-		return
+		return meta, false
 	}
 	fields := map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID}
 	if sum != rec.SHA256 {
@@ -187,12 +267,12 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 			"device", rec.Device, "sop", rec.SOPInstanceUID, "want", rec.SHA256, "got", sum)
 		fields["reason"] = "Repr-Digest mismatch"
 		in.emit("instance.rejected", fields)
-		if err := in.dropUpload(rec); err != nil {
+		if err := in.dropUpload(ctx, rec); err != nil {
 			in.log.Error("transfer: drop bad upload", "upload", rec.ID, "err", err)
 		}
 		writeProblem(w, http.StatusUnprocessableEntity, ProblemDigest, "instance digest mismatch",
 			fmt.Sprintf("received bytes hash to %s, Repr-Digest says %s", sum, rec.SHA256))
-		return
+		return meta, false
 	}
 	if meta.err != nil || meta.SOPInstanceUID != rec.SOPInstanceUID {
 		reason := fmt.Sprintf("file meta names SOP Instance UID %q, upload declared %q", meta.SOPInstanceUID, rec.SOPInstanceUID)
@@ -202,99 +282,13 @@ func (in *Ingest) finish(w http.ResponseWriter, rec uploadRecord) {
 		in.log.Warn("transfer: refused an upload that is not the declared DICOM instance", "device", rec.Device, "sop", rec.SOPInstanceUID, "reason", reason)
 		fields["reason"] = reason
 		in.emit("instance.refused", fields)
-		if err := in.dropUpload(rec); err != nil {
+		if err := in.dropUpload(ctx, rec); err != nil {
 			in.log.Error("transfer: drop invalid upload", "upload", rec.ID, "err", err)
 		}
 		writeProblem(w, http.StatusUnprocessableEntity, ProblemInvalidDICOM, "not the declared DICOM instance", reason)
-		return
+		return meta, false
 	}
-	verifiedAt := time.Now().UTC()
-
-	in.finalize.Lock()
-	defer in.finalize.Unlock()
-	var existing InstanceRecord
-	found := false
-	if err := in.store.View(func(tx *durable.Tx) error {
-		var err error
-		found, err = getJSONTx(tx, bucketInstances, rec.SOPInstanceUID, &existing)
-		return err
-	}); err != nil {
-		in.internalError(w, "read archive index", err)
-		return
-	}
-	if found && existing.SHA256 != rec.SHA256 {
-		in.dropUpload(rec)
-		in.refuseConflict(w, rec, existing)
-		return
-	}
-	if found {
-		// Idempotent: the archive has this instance already; keep one copy.
-		if src == partial {
-			os.Remove(partial)
-		}
-		rec.Complete = true
-		if err := in.store.PutJSON(bucketUploads, rec.ID, rec); err != nil {
-			in.internalError(w, "record upload", err)
-			return
-		}
-		in.m.duplicates.Inc()
-		in.duplicates.Add(1)
-		in.log.Info("transfer: duplicate upload of an archived instance; stored once", "device", rec.Device, "sop", rec.SOPInstanceUID)
-		in.answerStored(w, rec, true)
-		return
-	}
-	if src == partial {
-		if err := moveIntoArchive(partial, final); err != nil {
-			in.internalError(w, "archive instance", err)
-			return
-		}
-	}
-	inst := InstanceRecord{SOPInstanceUID: rec.SOPInstanceUID, SOPClassUID: meta.SOPClassUID, StudyUID: rec.StudyUID,
-		TransferSyntax: meta.TransferSyntaxUID, Device: rec.Device, Size: rec.Length, SHA256: rec.SHA256, Path: final,
-		ReceivedAt: receivedAt, VerifiedAt: verifiedAt}
-	if in.deliver == nil {
-		inst.DeliveredAt = verifiedAt // the embedded archive is the destination
-	}
-	rec.Complete = true
-	var milestones [3]bool
-	var st studyRecord
-	err = in.store.Update(func(tx *durable.Tx) error {
-		if err := putJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
-			return err
-		}
-		if err := putJSONTx(tx, bucketUploads, rec.ID, rec); err != nil {
-			return err
-		}
-		if in.deliver != nil {
-			b, err := durable.Bucket(tx, bucketDelivery)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(inst.SOPInstanceUID), nil); err != nil {
-				return err
-			}
-		}
-		found, err := getJSONTx(tx, bucketStudies, rec.StudyUID, &st)
-		if err != nil || !found {
-			return err
-		}
-		milestones[0], milestones[1], milestones[2], err = studyProgress(tx, &st)
-		if err != nil {
-			return err
-		}
-		return putJSONTx(tx, bucketStudies, st.StudyUID, st)
-	})
-	if err != nil {
-		in.internalError(w, "index instance", err)
-		return
-	}
-	in.m.stored.Inc()
-	in.emit("instance.verified", fields)
-	in.studyMilestones(st, milestones)
-	if in.deliver != nil {
-		in.poke()
-	}
-	in.answerStored(w, rec, false)
+	return meta, true
 }
 
 type metaResult struct {
@@ -318,14 +312,15 @@ func verifyFile(path string) (string, metaResult, error) {
 	return hex.EncodeToString(h.Sum(nil)), metaResult{Meta: meta, err: merr}, nil
 }
 
-func (in *Ingest) answerStored(w http.ResponseWriter, rec uploadRecord, duplicate bool) {
+func (in *Ingest) answerStored(w http.ResponseWriter, rec hubstate.Upload, duplicate bool) {
 	setOffsetHeaders(w, rec)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	json.NewEncoder(w).Encode(map[string]any{"sop_instance_uid": rec.SOPInstanceUID, "stored": true, "duplicate": duplicate})
 }
 
-func (in *Ingest) studyMilestones(st studyRecord, m [3]bool) {
+// studyMilestones audits and logs each milestone a change completed for a study.
+func (in *Ingest) studyMilestones(st hubstate.StudyProgress) {
 	base := map[string]any{"device": st.Device, "study_uid": st.StudyUID, "instances": len(st.Expected)}
 	with := func(k string, v time.Time) map[string]any {
 		f := map[string]any{k: v}
@@ -334,14 +329,14 @@ func (in *Ingest) studyMilestones(st studyRecord, m [3]bool) {
 		}
 		return f
 	}
-	if m[0] {
+	if st.Received {
 		in.emit("study.received", with("received_at", st.ReceivedAt))
 	}
-	if m[1] {
+	if st.Verified {
 		in.emit("study.verified", with("verified_at", st.VerifiedAt))
 		in.log.Info("transfer: study received and verified", "study", st.StudyUID, "device", st.Device, "instances", len(st.Expected))
 	}
-	if m[2] {
+	if st.Delivered {
 		in.emit("study.delivered", with("delivered_at", st.DeliveredAt))
 		in.log.Info("transfer: study delivered", "study", st.StudyUID, "device", st.Device, "instances", len(st.Expected))
 	}
@@ -363,51 +358,28 @@ func (in *Ingest) manifest(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad manifest", err.Error())
 		return
 	}
-	var st studyRecord
-	var milestones [3]bool
-	in.finalize.Lock()
-	err = in.store.Update(func(tx *durable.Tx) error {
-		found, err := getJSONTx(tx, bucketStudies, m.StudyUID, &st)
-		if err != nil {
-			return err
-		}
-		if !found {
-			st = studyRecord{StudyUID: m.StudyUID, ManifestAt: time.Now().UTC()}
-		}
-		st.Device, st.PatientID, st.Modality, st.Priority = deviceOf(r.Context()), m.PatientID, m.Modality, m.Priority
-		if st.Expected == nil {
-			st.Expected = map[string]string{}
-		}
-		for _, inst := range m.Instances {
-			if _, had := st.Expected[inst.SOPInstanceUID]; !had {
-				// A study that grew after it was whole is not whole any more.
-				st.ReceivedAt, st.VerifiedAt, st.DeliveredAt = time.Time{}, time.Time{}, time.Time{}
-			}
-			st.Expected[inst.SOPInstanceUID] = inst.SHA256
-		}
-		milestones[0], milestones[1], milestones[2], err = studyProgress(tx, &st)
-		if err != nil {
-			return err
-		}
-		return putJSONTx(tx, bucketStudies, st.StudyUID, st)
-	})
-	in.finalize.Unlock()
+	mf := hubstate.Manifest{StudyUID: m.StudyUID, Device: deviceOf(r.Context()), PatientID: m.PatientID, Modality: m.Modality,
+		Priority: m.Priority, Instances: make(map[string]string, len(m.Instances)), At: time.Now().UTC()}
+	for _, inst := range m.Instances {
+		mf.Instances[inst.SOPInstanceUID] = inst.SHA256
+	}
+	st, err := in.state.RecordManifest(r.Context(), mf)
 	if err != nil {
 		in.internalError(w, "record manifest", err)
 		return
 	}
-	in.studyMilestones(st, milestones)
-	in.writeReceipt(w, m.StudyUID)
+	in.studyMilestones(st)
+	in.writeReceipt(w, r, m.StudyUID)
 }
 
 // receipt handles GET StudiesPath/{study}.
 func (in *Ingest) receipt(w http.ResponseWriter, r *http.Request) {
-	in.writeReceipt(w, r.PathValue("study"))
+	in.writeReceipt(w, r, r.PathValue("study"))
 }
 
-func (in *Ingest) writeReceipt(w http.ResponseWriter, study string) {
-	rc, err := in.Receipt(study)
-	if errors.Is(err, durable.ErrNotFound) {
+func (in *Ingest) writeReceipt(w http.ResponseWriter, r *http.Request, study string) {
+	rc, err := in.Receipt(r.Context(), study)
+	if errors.Is(err, hubstate.ErrNotFound) {
 		writeProblem(w, http.StatusNotFound, ProblemBadRequest, "no such study", study)
 		return
 	}
@@ -421,32 +393,21 @@ func (in *Ingest) writeReceipt(w http.ResponseWriter, study string) {
 
 // Receipt tells which instances of a study's manifest the archive holds. Only
 // instances with the manifest's digest count.
-func (in *Ingest) Receipt(study string) (StudyReceipt, error) {
+func (in *Ingest) Receipt(ctx context.Context, study string) (StudyReceipt, error) {
 	rc := StudyReceipt{StudyUID: study}
-	err := in.store.View(func(tx *durable.Tx) error {
-		var st studyRecord
-		found, err := getJSONTx(tx, bucketStudies, study, &st)
-		if err != nil {
-			return err
+	v, err := in.state.Study(ctx, study)
+	if err != nil {
+		return rc, err
+	}
+	rc.Expected = len(v.Expected)
+	for sop, sha := range v.Expected {
+		if inst, ok := v.Archived[sop]; ok && inst.SHA256 == sha {
+			rc.Stored++
+		} else {
+			rc.Missing = append(rc.Missing, sop)
 		}
-		if !found {
-			return durable.ErrNotFound
-		}
-		rc.Expected = len(st.Expected)
-		for sop, sha := range st.Expected {
-			var inst InstanceRecord
-			ok, err := getJSONTx(tx, bucketInstances, sop, &inst)
-			if err != nil {
-				return err
-			}
-			if ok && inst.SHA256 == sha {
-				rc.Stored++
-			} else {
-				rc.Missing = append(rc.Missing, sop)
-			}
-		}
-		return nil
-	})
-	rc.Complete = err == nil && rc.Expected > 0 && rc.Stored == rc.Expected
-	return rc, err
+	}
+	slices.Sort(rc.Missing)
+	rc.Complete = rc.Expected > 0 && rc.Stored == rc.Expected
+	return rc, nil
 }

@@ -150,7 +150,7 @@ func TestRevokedAndUnauthenticatedBoxesRefused(t *testing.T) {
 	p := newPKI(t)
 	hub := startHub(t, p, nil)
 	tlsConf := p.enroll(t, "AMB-0004")
-	if err := p.reg.Revoke("AMB-0004"); err != nil {
+	if err := p.reg.Revoke(context.Background(), "AMB-0004"); err != nil {
 		t.Fatal(err)
 	}
 	box := newBox(t, tlsConf, ForwarderConfig{HubURL: hub.url(), RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})

@@ -64,7 +64,7 @@ func EnrollHandler(auth *Authority, reg *Registry, audit Auditor) http.Handler {
 			return
 		}
 		var issued *x509.Certificate
-		device, err := reg.Redeem(strings.ToUpper(req.Code), func(deviceID string) (string, time.Time, error) {
+		device, err := reg.Redeem(r.Context(), strings.ToUpper(req.Code), func(deviceID string) (string, time.Time, error) {
 			issued, err = auth.SignDevice(deviceID, csr)
 			if err != nil {
 				return "", time.Time{}, err

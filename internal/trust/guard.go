@@ -17,7 +17,7 @@ func (r *Registry) Authorize(req *http.Request) (string, error) {
 	if !ok {
 		return "", errors.New("no client certificate: enrol the box with 'lifeline edge enroll'")
 	}
-	if err := r.Check(id, serial); err != nil {
+	if err := r.Check(req.Context(), id, serial); err != nil {
 		return id, fmt.Errorf("device %s: %w", id, err)
 	}
 	return id, nil

@@ -1,35 +1,31 @@
 package trust
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate"
 )
 
 // DefaultCodeLifetime is how long an enrolment code stays valid.
 const DefaultCodeLifetime = 24 * time.Hour
 
-const (
-	devicesBucket = "trust/devices"
-	codesBucket   = "trust/codes"
-)
-
-// Errors that explain to an operator why a device or a code was refused.
+// Errors that explain to an operator why a device or a code was refused; they are the
+// hub state's own, so errors.Is holds whichever engine keeps the registry.
 var (
-	ErrUnknownDevice = errors.New("device is not enrolled at this hub")
-	ErrRevoked       = errors.New("device is revoked")
-	ErrCodeInvalid   = errors.New("enrolment code is not valid at this hub")
-	ErrCodeUsed      = errors.New("enrolment code was already used")
-	ErrCodeExpired   = errors.New("enrolment code has expired")
+	ErrUnknownDevice = hubstate.ErrUnknownDevice
+	ErrRevoked       = hubstate.ErrRevoked
+	ErrCodeInvalid   = hubstate.ErrCodeInvalid
+	ErrCodeUsed      = hubstate.ErrCodeUsed
+	ErrCodeExpired   = hubstate.ErrCodeExpired
 )
 
 var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -44,43 +40,31 @@ func ValidDeviceID(id string) error {
 }
 
 // Device is one box known to the hub.
-type Device struct {
-	ID         string    `json:"id"`
-	State      string    `json:"state"` // "pending" (code issued), "active" or "revoked"
-	Serial     string    `json:"serial,omitempty"`
-	EnrolledAt time.Time `json:"enrolled_at,omitzero"`
-	RevokedAt  time.Time `json:"revoked_at,omitzero"`
-	NotAfter   time.Time `json:"not_after,omitzero"`
-}
+type Device = hubstate.Device
 
 // Device states.
 const (
-	StatePending = "pending"
-	StateActive  = "active"
-	StateRevoked = "revoked"
+	StatePending = hubstate.StatePending
+	StateActive  = hubstate.StateActive
+	StateRevoked = hubstate.StateRevoked
 )
 
-type codeRecord struct {
-	Device  string    `json:"device"`
-	Expires time.Time `json:"expires"`
-	UsedAt  time.Time `json:"used_at,omitzero"`
-}
-
-// Registry keeps the hub's devices and enrolment codes in its durable store.
+// Registry decides which boxes may enrol and connect; the hub's state keeps the
+// devices and codes it decides on.
 type Registry struct {
-	store *durable.Store
+	state hubstate.Registry
 	pin   string
 	now   func() time.Time
 }
 
-// NewRegistry returns the registry in store for the authority with the given pin.
-func NewRegistry(store *durable.Store, auth *Authority) *Registry {
-	return &Registry{store: store, pin: auth.Pin(), now: time.Now}
+// NewRegistry returns the registry kept in state for the authority with the given pin.
+func NewRegistry(state hubstate.Registry, auth *Authority) *Registry {
+	return &Registry{state: state, pin: auth.Pin(), now: time.Now}
 }
 
 // NewCode creates a one-time enrolment code for deviceID, valid for lifetime. The
 // code carries the authority's pin, so the box can verify the hub it enrols with.
-func (r *Registry) NewCode(deviceID string, lifetime time.Duration) (string, error) {
+func (r *Registry) NewCode(ctx context.Context, deviceID string, lifetime time.Duration) (string, error) {
 	if err := ValidDeviceID(deviceID); err != nil {
 		return "", err
 	}
@@ -92,32 +76,9 @@ func (r *Registry) NewCode(deviceID string, lifetime time.Duration) (string, err
 		return "", err
 	}
 	secretText := base32.StdEncoding.EncodeToString(secret)
-	rec := codeRecord{Device: deviceID, Expires: r.now().Add(lifetime)}
-	err := r.store.Update(func(tx *durable.Tx) error {
-		codes, err := durable.Bucket(tx, codesBucket)
-		if err != nil {
-			return err
-		}
-		devices, err := durable.Bucket(tx, devicesBucket)
-		if err != nil {
-			return err
-		}
-		if raw := devices.Get([]byte(deviceID)); raw != nil {
-			var d Device
-			if json.Unmarshal(raw, &d) == nil && d.State == StateRevoked {
-				return fmt.Errorf("trust: device %s: %w; choose a new device ID", deviceID, ErrRevoked)
-			}
-		} else {
-			d, _ := json.Marshal(Device{ID: deviceID, State: StatePending})
-			if err := devices.Put([]byte(deviceID), d); err != nil {
-				return err
-			}
-		}
-		v, _ := json.Marshal(rec)
-		return codes.Put(codeKey(secretText), v)
-	})
+	err := r.state.IssueCode(ctx, hubstate.EnrolmentCode{Hash: codeKey(secretText), Device: deviceID, Expires: r.now().Add(lifetime)})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("trust: %w", err)
 	}
 	return FormatCode(secretText, r.pin), nil
 }
@@ -148,91 +109,36 @@ func ParseCode(code string) (secret, pin string, err error) {
 	return clean[:16], clean[16:], nil
 }
 
-func codeKey(secret string) []byte {
+// codeKey is what the hub keeps of a code: a hash of its secret.
+func codeKey(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
-	return []byte(hex.EncodeToString(sum[:]))
+	return hex.EncodeToString(sum[:])
 }
 
-// Redeem uses the code once: it checks the code and, in the same transaction, marks it
-// used and calls issue for the device it names. The device becomes active with the
-// certificate issue returns. A failing issue leaves the code unused.
-func (r *Registry) Redeem(secret string, issue func(deviceID string) (serial string, notAfter time.Time, err error)) (string, error) {
-	var deviceID string
-	err := r.store.Update(func(tx *durable.Tx) error {
-		codes, err := durable.Bucket(tx, codesBucket)
-		if err != nil {
-			return err
-		}
-		raw := codes.Get(codeKey(secret))
-		if raw == nil {
-			return ErrCodeInvalid
-		}
-		var rec codeRecord
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			return fmt.Errorf("trust: stored code: %w", err)
-		}
-		deviceID = rec.Device
-		switch {
-		case !rec.UsedAt.IsZero():
-			return ErrCodeUsed
-		case r.now().After(rec.Expires):
-			return ErrCodeExpired
-		}
-		devices, err := durable.Bucket(tx, devicesBucket)
-		if err != nil {
-			return err
-		}
-		var dev Device
-		if raw := devices.Get([]byte(rec.Device)); raw != nil {
-			_ = json.Unmarshal(raw, &dev)
-		}
-		if dev.State == StateRevoked {
-			return ErrRevoked
-		}
-		serial, notAfter, err := issue(rec.Device)
-		if err != nil {
-			return err
-		}
-		rec.UsedAt = r.now()
-		dev = Device{ID: rec.Device, State: StateActive, Serial: serial, EnrolledAt: r.now(), NotAfter: notAfter}
-		v, _ := json.Marshal(rec)
-		d, _ := json.Marshal(dev)
-		if err := codes.Put(codeKey(secret), v); err != nil {
-			return err
-		}
-		return devices.Put([]byte(dev.ID), d)
+// Redeem uses the code once: the hub's state checks the code and, in the same atomic
+// step, marks it used and calls issue for the device it names. The device becomes
+// active with the certificate issue returns. A failing issue leaves the code unused.
+func (r *Registry) Redeem(ctx context.Context, secret string, issue func(deviceID string) (serial string, notAfter time.Time, err error)) (string, error) {
+	return r.state.RedeemCode(ctx, codeKey(secret), r.now(), func(deviceID string) (hubstate.Certificate, error) {
+		serial, notAfter, err := issue(deviceID)
+		return hubstate.Certificate{Serial: serial, NotAfter: notAfter}, err
 	})
-	return deviceID, err
 }
 
 // Revoke marks deviceID revoked; its certificate is refused from then on.
-func (r *Registry) Revoke(deviceID string) error {
-	return r.store.Update(func(tx *durable.Tx) error {
-		devices, err := durable.Bucket(tx, devicesBucket)
-		if err != nil {
-			return err
-		}
-		raw := devices.Get([]byte(deviceID))
-		if raw == nil {
-			return fmt.Errorf("trust: revoke %s: %w", deviceID, ErrUnknownDevice)
-		}
-		var d Device
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return fmt.Errorf("trust: stored device %s: %w", deviceID, err)
-		}
-		d.State, d.RevokedAt = StateRevoked, r.now()
-		v, _ := json.Marshal(d)
-		return devices.Put([]byte(deviceID), v)
-	})
+func (r *Registry) Revoke(ctx context.Context, deviceID string) error {
+	if err := r.state.RevokeDevice(ctx, deviceID, r.now()); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	return nil
 }
 
 // Check tells whether the device with this certificate serial may connect: it must be
 // enrolled, active, and the certificate must be the one the hub issued it last.
-func (r *Registry) Check(deviceID, serial string) error {
-	var d Device
-	err := r.store.GetJSON(devicesBucket, deviceID, &d)
+func (r *Registry) Check(ctx context.Context, deviceID, serial string) error {
+	d, err := r.state.Device(ctx, deviceID)
 	switch {
-	case errors.Is(err, durable.ErrNotFound):
+	case errors.Is(err, hubstate.ErrNotFound):
 		return ErrUnknownDevice
 	case err != nil:
 		return err
@@ -247,15 +153,4 @@ func (r *Registry) Check(deviceID, serial string) error {
 }
 
 // Devices lists every device in ID order.
-func (r *Registry) Devices() ([]Device, error) {
-	var out []Device
-	err := r.store.ForEach(devicesBucket, func(_, v []byte) error {
-		var d Device
-		if err := json.Unmarshal(v, &d); err != nil {
-			return err
-		}
-		out = append(out, d)
-		return nil
-	})
-	return out, err
-}
+func (r *Registry) Devices(ctx context.Context) ([]Device, error) { return r.state.Devices(ctx) }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"lifeline/internal/audit/audittest"
-	"lifeline/internal/durable"
+	"lifeline/internal/hubstate/boltstate"
 )
 
 type testHub struct {
@@ -30,7 +30,7 @@ func startHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := durable.Open(filepath.Join(dir, "hub.db"), 0)
+	store, err := boltstate.Open(filepath.Join(dir, "hub.db"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func whoami(t *testing.T, h *testHub, id *Identity) (int, string) {
 
 func TestEnrolConnectRevoke(t *testing.T) {
 	h := startHub(t)
-	code, err := h.reg.NewCode("AMB-0001", time.Hour)
+	code, err := h.reg.NewCode(context.Background(), "AMB-0001", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestEnrolConnectRevoke(t *testing.T) {
 		t.Fatalf("second use of code: %v", err)
 	}
 
-	if err := h.reg.Revoke("AMB-0001"); err != nil {
+	if err := h.reg.Revoke(context.Background(), "AMB-0001"); err != nil {
 		t.Fatal(err)
 	}
 	if status, body := whoami(t, h, loaded); status != http.StatusForbidden || !strings.Contains(body, "revoked") {
@@ -104,14 +104,14 @@ func TestEnrolConnectRevoke(t *testing.T) {
 	if h.audit.Count("device.refused") != 1 || h.audit.Count("enrol.refused") != 1 || h.audit.Count("enrol.accepted") != 1 {
 		t.Fatalf("audit events: %v", h.audit.Events())
 	}
-	if _, err := h.reg.NewCode("AMB-0001", time.Hour); !errors.Is(err, ErrRevoked) {
+	if _, err := h.reg.NewCode(context.Background(), "AMB-0001", time.Hour); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("new code for revoked device: %v", err)
 	}
 }
 
 func TestExpiredCodeRefused(t *testing.T) {
 	h := startHub(t)
-	code, err := h.reg.NewCode("AMB-0002", time.Minute)
+	code, err := h.reg.NewCode(context.Background(), "AMB-0002", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestExpiredCodeRefused(t *testing.T) {
 func TestWrongHubRefusedByPin(t *testing.T) {
 	genuine := startHub(t)
 	impostor := startHub(t)
-	code, err := genuine.reg.NewCode("AMB-0003", time.Hour)
+	code, err := genuine.reg.NewCode(context.Background(), "AMB-0003", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestWrongHubRefusedByPin(t *testing.T) {
 func TestUnknownAuthorityRefusedAtHandshake(t *testing.T) {
 	h := startHub(t)
 	other := startHub(t)
-	code, _ := other.reg.NewCode("AMB-0004", time.Hour)
+	code, _ := other.reg.NewCode(context.Background(), "AMB-0004", time.Hour)
 	id, err := Enroll(context.Background(), other.url, code, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
