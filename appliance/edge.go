@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"lifeline/dicom/dimse"
+	"lifeline/dicom/transfer"
 	"lifeline/internal/durable"
 	"lifeline/internal/service"
 	"lifeline/internal/trust"
@@ -30,6 +32,11 @@ type Edge struct {
 	started time.Time
 	mux     *http.ServeMux
 	bus     *telemetry.Bus
+
+	// The parts that present the box's certificate are built once it is enrolled; the
+	// status API and the operator's actions reach them here.
+	forwarder enrolledPart[*transfer.Forwarder]
+	receiver  enrolledPart[*dimse.SCP]
 
 	mu       sync.Mutex
 	selfTest map[string]Check
@@ -59,6 +66,7 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 	}
 	e.mux = statusMux(reg, e.Status)
 	e.mux.HandleFunc("GET /{$}", serveStatusPage)
+	e.handleDeadLetters()
 	if err := e.addDICOM(); err != nil {
 		store.Close()
 		return nil, err
@@ -143,7 +151,14 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.sup.Add(svc)
 	}
 	e.log.Info("box serving", "http", httpLn.Addr().String(), "hub", e.cfg.Hub.URL, "data", e.dataDir)
-	return e.sup.Run(ctx, 5*time.Second)
+	if err := e.sup.Run(ctx, 5*time.Second); err != nil {
+		return err
+	}
+	// Every service has stopped, so nothing uses the forwarder's connection any more.
+	if fw, ok := e.forwarder.get(); ok {
+		fw.Close()
+	}
+	return nil
 }
 
 // runHubLink watches the box's enrolment and its hub: degraded while the box is not
@@ -205,4 +220,82 @@ func (e *Edge) plannedServices() []service.Service {
 // EdgeEnrol gets the box at dataDir an identity from the hub.
 func EdgeEnrol(ctx context.Context, hubURL, code, dataDir string) (*trust.Identity, error) {
 	return trust.Enroll(ctx, hubURL, code, IdentityDir(dataDir))
+}
+
+// enrolledPart is a part of the box that presents the box's certificate, and so can be
+// built only once the box is enrolled: the forwarder, the DICOM TLS receiver, the live
+// stream's publisher. Its service builds it on its first enrolled start and keeps it
+// across the supervisor's restarts, because it registers metrics and holds
+// connections; the status API and the operator's actions reach it through get.
+type enrolledPart[T any] struct {
+	mu    sync.Mutex
+	part  T
+	built bool
+}
+
+// get returns the part, or false while it is not built yet.
+func (p *enrolledPart[T]) get() (T, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.part, p.built
+}
+
+// set gives the part at once, for a configuration that does not need the identity
+// (a receiver without DICOM TLS).
+func (p *enrolledPart[T]) set(part T) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.part, p.built = part, true
+}
+
+// build returns the part, building it with build on the first call once the box in
+// dataDir is enrolled. Until then it waits with h degraded: reason tells the crew what
+// waits and why. It returns ctx's error when ctx ends first, and build's error (the
+// part stays unbuilt, so the supervisor's restart tries again).
+func (p *enrolledPart[T]) build(ctx context.Context, h *service.Health, dataDir, reason string, build func(*trust.Identity) (T, error)) (T, error) {
+	if part, ok := p.get(); ok {
+		return part, nil
+	}
+	var none T
+	id, err := waitForIdentity(ctx, h, dataDir, reason)
+	if err != nil {
+		return none, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.built {
+		return p.part, nil
+	}
+	part, err := build(id)
+	if err != nil {
+		return none, err
+	}
+	p.part, p.built = part, true
+	return part, nil
+}
+
+// enrolmentPoll is how often a part waiting for enrolment looks for the identity, so
+// that 'lifeline edge enroll' takes effect on a running box without a restart.
+const enrolmentPoll = 2 * time.Second
+
+// waitForIdentity returns the identity of the box in dataDir, waiting (degraded, with
+// reason) until the box is enrolled. It returns ctx's error when ctx ends first.
+func waitForIdentity(ctx context.Context, h *service.Health, dataDir, reason string) (*trust.Identity, error) {
+	for {
+		id, err := trust.LoadIdentity(IdentityDir(dataDir))
+		switch {
+		case err == nil:
+			return id, nil
+		case !errors.Is(err, trust.ErrNotEnrolled):
+			return nil, fmt.Errorf("box identity in %s: %w", IdentityDir(dataDir), err)
+		}
+		h.Degraded(reason, err)
+		t := time.NewTimer(enrolmentPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }

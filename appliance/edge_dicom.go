@@ -5,10 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"mime"
 	"net"
+	"net/http"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/spool"
@@ -43,34 +43,28 @@ func (e *Edge) addDICOM() error {
 		Status: func() any { return sp.Status() },
 	})
 
-	var scp *dimse.SCP
 	if !d.TLS {
-		if scp, err = dimse.NewSCP(scpConfig, sp, e.log, e.reg); err != nil {
+		scp, err := dimse.NewSCP(scpConfig, sp, e.log, e.reg)
+		if err != nil {
 			return err
 		}
+		e.receiver.set(scp)
 	}
-	var scpMu sync.Mutex
 	e.sup.Add(service.Service{
 		Name: "dicom-receiver",
 		Run: func(ctx context.Context, h *service.Health) error {
-			scpMu.Lock()
-			if scp == nil {
-				// DICOM TLS presents the box's own certificate, so it waits for enrolment.
-				scpMu.Unlock()
-				id, err := e.waitForIdentity(ctx, h, "DICOM TLS presents the box's certificate: enrol the box first")
-				if id == nil {
-					return err
-				}
-				scpMu.Lock()
-				conf := id.ClientTLS()
-				conf.ClientAuth = tls.NoClientCert
-				scpConfig.TLS = conf
-				if scp, err = dimse.NewSCP(scpConfig, sp, e.log, e.reg); err != nil {
-					scpMu.Unlock()
-					return err
-				}
+			// DICOM TLS presents the box's own certificate, so it waits for enrolment.
+			scp, err := e.receiver.build(ctx, h, e.dataDir, "DICOM TLS presents the box's certificate: enrol the box first",
+				func(id *trust.Identity) (*dimse.SCP, error) {
+					conf := id.ClientTLS()
+					conf.ClientAuth = tls.NoClientCert
+					withTLS := scpConfig
+					withTLS.TLS = conf
+					return dimse.NewSCP(withTLS, sp, e.log, e.reg)
+				})
+			if err != nil {
+				return err
 			}
-			scpMu.Unlock()
 			ln, err := net.Listen("tcp", d.Listen)
 			if err != nil {
 				return fmt.Errorf("dicom.listen %s: %w", d.Listen, err)
@@ -79,12 +73,10 @@ func (e *Edge) addDICOM() error {
 			return scp.Serve(ctx, ln)
 		},
 		Status: func() any {
-			scpMu.Lock()
-			defer scpMu.Unlock()
-			if scp == nil {
-				return nil
+			if scp, ok := e.receiver.get(); ok {
+				return scp.Status()
 			}
-			return scp.Status()
+			return nil
 		},
 	})
 
@@ -96,8 +88,6 @@ func (e *Edge) addDICOM() error {
 // forwarder is made once, on the first enrolled start, because it registers metrics
 // and keeps its connection across the supervisor's restarts.
 func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
-	var mu sync.Mutex
-	var fw *transfer.Forwarder
 	f := e.cfg.Forward
 	var rules []transfer.PriorityRule
 	for _, m := range f.StatModality {
@@ -109,21 +99,16 @@ func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 	return service.Service{
 		Name: "forwarder",
 		Run: func(ctx context.Context, h *service.Health) error {
-			id, err := e.waitForIdentity(ctx, h, "studies wait in the spool until the box is enrolled")
-			if id == nil {
-				return err
-			}
-			mu.Lock()
-			if fw == nil {
-				fw, err = transfer.NewForwarder(transfer.ForwarderConfig{
-					HubURL:       e.cfg.Hub.URL,
-					Parallel:     f.Parallel,
-					Priorities:   rules,
-					BandwidthCap: int64(f.MaxRateMbit * 1e6),
-					RetryMax:     f.RetryMax.Duration,
-				}, e.store, sp, id.ClientTLS(), e.log, e.reg)
-			}
-			mu.Unlock()
+			fw, err := e.forwarder.build(ctx, h, e.dataDir, "studies wait in the spool until the box is enrolled",
+				func(id *trust.Identity) (*transfer.Forwarder, error) {
+					return transfer.NewForwarder(transfer.ForwarderConfig{
+						HubURL:       e.cfg.Hub.URL,
+						Parallel:     f.Parallel,
+						Priorities:   rules,
+						BandwidthCap: int64(f.MaxRateMbit * 1e6),
+						RetryMax:     f.RetryMax.Duration,
+					}, e.store, sp, id.ClientTLS(), e.log, e.reg)
+				})
 			if err != nil {
 				return err
 			}
@@ -131,34 +116,76 @@ func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 			return fw.Run(ctx)
 		},
 		Status: func() any {
-			mu.Lock()
-			defer mu.Unlock()
-			if fw == nil {
-				return nil
+			if fw, ok := e.forwarder.get(); ok {
+				return fw.Status()
 			}
-			return fw.Status()
+			return nil
 		},
 	}
 }
 
-// waitForIdentity returns the box's identity, waiting (degraded, with reason) until
-// the box is enrolled. It returns nil when ctx ends first or the identity is unreadable.
-func (e *Edge) waitForIdentity(ctx context.Context, h *service.Health, reason string) (*trust.Identity, error) {
-	for {
-		id, err := trust.LoadIdentity(IdentityDir(e.dataDir))
+// DeadLettersPath lists the box's dead letters (GET); DeadLettersPath/{sop}/retry
+// (POST) takes one off the list so that it is sent again.
+const DeadLettersPath = "/api/v1/dead-letters"
+
+// handleDeadLetters gives the operator the dead-letter list and the retry. A retry
+// changes what the box does, so it must not be forgeable by a page from another site
+// that the crew's browser happens to show: it requires a JSON body (which a cross-site
+// form cannot send and a cross-site fetch cannot send without a CORS preflight the box
+// never answers), and the browser's own Sec-Fetch-Site and Origin must say same-origin.
+func (e *Edge) handleDeadLetters() {
+	e.mux.HandleFunc("GET "+DeadLettersPath, func(w http.ResponseWriter, r *http.Request) {
+		fw, ok := e.forwarder.get()
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "the forwarder has not started: the box is not enrolled yet")
+			return
+		}
+		dls, err := fw.DeadLetters()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if dls == nil {
+			dls = []transfer.DeadLetter{}
+		}
+		writeJSON(w, http.StatusOK, dls)
+	})
+	retry := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sop := r.PathValue("sop")
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "a retry is a POST with Content-Type: application/json")
+			return
+		}
+		fw, ok := e.forwarder.get()
+		if !ok {
+			writeError(w, http.StatusServiceUnavailable, "the forwarder has not started: the box is not enrolled yet")
+			return
+		}
+		err := fw.Retry(sop)
 		switch {
-		case err == nil:
-			return id, nil
-		case !errors.Is(err, trust.ErrNotEnrolled):
-			return nil, err
+		case errors.Is(err, transfer.ErrNotDeadLettered):
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
 		}
-		h.Degraded(reason, err)
-		t := time.NewTimer(2 * time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, nil
-		case <-t.C:
-		}
-	}
+		e.log.Info("dead letter retried through the status API", "sop", sop, "remote", r.RemoteAddr, "user_agent", r.UserAgent())
+		writeJSON(w, http.StatusOK, RetryAnswer{Retried: sop})
+	})
+	e.mux.Handle("POST "+DeadLettersPath+"/{sop}/retry", http.NewCrossOriginProtection().Handler(retry))
+}
+
+// RetryAnswer is the body of a successful POST DeadLettersPath/{sop}/retry.
+type RetryAnswer struct {
+	Retried string `json:"retried"` // the SOP Instance UID now queued again
+}
+
+// APIError is the body of every failed request to the box's /api/v1.
+type APIError struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, APIError{Error: msg})
 }
