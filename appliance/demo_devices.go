@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/send"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/physio"
@@ -67,13 +67,13 @@ func writeDemoStudy(dir string, n int) ([]send.Instance, error) {
 	study := root + ".1"
 	var out []send.Instance
 	for i := 0; i < 24; i++ {
-		spec := dicomtest.Spec{
-			SOPInstanceUID: dicomtest.UID(study+".1", i), StudyUID: study, SeriesUID: study + ".1",
+		spec := phantom.Spec{
+			SOPInstanceUID: phantom.UID(study+".1", i), StudyUID: study, SeriesUID: study + ".1",
 			PatientID: fmt.Sprintf("DEMO%03d", n), PatientName: "Demo^Patient", Modality: "CT",
 			Rows: 256, Columns: 256, Fill: byte(i),
 		}
 		path := filepath.Join(dir, fmt.Sprintf("ct%02d.dcm", i))
-		if err := os.WriteFile(path, dicomtest.File(spec), 0o600); err != nil {
+		if err := os.WriteFile(path, phantom.File(spec), 0o600); err != nil {
 			return nil, err
 		}
 		f, err := dicom.OpenFile(path)
