@@ -1,0 +1,68 @@
+package sfu
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"lifeline/internal/peers"
+	"lifeline/internal/wait"
+)
+
+// fakeCamera makes the y4m clip and wav tone Chromium uses as camera and microphone.
+func fakeCamera(t *testing.T) (y4m, wav string) {
+	t.Helper()
+	ffmpeg := peers.Need(t, "ffmpeg")[0]
+	dir := t.TempDir()
+	y4m, wav = filepath.Join(dir, "camera.y4m"), filepath.Join(dir, "mic.wav")
+	for _, args := range [][]string{
+		{"-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "5", "-pix_fmt", "yuv420p", y4m},
+		{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5", wav},
+	} {
+		out, err := exec.Command(ffmpeg, append([]string{"-v", "error", "-y"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+		}
+	}
+	return y4m, wav
+}
+
+// TestChromiumPublishesChromiumViews puts Chromium on both ends: one publishes its
+// fake camera over WHIP, another watches over WHEP and must decode frames at about
+// the camera's 15 fps.
+func TestChromiumPublishesChromiumViews(t *testing.T) {
+	y4m, wav := fakeCamera(t)
+	h := startHub(t, Config{})
+	publisher := peers.Browser(t, peers.BrowserOptions{FakeVideo: y4m, FakeAudio: wav})
+	h.openPage(t, publisher)
+	loc := js[string](t, publisher, `publish("/whip", "chromium-box")`)
+	t.Logf("publishing at %s", loc)
+
+	wait.For(t, 10*time.Second, "the hub to receive H.264 from Chromium", func() bool {
+		st := h.sfu.Status()
+		return len(st.Sessions) == 1 && len(st.Sessions[0].Tracks) == 2 && st.Sessions[0].Tracks[0].Packets > 10
+	})
+
+	viewer := peers.Browser(t, peers.BrowserOptions{})
+	h.openPage(t, viewer)
+	js[string](t, viewer, `view("/whep/chromium-box")`)
+	wait.For(t, 10*time.Second, "the viewer to decode a frame", func() bool {
+		return js[videoStats](t, viewer, `videoStats()`).FramesDecoded > 0
+	})
+	t.Logf("first frame %v ms after the viewer's offer", js[float64](t, viewer, `firstFrameMs`))
+	settle := time.Now()
+	wait.For(t, 5*time.Second, "the viewer to settle after its first frame", func() bool { return time.Since(settle) > time.Second })
+	before := js[videoStats](t, viewer, `videoStats()`)
+	start := time.Now()
+	wait.For(t, 10*time.Second, "two seconds of decoding", func() bool { return time.Since(start) > 2*time.Second })
+	after := js[videoStats](t, viewer, `videoStats()`)
+	fps := float64(after.FramesDecoded-before.FramesDecoded) / time.Since(start).Seconds()
+	t.Logf("viewer decodes %.1f fps at width %d (source 15 fps); status %+v", fps, after.FrameWidth, h.sfu.Status())
+	if fps < 10 || fps > 20 {
+		t.Errorf("viewer decodes %.1f fps, want about 15", fps)
+	}
+	if after.FrameWidth != 320 {
+		t.Errorf("viewer's frame width %d, want the camera's 320", after.FrameWidth)
+	}
+}

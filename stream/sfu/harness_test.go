@@ -1,0 +1,175 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/internal/service"
+	"lifeline/internal/wait"
+)
+
+// hub is an SFU under test, served by an httptest server on loopback together with
+// the browser harness page. Boxes name themselves in the X-Device header, as the
+// appliance would take the name from the box's mTLS certificate.
+type hub struct {
+	sfu *SFU
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	events   []Event
+	messages []string // label + ":" + data, from OnPublisherMessage
+	controls []string // from OnViewerControl
+}
+
+func startHub(t *testing.T, cfg Config) *hub {
+	t.Helper()
+	h := &hub{}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.TCPListen == "" {
+		cfg.TCPListen = "127.0.0.1:0"
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Registerer = prometheus.NewRegistry()
+	if cfg.AuthorizePublisher == nil {
+		cfg.AuthorizePublisher = func(r *http.Request) (string, error) {
+			if d := r.Header.Get("X-Device"); d != "" {
+				return d, nil
+			}
+			return "", errors.New("no device certificate")
+		}
+	}
+	if cfg.AuthorizeViewer == nil {
+		cfg.AuthorizeViewer = func(r *http.Request, device string) (string, error) { return "dr-test@" + r.RemoteAddr, nil }
+	}
+	cfg.OnEvent = func(e Event) { h.mu.Lock(); h.events = append(h.events, e); h.mu.Unlock() }
+	if cfg.OnPublisherMessage == nil {
+		cfg.OnPublisherMessage = func(device, label string, data []byte) []byte {
+			h.mu.Lock()
+			h.messages = append(h.messages, label+":"+string(data))
+			h.mu.Unlock()
+			return nil
+		}
+	}
+	if cfg.OnViewerControl == nil {
+		cfg.OnViewerControl = func(device, viewer string, data []byte) {
+			h.mu.Lock()
+			h.controls = append(h.controls, string(data))
+			h.mu.Unlock()
+		}
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sfu = s
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Service().Run(ctx, new(service.Health)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sfu service: %v", err)
+		}
+	})
+	wait.For(t, 5*time.Second, "the SFU to bind its media sockets", func() bool { return s.Status().UDP != "" })
+
+	page, err := os.ReadFile("testdata/harness.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(s.cfg.WHIPPath, s.WHIP())
+	mux.Handle(s.cfg.WHIPPath+"/", s.WHIP())
+	mux.Handle(s.cfg.WHEPPath+"/", s.WHEP())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	})
+	h.srv = httptest.NewServer(mux)
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hub) eventKinds() []EventKind {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []EventKind
+	for _, e := range h.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+// do sends one request to the hub and returns its status, headers and body.
+func (h *hub) do(t *testing.T, method, path, contentType, body string, header map[string]string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, string(b)
+}
+
+// openPage loads the harness page in a browser tab.
+func (h *hub) openPage(t *testing.T, tab context.Context) {
+	t.Helper()
+	if err := chromedp.Do(tab, chromedp.Navigate(h.srv.URL+"/")); err != nil {
+		t.Fatalf("open harness page: %v", err)
+	}
+}
+
+// js evaluates an expression in the tab, awaiting it if it is a promise.
+func js[T any](t *testing.T, tab context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// videoStats is what the harness page reads from getStats for the received video.
+type videoStats struct {
+	FramesDecoded            int     `json:"framesDecoded"`
+	NackCount                int     `json:"nackCount"`
+	PliCount                 int     `json:"pliCount"`
+	PacketsLost              int     `json:"packetsLost"`
+	FrameWidth               int     `json:"frameWidth"`
+	JitterBufferDelay        float64 `json:"jitterBufferDelay"`
+	JitterBufferEmittedCount int     `json:"jitterBufferEmittedCount"`
+}

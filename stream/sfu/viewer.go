@@ -1,0 +1,220 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// ControlLabel is the data channel on which a viewer talks to the crew; its
+// messages go to Config.OnViewerControl, never straight to the box.
+const ControlLabel = "control"
+
+// viewer is one WHEP session: one browser watching one box. Its packets wait in a
+// bounded queue drained by its own writer, so a viewer that does not keep up loses
+// its own packets and slows nobody.
+type viewer struct {
+	id, device, who, remote string
+	joined                  time.Time
+	feed                    *feed
+	pc                      *webrtc.PeerConnection
+	tracks                  []*viewerTrack
+	ice                     iceResource
+	queue                   chan queued
+	done                    chan struct{}
+	attached                atomic.Bool
+	ended                   atomic.Bool
+
+	mu       sync.Mutex
+	channels map[string]*webrtc.DataChannel
+
+	packetsOut, bytesOut, dropped, dataDropped atomic.Uint64
+	rate                                       rateMeter
+}
+
+type queued struct {
+	vt *viewerTrack
+	p  *rtp.Packet
+}
+
+// negotiateViewer answers a viewer's offer with one track for each of the box's
+// tracks that the offer has a receiving section for.
+func (s *SFU) negotiateViewer(ctx context.Context, api *webrtc.API, v *viewer, pub *publication, offer []byte) error {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return fmt.Errorf("new peer connection: %w", err)
+	}
+	v.pc = pc
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("the offer is not a usable SDP offer: %v", err)}
+	}
+	offered := map[webrtc.RTPCodecType]bool{}
+	for _, t := range pc.GetTransceivers() {
+		offered[t.Kind()] = true
+	}
+	for kind, src := range pub.sources {
+		if !offered[kind] {
+			continue
+		}
+		track, err := webrtc.NewTrackLocalStaticRTP(src.codec.RTPCodecCapability, kind.String(), "lifeline-"+v.device)
+		if err != nil {
+			return fmt.Errorf("new %s track: %w", kind, err)
+		}
+		sender, err := pc.AddTrack(track)
+		if err != nil {
+			return fmt.Errorf("add %s track: %w", kind, err)
+		}
+		vt := &viewerTrack{viewer: v, kind: kind, codec: src.codec, track: track, sender: sender, clockRate: src.codec.ClockRate}
+		v.tracks = append(v.tracks, vt)
+	}
+	if err := answer(ctx, pc); err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: err.Error()}
+	}
+	for _, vt := range v.tracks {
+		if len(vt.sender.GetParameters().Codecs) == 0 {
+			return &httpError{code: http.StatusNotAcceptable, msg: fmt.Sprintf(
+				"the viewer cannot receive the box's %s format %s %s", vt.kind, vt.codec.MimeType, vt.codec.SDPFmtpLine)}
+		}
+	}
+	return nil
+}
+
+// startViewer wires a negotiated viewer: its writer, its RTCP, its data channels,
+// and its attachment to the box's tracks once its transport is up.
+func (s *SFU) startViewer(v *viewer) {
+	go v.write()
+	for _, vt := range v.tracks {
+		go s.readViewerRTCP(v, vt)
+	}
+	v.pc.OnDataChannel(func(dc *webrtc.DataChannel) { s.viewerChannel(v, dc) })
+	v.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			if v.attached.Swap(true) {
+				return // back after an ICE restart: still attached
+			}
+			if !v.feed.attachViewer(v) {
+				s.endViewer(v, "the box is no longer publishing this format")
+			}
+		case webrtc.PeerConnectionStateFailed:
+			s.endViewer(v, "viewer connection failed")
+		case webrtc.PeerConnectionStateClosed:
+			s.endViewer(v, "viewer connection closed")
+		}
+	})
+}
+
+// write sends the viewer's queued packets until the viewer ends.
+func (v *viewer) write() {
+	for {
+		select {
+		case <-v.done:
+			return
+		case q := <-v.queue:
+			if err := q.vt.track.WriteRTP(q.p); err != nil {
+				continue
+			}
+			n := q.p.MarshalSize()
+			v.packetsOut.Add(1)
+			v.bytesOut.Add(uint64(n))
+			v.rate.add(time.Now(), n)
+			v.feed.sfu.metrics.bytesOut.Add(float64(n))
+		}
+	}
+}
+
+// enqueue queues a packet for the viewer, or drops and counts it when the viewer's
+// queue is full: the box's fan-out never waits for one viewer.
+func (v *viewer) enqueue(vt *viewerTrack, p *rtp.Packet) {
+	select {
+	case v.queue <- queued{vt: vt, p: p}:
+	default:
+		v.dropped.Add(1)
+		v.feed.sfu.metrics.dropped.WithLabelValues("rtp").Inc()
+	}
+}
+
+// readViewerRTCP answers the viewer's NACKs from the packet cache and forwards its
+// picture loss reports to the box, rate-limited by the feed.
+func (s *SFU) readViewerRTCP(v *viewer, vt *viewerTrack) {
+	for {
+		pkts, _, err := vt.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				var seqs []uint16
+				for _, pair := range p.Nacks {
+					seqs = append(seqs, pair.PacketList()...)
+				}
+				before := vt.nacksServed.Load()
+				vt.retransmit(seqs)
+				served := vt.nacksServed.Load() - before
+				s.nacksServed.Add(served)
+				s.metrics.nacksServed.Add(float64(served))
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				if vt.kind == webrtc.RTPCodecTypeVideo {
+					go v.feed.requestKeyframe()
+				}
+			}
+		}
+	}
+}
+
+// viewerChannel keeps a viewer's data channel by label, for the box's messages, and
+// hands what the viewer sends on control to OnViewerControl.
+func (s *SFU) viewerChannel(v *viewer, dc *webrtc.DataChannel) {
+	label := dc.Label()
+	v.mu.Lock()
+	if len(v.channels) >= maxChannels || v.channels[label] != nil {
+		v.mu.Unlock()
+		dc.Close()
+		return
+	}
+	v.channels[label] = dc
+	v.mu.Unlock()
+	if label != ControlLabel {
+		return
+	}
+	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		if s.cfg.OnViewerControl != nil {
+			s.cfg.OnViewerControl(v.device, v.who, msg.Data)
+		}
+	})
+}
+
+// sendData relays one of the box's messages to the viewer's channel of the same
+// label, if it opened one; when too much already waits on that channel the message
+// is dropped and counted rather than buffered without bound.
+func (v *viewer) sendData(label string, msg webrtc.DataChannelMessage) {
+	v.mu.Lock()
+	dc := v.channels[label]
+	v.mu.Unlock()
+	if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+		return
+	}
+	if dc.BufferedAmount() > v.feed.sfu.cfg.ViewerDataBuffer {
+		v.dataDropped.Add(1)
+		v.feed.sfu.metrics.dropped.WithLabelValues("data").Inc()
+		return
+	}
+	var err error
+	if msg.IsString {
+		err = dc.SendText(string(msg.Data))
+	} else {
+		err = dc.Send(msg.Data)
+	}
+	if err != nil {
+		v.dataDropped.Add(1)
+		v.feed.sfu.metrics.dropped.WithLabelValues("data").Inc()
+	}
+}
