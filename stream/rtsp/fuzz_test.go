@@ -1,0 +1,30 @@
+package rtsp
+
+import (
+	"bufio"
+	"bytes"
+	"testing"
+)
+
+// FuzzReadResponse reads responses one after another as the client does and checks
+// that whatever parses stays within the bounds.
+func FuzzReadResponse(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReaderSize(bytes.NewReader(data), MaxLineSize)
+		for range 4 {
+			resp, err := ReadResponse(r)
+			if err != nil {
+				return
+			}
+			if resp.StatusCode < 100 || resp.StatusCode > 999 || len(resp.Body) > MaxBodySize || len(resp.Header) > MaxHeaders {
+				t.Fatalf("out of bounds: %d, %d body bytes, %d headers", resp.StatusCode, len(resp.Body), len(resp.Header))
+			}
+			for _, v := range resp.Header.Values("WWW-Authenticate") {
+				_, _ = ParseChallenge(v)
+			}
+			if resp.Header.Get("Content-Type") == "application/sdp" {
+				_, _ = ParseDescription(resp.Body, "rtsp://cam/")
+			}
+		}
+	})
+}
