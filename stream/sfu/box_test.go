@@ -1,0 +1,231 @@
+package sfu
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"lifeline/internal/peers"
+)
+
+// testBox is a WHIP publisher written on pion for the tests: it sends real H.264
+// from ffmpeg at the clip's rate, and opens the three data channels a Lifeline box
+// opens.
+type testBox struct {
+	t        *testing.T
+	hub      *hub
+	device   string
+	pc       *webrtc.PeerConnection
+	video    *webrtc.TrackLocalStaticSample
+	channels map[string]*webrtc.DataChannel
+	location string
+	etag     string
+	answer   string
+
+	framesSent atomic.Int64
+	stop       chan struct{}
+	stopped    sync.WaitGroup
+
+	mu       sync.Mutex
+	received map[string][][]byte // by label
+}
+
+// h264Clip encodes a test pattern with libx264 (constrained baseline, no B-frames,
+// one keyframe every gop frames) and splits it into access units.
+func h264Clip(t *testing.T, seconds, fps, gop int) [][]byte {
+	t.Helper()
+	ffmpeg := peers.Need(t, "ffmpeg")[0]
+	out := filepath.Join(t.TempDir(), "clip.h264")
+	args := []string{"-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=" + strconv.Itoa(fps), "-t", strconv.Itoa(seconds),
+		"-c:v", "libx264", "-profile:v", "baseline", "-bf", "0", "-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop),
+		"-sc_threshold", "0", "-pix_fmt", "yuv420p", "-f", "h264", out}
+	if b, err := exec.Command(ffmpeg, args...).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aus := accessUnits(data)
+	if len(aus) != seconds*fps {
+		t.Fatalf("clip has %d access units, want %d", len(aus), seconds*fps)
+	}
+	return aus
+}
+
+// accessUnits splits an Annex B stream into pictures, each with the SPS, PPS and SEI
+// that precede it: a picture starts at a non-VCL unit after a slice, or at a slice
+// whose first_mb_in_slice is 0.
+func accessUnits(annexB []byte) [][]byte {
+	var aus [][]byte
+	var cur []byte
+	haveSlice := false
+	for _, nal := range bytes.Split(annexB, []byte{0, 0, 1}) {
+		nal = bytes.TrimRight(nal, "\x00")
+		if len(nal) == 0 {
+			continue
+		}
+		typ := nal[0] & 0x1f
+		vcl := typ == 1 || typ == 5
+		newPicture := haveSlice && (!vcl || (len(nal) > 1 && nal[1]&0x80 != 0))
+		if newPicture {
+			aus = append(aus, cur)
+			cur, haveSlice = nil, false
+		}
+		cur = append(cur, 0, 0, 0, 1)
+		cur = append(cur, nal...)
+		haveSlice = haveSlice || vcl
+	}
+	if haveSlice {
+		aus = append(aus, cur)
+	}
+	return aus
+}
+
+// publishBox connects a pion box to the hub over WHIP.
+func publishBox(t *testing.T, h *hub, device string) *testBox {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+	}}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBox{t: t, hub: h, device: device, pc: pc, channels: map[string]*webrtc.DataChannel{},
+		received: map[string][][]byte{}, stop: make(chan struct{})}
+	t.Cleanup(b.close)
+	b.video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(b.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	unordered, none := false, uint16(0)
+	for label, init := range map[string]*webrtc.DataChannelInit{
+		"vitals": nil, "vitals-wave": {Ordered: &unordered, MaxRetransmits: &none}, "control": nil,
+	} {
+		dc, err := pc.CreateDataChannel(label, init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+			b.mu.Lock()
+			b.received[label] = append(b.received[label], msg.Data)
+			b.mu.Unlock()
+		})
+		b.channels[label] = dc
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	code, hdr, body := h.do(t, http.MethodPost, "/whip", sdpType, pc.LocalDescription().SDP, map[string]string{"X-Device": device})
+	if code != http.StatusCreated {
+		t.Fatalf("WHIP POST: %d %s", code, body)
+	}
+	b.location, b.etag, b.answer = hdr.Get("Location"), hdr.Get("ETag"), body
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// play sends the access units at fps, from the first, in a loop, until the box is
+// closed.
+func (b *testBox) play(aus [][]byte, fps int) {
+	b.stopped.Add(1)
+	go func() {
+		defer b.stopped.Done()
+		tick := time.NewTicker(time.Second / time.Duration(fps))
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+			}
+			if err := b.video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / time.Duration(fps)}); err != nil {
+				return
+			}
+			b.framesSent.Add(1)
+		}
+	}()
+}
+
+func (b *testBox) messages(label string) [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([][]byte(nil), b.received[label]...)
+}
+
+func (b *testBox) close() {
+	select {
+	case <-b.stop:
+		return
+	default:
+	}
+	close(b.stop)
+	b.stopped.Wait()
+	b.pc.Close()
+}
+
+// pionViewer is a WHEP viewer on pion, for tests that need many viewers or none of
+// a browser's behaviour.
+func pionViewer(t *testing.T, h *hub, device string) (*webrtc.PeerConnection, int, string) {
+	t.Helper()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("viewer gathering timed out")
+	}
+	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, pc.LocalDescription().SDP, nil)
+	if code == http.StatusCreated {
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pc, code, hdr.Get("Location") + " " + body
+}

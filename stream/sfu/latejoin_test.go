@@ -1,0 +1,66 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"lifeline/internal/peers"
+	"lifeline/internal/wait"
+)
+
+// TestLateViewerSeesPictureWithinTwoSeconds has a box send real H.264 with a 4 s GOP
+// (a keyframe every 120 frames at 30 fps) that never answers keyframe requests, as
+// many IP cameras behind a box do. A Chromium viewer joins well into the GOP and must
+// decode its first frame within 2 s, and before the box's next keyframe was even
+// sent: only the hub's cached GOP can have started its decoder. It must then keep
+// decoding at the clip's rate, not replay the GOP in slow motion.
+func TestLateViewerSeesPictureWithinTwoSeconds(t *testing.T) {
+	const fps, gop = 30, 120
+	aus := h264Clip(t, 8, fps, gop)
+	h := startHub(t, Config{})
+	tab := peers.Browser(t, peers.BrowserOptions{})
+	h.openPage(t, tab)
+	box := publishBox(t, h, "box-late")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool {
+		return box.pc.ConnectionState().String() == "connected"
+	})
+	box.play(aus, fps)
+	// Join 40 frames (1.3 s) into the first GOP: without the cache the viewer would
+	// wait 2.7 s for the next keyframe.
+	wait.For(t, 10*time.Second, "the box to be 40 frames into its GOP", func() bool { return box.framesSent.Load() >= 40 })
+	joinedAt := box.framesSent.Load()
+	js[string](t, tab, `view("/whep/box-late")`)
+	wait.For(t, 5*time.Second, "the late viewer's first decoded frame", func() bool {
+		return js[*float64](t, tab, `firstFrameMs`) != nil
+	})
+	decodedAt := box.framesSent.Load()
+	first := *js[*float64](t, tab, `firstFrameMs`)
+	t.Logf("viewer joined at frame %d of the GOP, decoded its first frame %.0f ms later, at frame %d", joinedAt, first, decodedAt)
+	if first > 2000 {
+		t.Errorf("first frame %.0f ms after joining, want under 2000", first)
+	}
+	if decodedAt >= gop {
+		t.Errorf("first frame decoded at frame %d, after the next keyframe (%d): the GOP cache did not start the decoder", decodedAt, gop)
+	}
+
+	settle := time.Now()
+	wait.For(t, 5*time.Second, "a second of playing", func() bool { return time.Since(settle) > time.Second })
+	before := js[videoStats](t, tab, `videoStats()`)
+	start := time.Now()
+	wait.For(t, 5*time.Second, "two more seconds of playing", func() bool { return time.Since(start) > 2*time.Second })
+	after := js[videoStats](t, tab, `videoStats()`)
+	rate := float64(after.FramesDecoded-before.FramesDecoded) / time.Since(start).Seconds()
+	delay := 0.0
+	if n := after.JitterBufferEmittedCount - before.JitterBufferEmittedCount; n > 0 {
+		delay = (after.JitterBufferDelay - before.JitterBufferDelay) / float64(n) * 1000
+	}
+	st := h.sfu.Status()
+	t.Logf("then %.1f fps, jitter buffer %.0f ms per frame, %d NACKs and %d PLIs from Chromium; hub forwarded %d PLIs",
+		rate, delay, after.NackCount, after.PliCount, st.PLIsForwarded)
+	if rate < 24 || rate > 36 {
+		t.Errorf("viewer decodes %.1f fps after joining, want about %d", rate, fps)
+	}
+	if delay > 500 {
+		t.Errorf("viewer holds frames %.0f ms in its jitter buffer: the burst left it behind live", delay)
+	}
+}
