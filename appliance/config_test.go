@@ -29,7 +29,10 @@ func TestEdgeConfigErrorsNameFileAndKey(t *testing.T) {
 		{"plain http hub", "[hub]\nurl = \"http://hub:8443\"\n", "hub.url", "https only"},
 		{"long AE title", "[dicom]\nae_title = \"THIS_IS_TOO_LONG_AE\"\n", "dicom.ae_title", "1 to 16"},
 		{"bad protocol", "[[monitor]]\nport = \"/dev/ttyUSB0\"\nprotocol = \"hl8\"\n", "monitor.protocol", "not one of"},
-		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7 (MLLP) runs over TCP"},
+		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7 runs over TCP"},
+		{"unknown port scheme", "[[monitor]]\nport = \"udp://127.0.0.1:2575\"\nprotocol = \"hl7\"\n", "monitor.port", "unknown scheme"},
+		{"tcp port without address", "[[monitor]]\nport = \"tcp-connect://\"\nprotocol = \"hl7\"\n", "monitor.port", "tcp-connect://"},
+		{"monitor without port", "[[monitor]]\nprotocol = \"nonin\"\n", "monitor.port", "empty"},
 		{"bad duration", "[dicom]\nstudy_quiet_period = \"soon\"\n", "dicom.study_quiet_period", "duration"},
 		{"bad terminal", "[dispatch]\nterminal_id = \"ABC\"\n", "dispatch.terminal_id", "digits"},
 		{"syntax", "[dicom\n", "", "line"},
@@ -113,5 +116,15 @@ func TestHubPACSTarget(t *testing.T) {
 	path = writeConfig(t, "[pacs]\ndimse = \"ORTHANC@127.0.0.1:4242\"\n")
 	if _, err := LoadHubConfig(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSelfTestLeavesNetworkMonitorsOut: a monitor reached over TCP (either direction) is
+// not a serial port the self-test should miss; a serial one that is absent is named.
+func TestSelfTestLeavesNetworkMonitorsOut(t *testing.T) {
+	present := map[string]bool{"/dev/ttyUSB0": true}
+	got := missingSerialPorts([]string{"tcp://127.0.0.1:2575", "tcp-connect://gateway:2575", "/dev/ttyUSB0", "/dev/ttyUSB7", ""}, present)
+	if len(got) != 1 || got[0] != "/dev/ttyUSB7" {
+		t.Errorf("missing ports %q, want only /dev/ttyUSB7", got)
 	}
 }

@@ -3,6 +3,9 @@ package appliance
 import (
 	"strings"
 	"time"
+
+	"lifeline/telemetry"
+	"lifeline/telemetry/protocols"
 )
 
 // EdgeConfig is the box's configuration (edge.toml). Its zero file — no file at all —
@@ -58,7 +61,7 @@ type MonitorConfig struct {
 	// tcp://host:port makes the box listen for the monitor, tcp-connect://host:port
 	// makes it dial out.
 	Port     string `toml:"port"`
-	Protocol string `toml:"protocol"` // hl7 | datex | intellivue | nonin | auto
+	Protocol string `toml:"protocol"` // a name in telemetry/protocols (hl7 | nonin | datex | intellivue) or auto
 }
 
 // SerialDevice is a serial device used for one role.
@@ -127,20 +130,7 @@ func (cfg *EdgeConfig) validate() error {
 	c.positive("forward.parallel", cfg.Forward.Parallel)
 	c.positiveDuration("forward.retry_max_backoff", cfg.Forward.RetryMax)
 	for _, m := range cfg.Monitor {
-		if m.Port == "" {
-			c.fail("monitor.port", "every [[monitor]] needs a port: a serial device such as /dev/ttyUSB0, tcp://host:port or tcp-connect://host:port")
-		}
-		rest, ok := strings.CutPrefix(m.Port, "tcp://")
-		if !ok {
-			rest, ok = strings.CutPrefix(m.Port, "tcp-connect://")
-		}
-		if ok {
-			c.hostPort("monitor.port", rest)
-			if m.Protocol != "hl7" && m.Protocol != "auto" {
-				c.fail("monitor.protocol", "%q over the network: only hl7 (MLLP) runs over TCP", m.Protocol)
-			}
-		}
-		c.oneOf("monitor.protocol", m.Protocol, "hl7", "datex", "intellivue", "nonin", "auto")
+		c.monitor(m)
 	}
 	if cfg.Dispatch.Server != "" {
 		c.hostPort("dispatch.server", cfg.Dispatch.Server)
@@ -150,6 +140,34 @@ func (cfg *EdgeConfig) validate() error {
 	}
 	c.logSection(cfg.Log)
 	return c.err
+}
+
+// monitor checks one [[monitor]]: its port through the one parser of port settings,
+// and its protocol against the one list of protocols.
+func (c *checker) monitor(m MonitorConfig) {
+	ep, err := telemetry.ParseEndpoint(m.Port)
+	if err != nil {
+		c.fail("monitor.port", "%v", err)
+	}
+	if m.Protocol != protocols.Auto {
+		p, ok := protocols.Lookup(m.Protocol)
+		if !ok {
+			c.oneOf("monitor.protocol", m.Protocol, append(protocols.Names(), protocols.Auto)...)
+		} else if err == nil && ep.Network() && !p.Network {
+			c.fail("monitor.protocol", "%q over the network: only %s runs over TCP", m.Protocol, strings.Join(networkProtocols(), ", "))
+		}
+	}
+}
+
+// networkProtocols names the protocols that run over TCP.
+func networkProtocols() []string {
+	var out []string
+	for _, p := range protocols.All() {
+		if p.Network {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 func (c *checker) logSection(l LogSection) {

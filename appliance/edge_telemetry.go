@@ -3,17 +3,12 @@ package appliance
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"time"
 
 	"lifeline/internal/service"
 	"lifeline/telemetry"
-	"lifeline/telemetry/datex"
-	"lifeline/telemetry/hl7"
-	"lifeline/telemetry/intellivue"
 	"lifeline/telemetry/monitor"
-	"lifeline/telemetry/nonin"
+	"lifeline/telemetry/protocols"
 	"lifeline/telemetry/record"
 )
 
@@ -29,7 +24,7 @@ func (e *Edge) addTelemetry() error {
 			Name:       m.Port,
 			Port:       m.Port,
 			Protocol:   m.Protocol,
-			Drivers:    monitorDrivers(e.log),
+			Drivers:    protocols.Drivers(log),
 			Bus:        e.bus,
 			Log:        log,
 			Registerer: e.reg,
@@ -37,11 +32,9 @@ func (e *Edge) addTelemetry() error {
 		if err != nil {
 			return fmt.Errorf("monitor %d (%s): %w", i+1, m.Port, err)
 		}
-		e.sup.Add(service.Service{
-			Name:   "monitor " + m.Port,
-			Run:    func(ctx context.Context, h *service.Health) error { return runMonitor(ctx, h, reader) },
-			Status: func() any { return reader.Status() },
-		})
+		// The reader reports its own health: silent, unplugged or unrecognised
+		// monitors show as degraded services the crew must see.
+		e.sup.Add(reader.Service())
 	}
 
 	rec, err := record.New(record.Config{Store: e.store, Bus: e.bus, Log: e.log.With("service", "recorder"), Registerer: e.reg})
@@ -54,58 +47,6 @@ func (e *Edge) addTelemetry() error {
 	}})
 	e.mux.Handle("/api/v1/record/", http.StripPrefix("/api/v1/record", record.Handler(e.store, e.ecgOptions, rec.Flush)))
 	return nil
-}
-
-// monitorDrivers lists every monitor protocol the box speaks, for auto-detection.
-func monitorDrivers(l *slog.Logger) []telemetry.Driver {
-	return []telemetry.Driver{
-		hl7.New(l),
-		nonin.New(l),
-		datex.New(datex.Config{Logger: l}),
-		intellivue.New(intellivue.Config{Logger: l}),
-	}
-}
-
-// runMonitor runs a reader and mirrors its state into the service's health: a monitor
-// that is silent or unplugged is a degraded service the crew must see.
-func runMonitor(ctx context.Context, h *service.Health, reader *monitor.Reader) error {
-	errc := make(chan error, 1)
-	go func() { errc <- reader.Run(ctx) }()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		st := reader.Status()
-		detail := fmt.Sprintf("%s on %s: %s", orAuto(st.Protocol), st.Device, st.State)
-		switch st.State {
-		case monitor.StateConnected:
-			h.Ready(detail)
-		case monitor.StateStarting, monitor.StateOpening, monitor.StateDetecting, monitor.StateListening:
-			if st.LastError != "" {
-				h.Degraded(detail, fmt.Errorf("%s", st.LastError))
-			}
-		default:
-			h.Degraded(detail, errorOrNil(st.LastError))
-		}
-		select {
-		case err := <-errc:
-			return err
-		case <-tick.C:
-		}
-	}
-}
-
-func orAuto(protocol string) string {
-	if protocol == "" {
-		return "detecting protocol"
-	}
-	return protocol
-}
-
-func errorOrNil(s string) error {
-	if s == "" {
-		return nil
-	}
-	return fmt.Errorf("%s", s)
 }
 
 // ecgOptions names the institution on exported ECGs: the box's device ID, as the

@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"go.bug.st/serial/enumerator"
+
+	"lifeline/telemetry"
 )
 
 // Check is one result of the boot self-test, shown on the status page so that a crew
@@ -59,7 +62,8 @@ func checkClock(now time.Time) Check {
 }
 
 // checkSerialPorts lists the serial ports the box can see and whether the configured
-// ones are among them.
+// ones are among them. Network monitors (tcp://, tcp-connect://) are not serial ports
+// and are left out.
 func checkSerialPorts(configured []string) Check {
 	ports, err := enumerator.GetDetailedPortsList()
 	if err != nil {
@@ -75,16 +79,33 @@ func checkSerialPorts(configured []string) Check {
 		found = append(found, desc)
 		present[p.Name] = true
 	}
-	var missing []string
-	for _, c := range configured {
-		if c != "" && !strings.HasPrefix(c, "tcp://") && !present[c] {
-			missing = append(missing, c)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := missingSerialPorts(configured, present); len(missing) > 0 {
 		return check("serial", "warn", "configured ports not present: %s; found: %s", strings.Join(missing, ", "), listOrNone(found))
 	}
 	return check("serial", "ok", "found: %s", listOrNone(found))
+}
+
+// missingSerialPorts returns the configured serial devices that are not present, by
+// name or, for a stable link such as /dev/serial/by-id/..., by the device it points to.
+func missingSerialPorts(configured []string, present map[string]bool) []string {
+	var missing []string
+	for _, c := range configured {
+		if c == "" {
+			continue
+		}
+		ep, err := telemetry.ParseEndpoint(c)
+		if err != nil || ep.Network() {
+			continue // the config check reports bad ports; network ones are not serial
+		}
+		if present[c] {
+			continue
+		}
+		if real, err := filepath.EvalSymlinks(c); err == nil && present[real] {
+			continue
+		}
+		missing = append(missing, c)
+	}
+	return missing
 }
 
 func listOrNone(s []string) string {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,30 +18,40 @@ import (
 
 	"lifeline/hardware/serialport"
 	"lifeline/telemetry"
-	"lifeline/telemetry/datex"
 	"lifeline/telemetry/hl7"
-	"lifeline/telemetry/intellivue"
-	"lifeline/telemetry/nonin"
 	"lifeline/telemetry/physio"
+	"lifeline/telemetry/protocols"
 )
 
 func init() {
-	registerSimulator("monitor", "a patient monitor on a serial port or pty: --protocol hl7|datex|intellivue|nonin", runSimMonitor)
+	registerSimulator("monitor", "a patient monitor on a serial port or pty: --protocol "+strings.Join(protocols.Names(), "|"), runSimMonitor)
 }
 
-const simMonitorUsage = `sim monitor --protocol hl7|datex|intellivue|nonin [--port PATH | --connect HOST:PORT] [flags]
+// simMonitorUsage is the usage text; the protocols come from telemetry/protocols.
+func simMonitorUsage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `sim monitor --protocol %s [--port PATH | --connect HOST:PORT] [flags]
 
 Plays a patient monitor. With --port it opens that serial device or pty end (e.g. one end
 of "socat pty,raw,echo=0,link=A pty,raw,echo=0,link=B"); without it, it creates a pty and
-prints the path for the box to open. --connect (hl7 only) makes the monitor connect out
-to a box listening for MLLP over TCP (port = "tcp://HOST:PORT" in the box's config).`
+prints the path for the box to open. --connect (network protocols only) makes the monitor
+connect out to a box listening for MLLP over TCP (port = "tcp://HOST:PORT" in the box's
+config).
+
+Protocols:
+`, strings.Join(protocols.Names(), "|"))
+	for _, p := range protocols.All() {
+		fmt.Fprintf(&b, "  %-11s %s\n", p.Name, p.Description)
+	}
+	return b.String()
+}
 
 func runSimMonitor(args []string) int {
 	fs := flag.NewFlagSet("sim monitor", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), simMonitorUsage); fs.PrintDefaults() }
-	proto := fs.String("protocol", "", "hl7, datex, intellivue or nonin")
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), simMonitorUsage()); fs.PrintDefaults() }
+	proto := fs.String("protocol", "", strings.Join(protocols.Names(), ", "))
 	portPath := fs.String("port", "", "serial device or pty to open (default: create a pty)")
-	connect := fs.String("connect", "", "hl7: connect to a box listening on HOST:PORT instead of a serial port")
+	connect := fs.String("connect", "", "network protocols (hl7): connect to a box listening on HOST:PORT instead of a serial port")
 	hr := fs.Float64("hr", 78, "sinus heart rate, /min")
 	vtAt := fs.Duration("vt-at", 0, "start a ventricular tachycardia episode after this long (0: none)")
 	vtFor := fs.Duration("vt-for", 20*time.Second, "length of the VT episode")
@@ -62,43 +73,21 @@ func runSimMonitor(args []string) int {
 		sc.DesatAt, sc.DesatOver, sc.DesatTo = *desatAt, 30*time.Second, *desatTo
 	}
 
-	var mode telemetry.SerialMode
-	var run func(ctx context.Context, port telemetry.Port) error
-	switch *proto {
-	case "hl7":
-		mode = hl7.New(nil).Serial()
-		sim := &hl7.Simulator{Scenario: sc, Faults: hl7.SimFaults{Noise: *noise, Drop: *drop}}
-		if *twelve {
-			sim.Leads, sim.ECGRate = telemetry.ECG12, 500
-		}
-		run = sim.Run
-	case "nonin":
-		mode = nonin.New(nil).Serial()
-		sim := &nonin.Simulator{Scenario: sc, Faults: nonin.Faults{Noise: *noise, Drop: *drop}}
-		run = func(ctx context.Context, p telemetry.Port) error { return sim.Run(ctx, p) }
-	case "datex":
-		mode = datex.Mode
-		sim := datex.NewSimulator(datex.SimConfig{Logger: log, Scenario: sc})
-		run = func(ctx context.Context, p telemetry.Port) error { return sim.Run(ctx, p) }
-	case "intellivue":
-		mode = intellivue.Mode
-		cfg := intellivue.SimConfig{Logger: log, Scenario: sc}
-		if *twelve {
-			cfg.Leads = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
-		}
-		sim := intellivue.NewSimulator(cfg)
-		run = func(ctx context.Context, p telemetry.Port) error { return sim.Run(ctx, p) }
-	case "":
-		fmt.Fprintln(os.Stderr, "lifeline sim monitor: --protocol is required (hl7, datex, intellivue or nonin)")
-		return exitUsage
-	default:
-		fmt.Fprintf(os.Stderr, "lifeline sim monitor: unknown protocol %q (hl7, datex, intellivue or nonin)\n", *proto)
+	if *proto == "" {
+		fmt.Fprintf(os.Stderr, "lifeline sim monitor: --protocol is required (%s)\n", strings.Join(protocols.Names(), ", "))
 		return exitUsage
 	}
-	if *connect != "" && *proto != "hl7" {
-		fmt.Fprintln(os.Stderr, "lifeline sim monitor: --connect is for hl7 only (the other protocols are serial)")
+	p, ok := protocols.Lookup(*proto)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "lifeline sim monitor: unknown protocol %q (%s)\n", *proto, strings.Join(protocols.Names(), ", "))
 		return exitUsage
 	}
+	if *connect != "" && !p.Network {
+		fmt.Fprintf(os.Stderr, "lifeline sim monitor: --connect is for network protocols only; %s is serial\n", p.Name)
+		return exitUsage
+	}
+	mode := p.NewDriver(telemetry.DriverConfig{}).Serial()
+	sim := p.NewSimulator(telemetry.SimConfig{Logger: log, Scenario: sc, Faults: telemetry.LineFaults{Noise: *noise, Drop: *drop}, TwelveLead: *twelve})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -144,7 +133,7 @@ func runSimMonitor(args []string) int {
 		fmt.Printf("monitor (%s, %s) on pty %s\n", *proto, mode, slave.Name())
 	}
 	defer closer.Close()
-	if err := run(ctx, port); err != nil && ctx.Err() == nil {
+	if err := sim.Run(ctx, port); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "lifeline sim monitor: %v\n", err)
 		return exitFailure
 	}

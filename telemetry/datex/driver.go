@@ -17,7 +17,7 @@ var Mode = telemetry.SerialMode{Baud: 19200, DataBits: 8, Parity: telemetry.Pari
 // Config tunes the driver. The zero value asks for displayed values every 5 s, ECG1,
 // pleth, an arterial pressure and respiration waves, and alarm changes.
 type Config struct {
-	Logger *slog.Logger
+	Logger *slog.Logger // nil: discard
 	// Interval between displayed-value records; the S/5 accepts 5 s and more.
 	Interval time.Duration
 	// Waves to subscribe to, at most MaxWaves. The S/5 serial link carries about 600
@@ -44,9 +44,6 @@ type Driver struct {
 
 // New returns a driver with cfg's defaults filled in.
 func New(cfg Config) *Driver {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	if cfg.Interval < 5*time.Second {
 		cfg.Interval = 5 * time.Second
 	}
@@ -62,7 +59,7 @@ func New(cfg Config) *Driver {
 	if cfg.Resubscribe <= 0 {
 		cfg.Resubscribe = 3 * time.Second
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger.With("protocol", "datex")}
+	return &Driver{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("protocol", "datex")}
 }
 
 // Protocol implements telemetry.Driver.

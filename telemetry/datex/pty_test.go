@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
 	"lifeline/telemetry/telemetrytest"
@@ -29,16 +30,22 @@ func numericKey(n *telemetry.Numeric) telemetrytest.NumericKey {
 // driver with the right MDC code, unit and value.
 func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	sc := &physio.Scenario{VTAt: 1500 * time.Millisecond, VTFor: 1500 * time.Millisecond, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 85, NIBPEvery: 3 * time.Second}
+	faults := Faults{Noise: 0.2, Drop: 0.05, Corrupt: 0.08, PullAt: 2500 * time.Millisecond, PullFor: 700 * time.Millisecond, Seed: 7}
 	sent := &telemetrytest.Sink{}
-	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, WavePeriod: 100 * time.Millisecond,
-		Faults: Faults{Noise: 0.2, Drop: 0.05, Corrupt: 0.08, PullAt: 2500 * time.Millisecond, PullFor: 700 * time.Millisecond, Seed: 7},
-		Sent:   sent.Emit})
+	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, WavePeriod: 100 * time.Millisecond, Faults: faults, Sent: sent.Emit})
 	drv := New(Config{Logger: quietLogger(), Resubscribe: 400 * time.Millisecond})
 
 	c := telemetrytest.PlugCable(t, drv.Serial())
+	// The simulator's time zero is the first request, a little after this: waves
+	// received after pullEnd came after the monitor's cable was back.
+	pullEnd := time.Now().Add(faults.PullAt + faults.PullFor)
 	s := telemetrytest.Start(c, sim, drv)
-	time.Sleep(4500 * time.Millisecond)
-	s.Finish(t, 300*time.Millisecond) // the driver reads what is in flight, then stops
+	// Run until the driver has seen the whole scenario: the VT alarm raised and
+	// cleared, an NIBP, and waves after the in-monitor cable came back.
+	if wait.Until(30*time.Second, func() bool { return summarise(s.Got.Events(), pullEnd).complete() }) != nil {
+		t.Log("the driver did not see the whole scenario within 30 s; the checks below say what is missing")
+	}
+	s.Finish(t, func() bool { return telemetrytest.Delivered(sent.Events(), s.Got.Events(), numericKey) })
 	got := s.Got.Events()
 	waves := telemetrytest.Compare(t, sent.Events(), got, numericKey)
 	for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_PULS_OXIM_PLETH, telemetry.MDC_PRESS_BLD_ART, telemetry.MDC_IMPED_TTHOR, telemetry.MDC_AWAY_CO2} {
@@ -46,50 +53,64 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 			t.Errorf("no samples of %s", code)
 		}
 	}
-	// The in-monitor cable pull makes it forget the subscription: data after it proves
-	// the driver subscribed again.
-	var after, gaps, nibp int
-	var sawVTOn, sawVTOff bool
+	sum := summarise(got, pullEnd)
 	for _, e := range got {
-		switch v := e.(type) {
-		case *telemetry.Wave:
-			if v.ReceiveTime.After(time.Now().Add(-1 * time.Second)) {
-				after++
-			}
-			if v.Gap {
-				gaps++
-			}
-		case *telemetry.Numeric:
-			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
-				nibp++
-				if v.Measured.IsZero() {
-					t.Error("NIBP without measurement time")
-				}
-			}
-		case *telemetry.Alarm:
-			if v.Text == "V TACH" && v.Priority == telemetry.PriorityHigh {
-				sawVTOn = sawVTOn || v.On
-				sawVTOff = sawVTOff || !v.On
-			}
+		if v, ok := e.(*telemetry.Numeric); ok && v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS && v.Measured.IsZero() {
+			t.Error("NIBP without measurement time")
 		}
 	}
 	skipped := s.Got.Skips()
-	t.Logf("samples per channel %v, %d numerics/NIBP %d, gaps %d, skipped %v", waves, len(got), nibp, gaps, skipped)
-	if after == 0 {
+	t.Logf("samples per channel %v, %d events, NIBP %d, gaps %d, skipped %v", waves, len(got), sum.nibp, sum.gaps, skipped)
+	// The in-monitor cable pull makes it forget the subscription: data after it proves
+	// the driver subscribed again.
+	if sum.after == 0 {
 		t.Error("no waves after the monitor's cable came back: the driver did not resubscribe")
 	}
-	if gaps == 0 {
+	if sum.gaps == 0 {
 		t.Error("corrupted frames lost samples but no wave block was marked as a gap")
 	}
-	if nibp == 0 {
+	if sum.nibp == 0 {
 		t.Error("no NIBP")
 	}
-	if !sawVTOn || !sawVTOff {
-		t.Errorf("V TACH alarm raised %v, cleared %v", sawVTOn, sawVTOff)
+	if !sum.vtOn || !sum.vtOff {
+		t.Errorf("V TACH alarm raised %v, cleared %v", sum.vtOn, sum.vtOff)
 	}
 	if skipped["bad frame: checksum"] == 0 || skipped["noise"]+skipped["bad frame: too short"] == 0 {
 		t.Errorf("faults not counted: %v", skipped)
 	}
+}
+
+// scenarioSeen is what the driver made of the test scenario so far.
+type scenarioSeen struct {
+	after, gaps, nibp int // waves received after the pull, gap blocks, NIBP readings
+	vtOn, vtOff       bool
+}
+
+func (s scenarioSeen) complete() bool { return s.after > 0 && s.nibp > 0 && s.vtOn && s.vtOff }
+
+func summarise(got []telemetry.Event, pullEnd time.Time) scenarioSeen {
+	var s scenarioSeen
+	for _, e := range got {
+		switch v := e.(type) {
+		case *telemetry.Wave:
+			if v.ReceiveTime.After(pullEnd) {
+				s.after++
+			}
+			if v.Gap {
+				s.gaps++
+			}
+		case *telemetry.Numeric:
+			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
+				s.nibp++
+			}
+		case *telemetry.Alarm:
+			if v.Text == "V TACH" && v.Priority == telemetry.PriorityHigh {
+				s.vtOn = s.vtOn || v.On
+				s.vtOff = s.vtOff || !v.On
+			}
+		}
+	}
+	return s
 }
 
 // TestPtyPulledAndReplugged pulls the pty pair out from under both ends: both must
@@ -101,7 +122,15 @@ func TestPtyPulledAndReplugged(t *testing.T) {
 		sim := NewSimulator(SimConfig{Logger: quietLogger(), WavePeriod: 100 * time.Millisecond, Sent: sent.Emit})
 		c := telemetrytest.PlugCable(t, drv.Serial())
 		s := telemetrytest.Start(c, sim, drv)
-		time.Sleep(700 * time.Millisecond)
+		// Pull once the driver has three wave blocks of every channel.
+		wait.For(t, 20*time.Second, "three wave blocks of every channel", func() bool {
+			for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_PULS_OXIM_PLETH, telemetry.MDC_PRESS_BLD_ART, telemetry.MDC_IMPED_TTHOR, telemetry.MDC_AWAY_CO2} {
+				if len(s.Got.Waves(code)) < 3 {
+					return false
+				}
+			}
+			return true
+		})
 		s.PullCable(t, fmt.Sprintf("round %d", round))
 		got := s.Got.Events()
 		var waves int

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -22,7 +21,7 @@ type Faults = telemetry.LineFaults
 
 // SimConfig configures the simulated S/5.
 type SimConfig struct {
-	Logger   *slog.Logger
+	Logger   *slog.Logger     // nil: discard
 	Scenario *physio.Scenario // nil: a stable adult
 	Faults   Faults
 	// WavePeriod is how often a waveform record goes out; default 200 ms, which keeps
@@ -45,9 +44,6 @@ type Simulator struct {
 
 // NewSimulator returns a simulated S/5 monitor.
 func NewSimulator(cfg SimConfig) *Simulator {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	if cfg.Scenario == nil {
 		cfg.Scenario = &physio.Scenario{}
 	}
@@ -57,36 +53,21 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	if cfg.ECGLeads == [3]int{} {
 		cfg.ECGLeads = [3]int{1, 0, 2}
 	}
-	return &Simulator{cfg: cfg, log: cfg.Logger.With("sim", "datex")}
+	return &Simulator{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("sim", "datex")}
 }
 
-type readTimeouter interface{ SetReadTimeout(time.Duration) error }
-type readDeadliner interface{ SetReadDeadline(time.Time) error }
-
 // Run serves port until ctx ends or the port fails. The port must let reads time out
-// (go.bug.st/serial ports, hardware/serialport, or an *os.File pty end), so that one
+// (a serial port does; wrap a pty end or a connection in telemetry.DeadlinePort), so that one
 // loop both hears requests and keeps the send schedule.
-func (s *Simulator) Run(ctx context.Context, port io.ReadWriter) error {
-	var setWait func() error
-	switch p := port.(type) {
-	case readTimeouter:
-		if err := p.SetReadTimeout(10 * time.Millisecond); err != nil {
-			return fmt.Errorf("datex sim: %w", err)
-		}
-		setWait = func() error { return nil }
-	case readDeadliner:
-		setWait = func() error { return p.SetReadDeadline(time.Now().Add(10 * time.Millisecond)) }
-	default:
-		return errors.New("datex sim: the port cannot time out reads (want SetReadTimeout or SetReadDeadline)")
+func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
+	if err := port.SetReadTimeout(10 * time.Millisecond); err != nil {
+		return fmt.Errorf("datex sim: %w", err)
 	}
 	st := newSimState(s)
 	buf := make([]byte, 1024)
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if err := setWait(); err != nil {
-			return fmt.Errorf("datex sim: %w", err)
 		}
 		n, err := port.Read(buf)
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -130,7 +111,6 @@ type simState struct {
 	resp     *physio.Resp
 	co2      *physio.CO2
 	emitted  map[byte]float64 // samples generated per wave type (fractional carry)
-	pullFrom time.Time
 	wasOut   bool
 }
 

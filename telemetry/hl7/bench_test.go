@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/monitor"
@@ -19,8 +20,8 @@ import (
 const benchFor = 10 * time.Second
 
 // simulate runs the 12-lead + pleth simulator into conn for benchFor.
-func simulate(ctx context.Context, conn net.Conn, onSent func([]telemetry.Event)) *hl7.Simulator {
-	sim := &hl7.Simulator{Leads: telemetry.ECG12, ECGRate: 500, PlethRate: 125, BlockEvery: 100 * time.Millisecond, OnSent: onSent}
+func simulate(ctx context.Context, conn net.Conn, sent func(telemetry.Event)) *hl7.Simulator {
+	sim := hl7.NewSimulator(hl7.SimConfig{Leads: telemetry.ECG12, ECGRate: 500, PlethRate: 125, BlockEvery: 100 * time.Millisecond, Sent: sent})
 	sim.Run(ctx, hl7.ConnPort(conn))
 	return sim
 }
@@ -53,13 +54,13 @@ func TestBenchHL7(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	bus := telemetry.NewBus(nil)
-	r, err := monitor.New(monitor.Config{Port: "tcp://" + addr, Protocol: "hl7", Bus: bus, Drivers: []telemetry.Driver{hl7.New(nil)}})
+	r, err := monitor.New(monitor.Config{Port: "tcp://" + addr, Protocol: "hl7", Bus: bus, Drivers: []telemetry.Driver{hl7.New(hl7.Config{})}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx)
+	go r.Run(ctx, nil)
 	var lat telemetrytest.Latency
 	var samples atomic.Int64
 	sub := bus.Subscribe("bench", 1<<16)
@@ -73,23 +74,23 @@ func TestBenchHL7(t *testing.T) {
 		}
 	}()
 	var c net.Conn
-	for c == nil {
+	wait.For(t, 10*time.Second, "the reader to listen", func() bool {
 		c, _ = net.Dial("tcp", addr)
-		time.Sleep(10 * time.Millisecond)
-	}
+		return c != nil
+	})
 	defer c.Close()
 	sctx, scancel := context.WithTimeout(ctx, benchFor)
 	defer scancel()
 	c0 := telemetrytest.CPUTime()
-	simulate(sctx, c, func(evs []telemetry.Event) {
-		now := time.Now() // just before the bytes are written
-		for _, e := range evs {
-			if w, ok := e.(*telemetry.Wave); ok {
-				lat.Sent(w.Code, now)
-			}
+	simulate(sctx, c, func(e telemetry.Event) {
+		if w, ok := e.(*telemetry.Wave); ok {
+			lat.Sent(w.Code, time.Now()) // just before the bytes are written
 		}
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Measure until the last block sent is on the bus.
+	if wait.Until(10*time.Second, lat.CaughtUp) != nil {
+		t.Error("blocks sent never reached the bus")
+	}
 	full := telemetrytest.CPUTime() - c0
 	cancel()
 	sub.Unsubscribe()

@@ -13,32 +13,39 @@ import (
 	"lifeline/telemetry"
 )
 
-// Driver reads HL7 v2 over MLLP from a serial port or a TCP connection. It implements
-// telemetry.Driver.
-type Driver struct {
+// Config tunes the driver. The zero value reads 115200 8N1 and takes monitor
+// timestamps without a zone as the box's local time.
+type Config struct {
+	Logger *slog.Logger // nil: discard
 	// Mode is the serial setting; the zero value means 115200 8N1, what most monitors'
 	// HL7 serial outputs default to. Over TCP it is unused.
 	Mode telemetry.SerialMode
-	Log  *slog.Logger
 	// Location is the zone of monitor timestamps sent without one (nil: the box's).
 	Location *time.Location
+}
+
+// Driver reads HL7 v2 over MLLP from a serial port or a TCP connection. It implements
+// telemetry.Driver.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
 
 	acks atomic.Uint64 // ACK control ids
 }
 
-// New returns a driver with default settings.
-func New(log *slog.Logger) *Driver { return &Driver{Log: log} }
+// New returns a driver with cfg's defaults filled in.
+func New(cfg Config) *Driver {
+	if cfg.Mode.Baud == 0 {
+		cfg.Mode = telemetry.SerialMode{Baud: 115200, DataBits: 8, Parity: telemetry.ParityNone, StopBits: 1}
+	}
+	return &Driver{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("protocol", "hl7")}
+}
 
 // Protocol implements telemetry.Driver.
 func (*Driver) Protocol() string { return "hl7" }
 
 // Serial implements telemetry.Driver.
-func (d *Driver) Serial() telemetry.SerialMode {
-	if d.Mode.Baud == 0 {
-		return telemetry.SerialMode{Baud: 115200, DataBits: 8, Parity: telemetry.ParityNone, StopBits: 1}
-	}
-	return d.Mode
-}
+func (d *Driver) Serial() telemetry.SerialMode { return d.cfg.Mode }
 
 // ProbeRequest implements telemetry.Detector: HL7 monitors send unasked.
 func (*Driver) ProbeRequest() []byte { return nil }
@@ -51,16 +58,9 @@ func (*Driver) Probe(data []byte) bool {
 	return bytes.Contains(data, []byte("\x0bMSH|")) || bytes.Contains(data, []byte("\x0bMSH^"))
 }
 
-func (d *Driver) log() *slog.Logger {
-	if d.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return d.Log
-}
-
 // Run implements telemetry.Driver.
 func (d *Driver) Run(ctx context.Context, port telemetry.Port, out telemetry.Sink) error {
-	log := d.log()
+	log := d.log
 	if err := port.SetReadTimeout(250 * time.Millisecond); err != nil {
 		return fmt.Errorf("hl7: set read timeout: %w", err)
 	}
@@ -101,7 +101,7 @@ func (d *Driver) Run(ctx context.Context, port telemetry.Port, out telemetry.Sin
 // handle decodes one framed message and acknowledges it; only a failed ACK write is
 // returned (the link is broken).
 func (d *Driver) handle(raw []byte, now time.Time, port telemetry.Port, out telemetry.Sink) error {
-	log := d.log()
+	log := d.log
 	m, err := Parse(raw)
 	if err != nil {
 		out.Skipped(len(raw)+2, "hl7: unparseable message")
@@ -115,7 +115,7 @@ func (d *Driver) handle(raw []byte, now time.Time, port telemetry.Port, out tele
 		return nil
 	}
 	out.Frame()
-	res := Decode(m, now, d.Location)
+	res := Decode(m, now, d.cfg.Location)
 	if res.Ignored > 0 {
 		log.Debug("hl7: observations not mapped", "count", res.Ignored, "first", res.FirstProb, "control_id", m.ControlID())
 	}

@@ -236,7 +236,7 @@ func TestDriverAcksAndRejects(t *testing.T) {
 	var got []telemetry.Event
 	var skipped int
 	sink := &countingSink{emit: func(e telemetry.Event) { got = append(got, e) }, skip: func(n int) { skipped += n }}
-	err := New(nil).Run(t.Context(), p, sink)
+	err := New(Config{}).Run(t.Context(), p, sink)
 	if err == nil {
 		t.Fatal("driver did not report the end of input")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -14,19 +15,15 @@ import (
 	"lifeline/telemetry/physio"
 )
 
-// SimFaults injects faults into the simulator's output.
-type SimFaults struct {
-	Noise  float64 // probability per message of 1..8 noise bytes before its frame
-	Drop   float64 // probability per message of not sending it
-	Garble float64 // probability per message of corrupting its header so it cannot be parsed
-}
-
-// Simulator plays a PCD-01 monitor (in the manner of a Mindray or Comen bedside monitor
-// with HL7 output): ORU^R01 numerics every NumericsEvery, waveform ORU^R01 blocks every
-// BlockEvery, ORU^R40 alarms when a VT episode starts and ends. It asks for ACKs (MSH-15
-// AL) and counts them.
-type Simulator struct {
-	Scenario *physio.Scenario
+// SimConfig configures the simulated monitor. The zero value sends lead II at 250 Hz
+// and pleth at 125 Hz every 500 ms and numerics every second, on a clean line.
+type SimConfig struct {
+	Logger   *slog.Logger     // nil: discard
+	Scenario *physio.Scenario // nil: a stable adult
+	// Faults of the line: Noise puts 1..8 noise bytes before a message, Drop loses it,
+	// Corrupt garbles its header so that it cannot be parsed, and a pulled cable loses
+	// every message meanwhile.
+	Faults telemetry.LineFaults
 	// Leads are the ECG leads sent (default lead II) at ECGRate (default 250 Hz).
 	Leads   []telemetry.Code
 	ECGRate float64
@@ -35,15 +32,32 @@ type Simulator struct {
 	NumericsEvery time.Duration // default 1 s
 	BlockEvery    time.Duration // default 500 ms
 	// CRLF separates segments with CR LF instead of CR, as some vendors do.
-	CRLF   bool
-	Faults SimFaults
-	Seed   uint64
-	// OnSent, if set, is called with the events of every message sent intact.
-	OnSent func([]telemetry.Event)
+	CRLF bool
+	// Sent, if set, is called with every event of every message sent intact, before
+	// the message is written (so that a latency measurement starts before the driver
+	// can have decoded it).
+	Sent func(telemetry.Event)
+}
+
+// Simulator plays a PCD-01 monitor (in the manner of a Mindray or Comen bedside monitor
+// with HL7 output): ORU^R01 numerics every NumericsEvery, waveform ORU^R01 blocks every
+// BlockEvery, ORU^R40 alarms when a VT episode starts and ends. It asks for ACKs (MSH-15
+// AL) and counts them.
+type Simulator struct {
+	cfg SimConfig
+	// Scenario is read only by a Simulator built as a literal rather than by
+	// NewSimulator.
+	//
+	// Deprecated: use NewSimulator(SimConfig{Scenario: ...}); kept until the demo's
+	// monitor (appliance/demo_devices.go) moves over.
+	Scenario *physio.Scenario
 
 	acksOK, acksErr atomic.Int64
 	sentOK          atomic.Int64
 }
+
+// NewSimulator returns a simulated HL7 monitor.
+func NewSimulator(cfg SimConfig) *Simulator { return &Simulator{cfg: cfg} }
 
 // Acks returns the AA and AE/AR acknowledgements received so far, and the messages
 // sent intact.
@@ -51,33 +65,39 @@ func (s *Simulator) Acks() (ok, failed, sent int64) {
 	return s.acksOK.Load(), s.acksErr.Load(), s.sentOK.Load()
 }
 
+// settings returns the configuration with its defaults filled in.
+func (s *Simulator) settings() SimConfig {
+	cfg := s.cfg
+	if cfg.Scenario == nil {
+		cfg.Scenario = s.Scenario
+	}
+	if cfg.Scenario == nil {
+		cfg.Scenario = &physio.Scenario{}
+	}
+	if len(cfg.Leads) == 0 {
+		cfg.Leads = []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II}
+	}
+	if cfg.ECGRate <= 0 {
+		cfg.ECGRate = 250
+	}
+	if cfg.PlethRate == 0 {
+		cfg.PlethRate = 125
+	}
+	if cfg.NumericsEvery <= 0 {
+		cfg.NumericsEvery = time.Second
+	}
+	if cfg.BlockEvery <= 0 {
+		cfg.BlockEvery = 500 * time.Millisecond
+	}
+	return cfg
+}
+
 // Run speaks until ctx ends or the port fails.
 func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
-	sc := s.Scenario
-	if sc == nil {
-		sc = &physio.Scenario{}
-	}
-	leads := s.Leads
-	if len(leads) == 0 {
-		leads = []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II}
-	}
-	ecgRate := s.ECGRate
-	if ecgRate <= 0 {
-		ecgRate = 250
-	}
-	plethRate := s.PlethRate
-	if plethRate == 0 {
-		plethRate = 125
-	}
-	numEvery := s.NumericsEvery
-	if numEvery <= 0 {
-		numEvery = time.Second
-	}
-	blockEvery := s.BlockEvery
-	if blockEvery <= 0 {
-		blockEvery = 500 * time.Millisecond
-	}
-	rng := rand.New(rand.NewPCG(s.Seed, 0x5851f42d4c957f2d))
+	cfg := s.settings()
+	log := telemetry.DiscardLogger(cfg.Logger)
+	sc, leads, ecgRate, plethRate, numEvery, blockEvery := cfg.Scenario, cfg.Leads, cfg.ECGRate, cfg.PlethRate, cfg.NumericsEvery, cfg.BlockEvery
+	rng := rand.New(rand.NewPCG(cfg.Faults.Seed, 0x5851f42d4c957f2d))
 	ecg := physio.NewECG(sc, ecgRate)
 	var pleth *physio.Pleth
 	if plethRate > 0 {
@@ -101,11 +121,14 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 		rbuf               = make([]byte, 4096)
 	)
 	send := func(msg []byte, evs []telemetry.Event) error {
-		if s.CRLF {
+		if cfg.CRLF {
 			msg = bytes.ReplaceAll(msg, []byte("\r"), []byte("\r\n"))
 		}
 		var out []byte
-		if rng.Float64() < s.Faults.Noise {
+		if cfg.Faults.Pulled(time.Since(start)) {
+			return nil // the cable is out: the message is lost, and so is its noise
+		}
+		if rng.Float64() < cfg.Faults.Noise {
 			for range 1 + rng.IntN(8) {
 				b := byte(rng.Uint32())
 				if b == StartBlock || b == EndBlock {
@@ -116,9 +139,9 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 		}
 		intact := true
 		switch {
-		case rng.Float64() < s.Faults.Drop:
+		case rng.Float64() < cfg.Faults.Drop:
 			intact = false
-		case rng.Float64() < s.Faults.Garble:
+		case rng.Float64() < cfg.Faults.Corrupt:
 			bad := append([]byte("XSH"), msg[3:]...)
 			out = Frame(out, bad)
 			intact = false
@@ -129,8 +152,10 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 		// before the receiver can possibly have decoded it.
 		if intact {
 			s.sentOK.Add(1)
-			if s.OnSent != nil {
-				s.OnSent(evs)
+			if cfg.Sent != nil {
+				for _, e := range evs {
+					cfg.Sent(e)
+				}
 			}
 		}
 		if len(out) > 0 {
@@ -239,6 +264,7 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 							s.acksOK.Add(1)
 						} else {
 							s.acksErr.Add(1)
+							log.Warn("hl7 simulator: the box did not accept a message", "code", msa.Value(1), "message", msa.Value(2), "text", msa.Value(3))
 						}
 					}
 				}

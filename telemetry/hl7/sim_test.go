@@ -3,37 +3,50 @@ package hl7
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
 	"lifeline/telemetry/telemetrytest"
 )
 
-// sent collects what the simulator sent intact, per kind.
+// sent collects what the simulator sent intact, per kind; the simulator adds to it
+// while the test looks.
 type sent struct {
+	mu       sync.Mutex
 	samples  map[telemetry.Code][]float32
 	numerics []*telemetry.Numeric
 	alarms   []*telemetry.Alarm
 }
 
-func (s *sent) add(evs []telemetry.Event) {
-	for _, e := range evs {
-		switch v := e.(type) {
-		case *telemetry.Wave:
-			s.samples[v.Code] = append(s.samples[v.Code], v.Samples...)
-		case *telemetry.Numeric:
-			s.numerics = append(s.numerics, v)
-		case *telemetry.Alarm:
-			s.alarms = append(s.alarms, v)
-		}
+func (s *sent) add(e telemetry.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch v := e.(type) {
+	case *telemetry.Wave:
+		s.samples[v.Code] = append(s.samples[v.Code], v.Samples...)
+	case *telemetry.Numeric:
+		s.numerics = append(s.numerics, v)
+	case *telemetry.Alarm:
+		s.alarms = append(s.alarms, v)
 	}
+}
+
+// counts returns how many samples of code and how many alarms were sent so far.
+func (s *sent) counts(code telemetry.Code) (samples, alarms int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.samples[code]), len(s.alarms)
 }
 
 // arrived reports whether the sink holds at least as many samples, numerics and alarms
 // as were sent intact; check then compares them one by one.
 func (s *sent) arrived(sink *telemetrytest.Sink) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for code, want := range s.samples {
 		if len(sink.Samples(code)) < len(want) {
 			return false
@@ -55,6 +68,8 @@ func (s *sent) arrived(sink *telemetrytest.Sink) bool {
 // sample of every channel in order, every numeric with code, unit, value and monitor time.
 func (s *sent) check(t *testing.T, sink *telemetrytest.Sink) {
 	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for code, want := range s.samples {
 		got := sink.Samples(code)
 		if len(got) != len(want) {
@@ -102,52 +117,37 @@ func (s *sent) check(t *testing.T, sink *telemetrytest.Sink) {
 	}
 }
 
-// TestSimulatorThroughPty runs the HL7 simulator and driver on the two ends of a pty, the
-// driver's end opened through go.bug.st/serial at 115200 8N1, with noise, dropped and
-// garbled messages and CR LF segment separators.
+// TestSimulatorThroughPty runs the HL7 simulator and driver on the two ends of a socat
+// cable opened through go.bug.st/serial at 115200 8N1, with noise, dropped and garbled
+// messages and CR LF segment separators.
 func TestSimulatorThroughPty(t *testing.T) {
-	drv := New(nil)
-	port, far := telemetrytest.PtyPair(t, drv.Serial())
+	drv := New(Config{})
 	rec := &sent{samples: map[telemetry.Code][]float32{}}
-	sim := &Simulator{
-		Scenario: &physio.Scenario{VTAt: 1500 * time.Millisecond, VTFor: 1500 * time.Millisecond, NIBPEvery: 3 * time.Second},
-		Leads:    []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_ECG_ELEC_POTL_V5},
-		CRLF:     true, Seed: 3,
+	sim := NewSimulator(SimConfig{
+		Scenario:   &physio.Scenario{VTAt: 1500 * time.Millisecond, VTFor: 1500 * time.Millisecond, NIBPEvery: 3 * time.Second},
+		Leads:      []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_ECG_ELEC_POTL_V5},
+		CRLF:       true,
 		BlockEvery: 250 * time.Millisecond,
-		Faults:     SimFaults{Noise: 0.3, Drop: 0.1, Garble: 0.1},
-		OnSent:     rec.add,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// The driver gets its own context so that it keeps reading what the simulator
-	// wrote before it stopped; on a loaded machine that tail can take a while.
-	drvCtx, drvCancel := context.WithCancel(context.Background())
-	defer drvCancel()
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Run(ctx, telemetry.DeadlinePort(far, time.Second)) }()
-	var sink telemetrytest.Sink
-	drvDone := make(chan error, 1)
-	go func() { drvDone <- drv.Run(drvCtx, port, &sink) }()
-	time.Sleep(4500 * time.Millisecond)
-	cancel()
-	<-simDone
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !rec.arrived(&sink); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	drvCancel()
-	port.Close()
-	if err := <-drvDone; err != context.Canceled {
-		t.Fatalf("driver: %v", err)
-	}
-	rec.check(t, &sink)
-	if len(rec.samples[telemetry.MDC_ECG_ELEC_POTL_II]) < 500 || len(rec.alarms) != 2 {
-		t.Fatalf("simulator sent %d ECG samples and %d alarms", len(rec.samples[telemetry.MDC_ECG_ELEC_POTL_II]), len(rec.alarms))
+		Faults:     telemetry.LineFaults{Noise: 0.3, Drop: 0.1, Corrupt: 0.1, Seed: 3},
+		Sent:       rec.add,
+	})
+	c := telemetrytest.PlugCable(t, drv.Serial())
+	s := telemetrytest.Start(c, sim, drv)
+	// Run until the VT episode has been raised and cleared and 2 s of ECG are out.
+	wait.For(t, 30*time.Second, "the simulator to send 500 ECG samples and the VT alarm raised and cleared", func() bool {
+		ecg, alarms := rec.counts(telemetry.MDC_ECG_ELEC_POTL_II)
+		return ecg >= 500 && alarms >= 2
+	})
+	s.Finish(t, func() bool { return rec.arrived(s.Got) })
+	rec.check(t, s.Got)
+	if _, alarms := rec.counts(0); alarms != 2 {
+		t.Fatalf("simulator sent %d alarms, want the VT alarm raised and cleared", alarms)
 	}
 	ok, failed, sentOK := sim.Acks()
-	if failed != 0 || ok < sentOK-2 { // the last ACKs may be in flight at cancel
+	if failed != 0 || ok < sentOK-2 { // the last ACKs may be in flight at the stop
 		t.Errorf("ACKs: %d AA, %d errors, for %d messages sent intact", ok, failed, sentOK)
 	}
-	if _, skipped := sink.Counts(); skipped == 0 {
+	if _, skipped := s.Got.Counts(); skipped == 0 {
 		t.Error("noise and garbled messages not counted")
 	}
 }
@@ -161,7 +161,7 @@ func TestSimulatorOverTCP(t *testing.T) {
 	}
 	defer ln.Close()
 	rec := &sent{samples: map[telemetry.Code][]float32{}}
-	sim := &Simulator{Leads: telemetry.ECG12, ECGRate: 500, OnSent: rec.add, Seed: 1, BlockEvery: 200 * time.Millisecond}
+	sim := NewSimulator(SimConfig{Leads: telemetry.ECG12, ECGRate: 500, Sent: rec.add, BlockEvery: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	simDone := make(chan error, 1)
@@ -182,18 +182,21 @@ func TestSimulatorOverTCP(t *testing.T) {
 	drvCtx, drvCancel := context.WithCancel(context.Background())
 	defer drvCancel()
 	drvDone := make(chan error, 1)
-	go func() { drvDone <- New(nil).Run(drvCtx, ConnPort(conn), &sink) }()
-	time.Sleep(2 * time.Second)
+	go func() { drvDone <- New(Config{}).Run(drvCtx, ConnPort(conn), &sink) }()
+	wait.For(t, 20*time.Second, "the simulator to send 700 samples of V6", func() bool {
+		v6, _ := rec.counts(telemetry.MDC_ECG_ELEC_POTL_V6)
+		return v6 >= 700
+	})
 	cancel()
 	<-simDone
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !rec.arrived(&sink); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 15*time.Second, "the driver to receive everything sent", func() bool { return rec.arrived(&sink) })
 	drvCancel()
 	conn.Close()
 	<-drvDone
 	rec.check(t, &sink)
-	if n := len(rec.samples[telemetry.MDC_ECG_ELEC_POTL_V6]); n < 700 {
-		t.Fatalf("only %d V6 samples sent in 2 s at 500 Hz", n)
+	for _, lead := range telemetry.ECG12 {
+		if n, _ := rec.counts(lead); n < 700 {
+			t.Errorf("%s: only %d samples sent, want the twelve leads in step", lead.Name(), n)
+		}
 	}
 }

@@ -4,41 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"lifeline/telemetry"
 )
-
-// Network endpoints in the monitor config: "tcp://HOST:PORT" makes the box LISTEN for the
-// monitor's MLLP connection — the common case, since monitors and their central-station
-// gateways are configured to connect out to an "HL7 server" — and
-// "tcp-connect://HOST:PORT" makes the box dial a monitor or gateway that listens.
-const (
-	SchemeListen  = "tcp://"
-	SchemeConnect = "tcp-connect://"
-)
-
-// IsNetwork reports whether a configured port is a network endpoint.
-func IsNetwork(port string) bool {
-	return strings.HasPrefix(port, SchemeListen) || strings.HasPrefix(port, SchemeConnect)
-}
-
-// Endpoint splits a network port into listen/dial and address.
-func Endpoint(port string) (listen bool, addr string, err error) {
-	switch {
-	case strings.HasPrefix(port, SchemeConnect):
-		addr = strings.TrimPrefix(port, SchemeConnect)
-	case strings.HasPrefix(port, SchemeListen):
-		listen, addr = true, strings.TrimPrefix(port, SchemeListen)
-	default:
-		return false, "", fmt.Errorf("hl7: %q is not tcp://HOST:PORT or tcp-connect://HOST:PORT", port)
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return false, "", fmt.Errorf("hl7: bad address in %q: %w", port, err)
-	}
-	return listen, addr, nil
-}
 
 // Dial connects to a listening monitor or gateway, bounded by ctx.
 func Dial(ctx context.Context, addr string) (net.Conn, error) {

@@ -15,7 +15,7 @@ var Mode = telemetry.SerialMode{Baud: 115200, DataBits: 8, Parity: telemetry.Par
 
 // Config tunes the driver; the zero value is the usual set-up.
 type Config struct {
-	Logger *slog.Logger
+	Logger *slog.Logger // nil: discard
 	// PollPeriod is how long one extended poll keeps the monitor sending; the driver
 	// renews it when the last result arrives. Default 20 s.
 	PollPeriod time.Duration
@@ -42,9 +42,6 @@ type Driver struct {
 
 // New returns a driver with cfg's defaults filled in.
 func New(cfg Config) *Driver {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	if cfg.PollPeriod <= 0 {
 		cfg.PollPeriod = 20 * time.Second
 	}
@@ -60,7 +57,7 @@ func New(cfg Config) *Driver {
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger.With("protocol", "intellivue")}
+	return &Driver{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("protocol", "intellivue")}
 }
 
 // Protocol implements telemetry.Driver.

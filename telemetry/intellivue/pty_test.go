@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
 	"lifeline/telemetry/telemetrytest"
@@ -29,16 +30,23 @@ func numericKey(n *telemetry.Numeric) telemetrytest.NumericKey {
 // Every numeric and sample the simulator sent intact must come out right.
 func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	sc := &physio.Scenario{VTAt: 1200 * time.Millisecond, VTFor: 1500 * time.Millisecond, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 85, NIBPEvery: 3 * time.Second}
+	faults := Faults{Noise: 0.2, Drop: 0.03, Corrupt: 0.05, PullAt: 2500 * time.Millisecond, PullFor: time.Second, Seed: 11}
 	sent := &telemetrytest.Sink{}
-	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, AssocTimeout: 3 * time.Second, Leads: []int{0, 1, 2},
-		Faults: Faults{Noise: 0.2, Drop: 0.03, Corrupt: 0.05, PullAt: 2500 * time.Millisecond, PullFor: time.Second, Seed: 11},
-		Sent:   sent.Emit})
+	sim := NewSimulator(SimConfig{Logger: quietLogger(), Scenario: sc, AssocTimeout: 3 * time.Second, Leads: []int{0, 1, 2}, Faults: faults, Sent: sent.Emit})
 	drv := New(Config{Logger: quietLogger(), KeepAlive: time.Second, Silence: 1500 * time.Millisecond, Retry: 200 * time.Millisecond, PollPeriod: 2 * time.Second})
 
 	c := telemetrytest.PlugCable(t, drv.Serial())
+	// The simulator's time zero is the association, a little after this: waves
+	// received after pullEnd came after the cable was back and the driver associated
+	// again.
+	pullEnd := time.Now().Add(faults.PullAt + faults.PullFor)
 	s := telemetrytest.Start(c, sim, drv)
-	time.Sleep(6 * time.Second)
-	s.Finish(t, 300*time.Millisecond) // the driver reads what is in flight, then stops
+	// Run until the driver has seen the whole scenario: the VT alarm raised and
+	// cleared, an NIBP, and waves after the cable came back.
+	if wait.Until(30*time.Second, func() bool { return summarise(s.Got.Events(), pullEnd).complete() }) != nil {
+		t.Log("the driver did not see the whole scenario within 30 s; the checks below say what is missing")
+	}
+	s.Finish(t, func() bool { return telemetrytest.Delivered(sent.Events(), s.Got.Events(), numericKey) })
 	got := s.Got.Events()
 	waves := telemetrytest.Compare(t, sent.Events(), got, numericKey)
 	for _, code := range []telemetry.Code{telemetry.MDC_ECG_ELEC_POTL_I, telemetry.MDC_ECG_ELEC_POTL_II, telemetry.MDC_ECG_ELEC_POTL_III,
@@ -47,54 +55,72 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 			t.Errorf("no samples of %s", code)
 		}
 	}
-	var connected, recent, gaps, nibp int
-	var vtOn, vtOff bool
 	for _, e := range got {
 		switch v := e.(type) {
-		case *telemetry.DeviceEvent:
-			if v.State == telemetry.DeviceConnected {
-				connected++
-			}
 		case *telemetry.Wave:
 			if v.Code == telemetry.MDC_ECG_ELEC_POTL_II && v.Rate != 500 {
 				t.Errorf("ECG at %v Hz, want 500", v.Rate)
 			}
-			if v.ReceiveTime.After(time.Now().Add(-1500 * time.Millisecond)) {
-				recent++
-			}
-			if v.Gap {
-				gaps++
-			}
 		case *telemetry.Numeric:
-			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
-				nibp++
-				if v.Measured.IsZero() {
-					t.Error("NIBP without measurement time")
-				}
-			}
-		case *telemetry.Alarm:
-			if v.Text == "***VTACH" && v.Priority == telemetry.PriorityHigh && v.Code == telemetry.MDC_ECG_HEART_RATE {
-				vtOn = vtOn || v.On
-				vtOff = vtOff || !v.On
+			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS && v.Measured.IsZero() {
+				t.Error("NIBP without measurement time")
 			}
 		}
 	}
-	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), gaps, nibp, s.Got.Skips())
-	if connected != 1 {
-		t.Errorf("%d connected events", connected)
+	sum := summarise(got, pullEnd)
+	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), sum.gaps, sum.nibp, s.Got.Skips())
+	if sum.connected != 1 {
+		t.Errorf("%d connected events", sum.connected)
 	}
-	if recent == 0 {
+	if sum.after == 0 {
 		t.Error("no waves after the cable came back: the driver did not associate again")
 	}
-	if gaps == 0 {
+	if sum.gaps == 0 {
 		t.Error("lost frames but no wave block marked as a gap")
 	}
-	if nibp == 0 {
+	if sum.nibp == 0 {
 		t.Error("no NIBP")
 	}
-	if !vtOn || !vtOff {
-		t.Errorf("VTACH alarm raised %v, cleared %v", vtOn, vtOff)
+	if !sum.vtOn || !sum.vtOff {
+		t.Errorf("VTACH alarm raised %v, cleared %v", sum.vtOn, sum.vtOff)
 	}
+}
+
+// scenarioSeen is what the driver made of the test scenario so far.
+type scenarioSeen struct {
+	connected, after, gaps, nibp int // connected events, waves after the pull, gap blocks, NIBP readings
+	vtOn, vtOff                  bool
+}
+
+func (s scenarioSeen) complete() bool { return s.after > 0 && s.nibp > 0 && s.vtOn && s.vtOff }
+
+func summarise(got []telemetry.Event, pullEnd time.Time) scenarioSeen {
+	var s scenarioSeen
+	for _, e := range got {
+		switch v := e.(type) {
+		case *telemetry.DeviceEvent:
+			if v.State == telemetry.DeviceConnected {
+				s.connected++
+			}
+		case *telemetry.Wave:
+			if v.ReceiveTime.After(pullEnd) {
+				s.after++
+			}
+			if v.Gap {
+				s.gaps++
+			}
+		case *telemetry.Numeric:
+			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
+				s.nibp++
+			}
+		case *telemetry.Alarm:
+			if v.Text == "***VTACH" && v.Priority == telemetry.PriorityHigh && v.Code == telemetry.MDC_ECG_HEART_RATE {
+				s.vtOn = s.vtOn || v.On
+				s.vtOff = s.vtOff || !v.On
+			}
+		}
+	}
+	return s
 }
 
 // TestPtyPulledAndReplugged pulls the pty out from under both ends; both must return an
@@ -106,21 +132,28 @@ func TestPtyPulledAndReplugged(t *testing.T) {
 		sim := NewSimulator(SimConfig{Logger: quietLogger(), Sent: sent.Emit})
 		c := telemetrytest.PlugCable(t, drv.Serial())
 		s := telemetrytest.Start(c, sim, drv)
-		time.Sleep(900 * time.Millisecond)
+		wait.For(t, 20*time.Second, "4 wave blocks and 5 numerics", func() bool {
+			waves, nums := count(s.Got.Events())
+			return waves >= 4 && nums >= 5
+		})
 		s.PullCable(t, fmt.Sprintf("round %d", round))
-		var waves, nums int
-		for _, e := range s.Got.Events() {
-			switch e.(type) {
-			case *telemetry.Wave:
-				waves++
-			case *telemetry.Numeric:
-				nums++
-			}
-		}
-		if waves < 4 || nums < 5 {
+		if waves, nums := count(s.Got.Events()); waves < 4 || nums < 5 {
 			t.Fatalf("round %d: %d wave blocks and %d numerics before the pull", round, waves, nums)
 		}
 	}
+}
+
+// count returns the wave blocks and numerics among evs.
+func count(evs []telemetry.Event) (waves, nums int) {
+	for _, e := range evs {
+		switch e.(type) {
+		case *telemetry.Wave:
+			waves++
+		case *telemetry.Numeric:
+			nums++
+		}
+	}
+	return waves, nums
 }
 
 func TestProbe(t *testing.T) {

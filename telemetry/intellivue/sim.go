@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -22,7 +21,7 @@ type Faults = telemetry.LineFaults
 
 // SimConfig configures the simulated IntelliVue.
 type SimConfig struct {
-	Logger   *slog.Logger
+	Logger   *slog.Logger // nil: discard
 	Scenario *physio.Scenario
 	Faults   Faults
 	// Leads are the ECG leads exported as waves, by index in telemetry.ECG12 order;
@@ -43,9 +42,6 @@ type Simulator struct {
 
 // NewSimulator returns a simulated IntelliVue monitor.
 func NewSimulator(cfg SimConfig) *Simulator {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
 	if cfg.Scenario == nil {
 		cfg.Scenario = &physio.Scenario{}
 	}
@@ -55,7 +51,7 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	if cfg.AssocTimeout <= 0 {
 		cfg.AssocTimeout = 10 * time.Second
 	}
-	return &Simulator{cfg: cfg, log: cfg.Logger.With("sim", "intellivue")}
+	return &Simulator{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("sim", "intellivue")}
 }
 
 // Rates of the exported waves: ECG 500 Hz, pleth and ABP 125 Hz, respiration 62.5 Hz; a
@@ -109,28 +105,16 @@ type simConn struct {
 }
 
 // Run serves port until ctx ends or the port fails. The port must let reads time out
-// (SetReadTimeout or SetReadDeadline).
-func (s *Simulator) Run(ctx context.Context, port io.ReadWriter) error {
-	var setWait func() error
-	switch p := port.(type) {
-	case interface{ SetReadTimeout(time.Duration) error }:
-		if err := p.SetReadTimeout(10 * time.Millisecond); err != nil {
-			return fmt.Errorf("intellivue sim: %w", err)
-		}
-		setWait = func() error { return nil }
-	case interface{ SetReadDeadline(time.Time) error }:
-		setWait = func() error { return p.SetReadDeadline(time.Now().Add(10 * time.Millisecond)) }
-	default:
-		return errors.New("intellivue sim: the port cannot time out reads")
+// (a serial port does; wrap a pty end or a connection in telemetry.DeadlinePort).
+func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
+	if err := port.SetReadTimeout(10 * time.Millisecond); err != nil {
+		return fmt.Errorf("intellivue sim: %w", err)
 	}
 	c := &simConn{s: s, rng: rand.New(rand.NewPCG(s.cfg.Faults.Seed, 0x1e1)), rel0: 0x00100000}
 	buf := make([]byte, 4096)
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
-		}
-		if err := setWait(); err != nil {
-			return fmt.Errorf("intellivue sim: %w", err)
 		}
 		n, err := port.Read(buf)
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {

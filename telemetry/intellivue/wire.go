@@ -80,13 +80,12 @@ func (r *reader) left() int { return len(r.b) - r.off }
 // writer builds big-endian message data.
 type writer struct{ b []byte }
 
-func (w *writer) u8(v uint8)        { w.b = append(w.b, v) }
-func (w *writer) u16(v uint16)      { w.b = binary.BigEndian.AppendUint16(w.b, v) }
-func (w *writer) u32(v uint32)      { w.b = binary.BigEndian.AppendUint32(w.b, v) }
-func (w *writer) raw(p ...byte)     { w.b = append(w.b, p...) }
-func (w *writer) mark() int         { w.u16(0); return len(w.b) - 2 }
-func (w *writer) patch(at int)      { binary.BigEndian.PutUint16(w.b[at:], uint16(len(w.b)-at-2)) }
-func (w *writer) patchAt(at, n int) { binary.BigEndian.PutUint16(w.b[at:], uint16(n)) }
+func (w *writer) u8(v uint8)    { w.b = append(w.b, v) }
+func (w *writer) u16(v uint16)  { w.b = binary.BigEndian.AppendUint16(w.b, v) }
+func (w *writer) u32(v uint32)  { w.b = binary.BigEndian.AppendUint32(w.b, v) }
+func (w *writer) raw(p ...byte) { w.b = append(w.b, p...) }
+func (w *writer) mark() int     { w.u16(0); return len(w.b) - 2 }
+func (w *writer) patch(at int)  { binary.BigEndian.PutUint16(w.b[at:], uint16(len(w.b)-at-2)) }
 
 // Float is the monitor's 32-bit FLOAT-Type: an 8-bit signed exponent (base 10) and a
 // 24-bit signed mantissa.

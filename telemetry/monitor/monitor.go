@@ -18,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lifeline/hardware/serialport"
+	"lifeline/internal/service"
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
+	"lifeline/telemetry/protocols"
 )
 
 // Config configures one monitor reader.
@@ -30,7 +32,8 @@ type Config struct {
 	Port string
 	// Protocol is a driver's Protocol() name, or "auto" to detect it on a serial port.
 	Protocol string
-	// Drivers are the protocol drivers available (hl7, nonin, datex, intellivue).
+	// Drivers are the protocol drivers to pick from or detect among; nil: one of every
+	// protocol in telemetry/protocols.
 	Drivers []telemetry.Driver
 	Bus     *telemetry.Bus
 	Log     *slog.Logger
@@ -80,10 +83,13 @@ type Status struct {
 	LastError  string    `json:"last_error,omitempty"`
 }
 
-// Reader reads one monitor. Create with New, run with Run.
+// Reader reads one monitor. Create with New, run with Run (or under a supervisor as
+// Service()); it reports its own health.
 type Reader struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	endpoint telemetry.Endpoint
+	health   *service.Health // set by Run; nil when no one asked
 
 	mu     sync.Mutex
 	status Status
@@ -98,8 +104,9 @@ type Reader struct {
 
 // New checks cfg and returns a reader.
 func New(cfg Config) (*Reader, error) {
-	if cfg.Port == "" {
-		return nil, errors.New("monitor: port is empty")
+	ep, err := telemetry.ParseEndpoint(cfg.Port)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	if cfg.Bus == nil {
 		return nil, errors.New("monitor: no bus")
@@ -108,19 +115,19 @@ func New(cfg Config) (*Reader, error) {
 		cfg.Name = cfg.Port
 	}
 	if cfg.Protocol == "" {
-		cfg.Protocol = "auto"
+		cfg.Protocol = protocols.Auto
 	}
-	if cfg.Protocol != "auto" && driverFor(cfg.Drivers, cfg.Protocol) == nil {
+	if cfg.Drivers == nil {
+		cfg.Drivers = protocols.Drivers(cfg.Log)
+	}
+	if cfg.Protocol != protocols.Auto && driverFor(cfg.Drivers, cfg.Protocol) == nil {
 		return nil, fmt.Errorf("monitor %s: protocol %q is not one of %v", cfg.Name, cfg.Protocol, names(cfg.Drivers))
 	}
-	if hl7.IsNetwork(cfg.Port) {
-		if _, _, err := hl7.Endpoint(cfg.Port); err != nil {
-			return nil, fmt.Errorf("monitor %s: %w", cfg.Name, err)
-		}
-		if cfg.Protocol != "auto" && cfg.Protocol != "hl7" {
+	if ep.Network() {
+		if cfg.Protocol != protocols.Auto && cfg.Protocol != hl7.Protocol.Name {
 			return nil, fmt.Errorf("monitor %s: a tcp port carries HL7/MLLP only, not %q", cfg.Name, cfg.Protocol)
 		}
-		if driverFor(cfg.Drivers, "hl7") == nil {
+		if driverFor(cfg.Drivers, hl7.Protocol.Name) == nil {
 			return nil, fmt.Errorf("monitor %s: a tcp port needs the hl7 driver", cfg.Name)
 		}
 	}
@@ -143,7 +150,7 @@ func New(cfg Config) (*Reader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Reader{cfg: cfg, log: log.With("monitor", cfg.Name, "port", cfg.Port)}
+	r := &Reader{cfg: cfg, endpoint: ep, log: log.With("monitor", cfg.Name, "port", cfg.Port)}
 	r.status = Status{Name: cfg.Name, Port: cfg.Port, Protocol: cfg.Protocol, State: StateStarting, Since: time.Now()}
 	labels := prometheus.Labels{"monitor": cfg.Name}
 	r.mFrames = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_frames_total", Help: "Valid protocol frames/messages read from the monitor.", ConstLabels: labels})
@@ -191,9 +198,9 @@ func (r *Reader) Status() Status {
 	return s
 }
 
+// setState records the reader's state and reports it as the service's health.
 func (r *Reader) setState(st State, err error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.status.State != st {
 		r.status.State, r.status.Since = st, time.Now()
 	}
@@ -205,6 +212,20 @@ func (r *Reader) setState(st State, err error) {
 		up = 1
 	}
 	r.mUp.Set(up)
+	h, status := r.health, r.status
+	r.mu.Unlock()
+	if h != nil {
+		reportHealth(h, status, r.quiet(), err)
+	}
+}
+
+// quiet is how long the monitor has sent no valid frame.
+func (r *Reader) quiet() time.Duration {
+	ns := r.lastFrame.Load()
+	if ns == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, ns))
 }
 
 func (r *Reader) setDevice(device, protocol string) {
@@ -223,11 +244,22 @@ func (r *Reader) device(st telemetry.DeviceState, detail string) {
 	r.cfg.Bus.Publish(r.cfg.Name, &telemetry.DeviceEvent{State: st, Detail: detail, ReceiveTime: time.Now()})
 }
 
+// Service returns the reader as a service named "monitor " and its name, with its
+// Status as the service's details, for the appliance's supervisor.
+func (r *Reader) Service() service.Service {
+	return service.Service{Name: "monitor " + r.cfg.Name, Run: r.Run, Status: func() any { return r.Status() }}
+}
+
 // Run reads the monitor until ctx ends; it returns nil then. Failures of the port are
-// retried with back-off for as long as ctx lives; only ctx ends Run.
-func (r *Reader) Run(ctx context.Context) error {
+// retried with back-off for as long as ctx lives; only ctx ends Run. It reports its
+// health through h (nil: to no one): Ready while data flows, Degraded with what to
+// check while the monitor is silent, unplugged or not recognised.
+func (r *Reader) Run(ctx context.Context, h *service.Health) error {
+	r.mu.Lock()
+	r.health = h
+	r.mu.Unlock()
 	defer r.setState(StateStopped, nil)
-	if hl7.IsNetwork(r.cfg.Port) {
+	if r.endpoint.Network() {
 		return r.runNetwork(ctx)
 	}
 	return r.runSerial(ctx)

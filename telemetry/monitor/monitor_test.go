@@ -3,57 +3,27 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.bug.st/serial/enumerator"
 
 	"lifeline/hardware/serialport"
 	"lifeline/internal/peers"
+	"lifeline/internal/service"
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/nonin"
 	"lifeline/telemetry/physio"
 )
-
-// cable is a socat null-modem cable between two pty links.
-type cable struct {
-	cmd  *exec.Cmd
-	a, b string
-}
-
-func plug(t *testing.T, socat, a, b string) *cable {
-	t.Helper()
-	cmd := exec.Command(socat, "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &cable{cmd: cmd, a: a, b: b}
-	t.Cleanup(c.pull)
-	for i := 0; i < 100; i++ {
-		_, ea := os.Stat(a)
-		_, eb := os.Stat(b)
-		if ea == nil && eb == nil {
-			return c
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("socat links did not appear")
-	return nil
-}
-
-func (c *cable) pull() {
-	if c.cmd.Process != nil && c.cmd.ProcessState == nil {
-		c.cmd.Process.Kill()
-		c.cmd.Wait()
-	}
-}
 
 // collector subscribes to the bus and keeps everything.
 type collector struct {
@@ -110,18 +80,8 @@ func (c *collector) pleth(from, to int) []float32 {
 	return out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func runSim(t *testing.T, path string, onFrame func(int64, nonin.Frame, bool)) (stop func()) {
+// runSim plays a Nonin oximeter on path; sent receives every intact pleth sample.
+func runSim(t *testing.T, path string, sent func(float32)) (stop func()) {
 	t.Helper()
 	p, err := serialport.Open(path, serialport.Mode{Baud: 9600, DataBits: 8, Parity: 'N', StopBits: 1})
 	if err != nil {
@@ -129,26 +89,56 @@ func runSim(t *testing.T, path string, onFrame func(int64, nonin.Frame, bool)) (
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	sim := nonin.NewSimulator(nonin.SimConfig{Scenario: &physio.Scenario{HR: 90}, Sent: func(e telemetry.Event) {
+		if w, ok := e.(*telemetry.Wave); ok {
+			for _, v := range w.Samples {
+				sent(v)
+			}
+		}
+	}})
 	go func() {
 		defer close(done)
-		(&nonin.Simulator{Scenario: &physio.Scenario{HR: 90}, OnFrame: onFrame}).Run(ctx, p)
+		sim.Run(ctx, p)
 	}()
 	return func() { cancel(); <-done; p.Close() }
 }
 
+// samples is what a simulated monitor sent, appended to while the test reads it.
+type samples struct {
+	mu sync.Mutex
+	v  []float32
+}
+
+func (s *samples) add(v float32) { s.mu.Lock(); s.v = append(s.v, v); s.mu.Unlock() }
+
+func (s *samples) all() []float32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]float32(nil), s.v...)
+}
+
+// serviceStatus returns the supervisor's entry for the reader.
+func serviceStatus(sup *service.Supervisor, name string) service.Status {
+	for _, st := range sup.Status() {
+		if st.Name == name {
+			return st
+		}
+	}
+	return service.Status{}
+}
+
 // TestSerialAutoDetectSilenceAndReplug: a Nonin oximeter on a socat cable is detected
 // among several protocols, every sample reaches the bus, the monitor going quiet is
-// reported within 3 s, and after the cable is pulled and the USB adapter comes back
-// under another device name (found by its VID/PID/serial) data flows again.
+// reported within 3 s (as a device event and as the service's degraded health, naming
+// the port and what to check), and after the cable is pulled and the USB adapter comes
+// back under another device name (found by its VID/PID/serial) data flows again.
 func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
-	socat := peers.Need(t, "socat")[0]
-	dir := t.TempDir()
-	c1 := plug(t, socat, filepath.Join(dir, "ttyUSB0"), filepath.Join(dir, "oximeter"))
+	c1 := peers.PlugCable(t)
 
 	// The enumerator stand-in: the adapter is whatever device the current cable's box
 	// end points to.
 	var mu sync.Mutex
-	current := c1.a
+	current := c1.BoxEnd
 	lister := func() ([]*enumerator.PortDetails, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -162,24 +152,26 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	col := collect(ctx, bus)
-	r, err := New(Config{Name: "spo2", Port: c1.a, Protocol: "auto", Bus: bus, Lister: lister,
-		Drivers: []telemetry.Driver{hl7.New(nil), nonin.New(nil)}, RetryMax: 300 * time.Millisecond})
+	r, err := New(Config{Name: "spo2", Port: c1.BoxEnd, Protocol: "auto", Bus: bus, Lister: lister,
+		Drivers: []telemetry.Driver{hl7.New(hl7.Config{}), nonin.New(nonin.Config{})}, RetryMax: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The reader runs as the appliance runs it: a service reporting its own health.
+	sup := service.NewSupervisor(slog.New(slog.DiscardHandler), prometheus.NewRegistry(), service.DefaultBackoff)
+	sup.Add(r.Service())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- sup.Run(ctx, 10*time.Second) }()
 
-	var sent1 []float32
-	var smu sync.Mutex
-	stop := runSim(t, c1.b, func(_ int64, f nonin.Frame, _ bool) {
-		smu.Lock()
-		sent1 = append(sent1, float32(f.Pleth))
-		smu.Unlock()
-	})
-	waitFor(t, 10*time.Second, "nonin detected and connected", func() bool {
+	var sent1 samples
+	stop := runSim(t, c1.DeviceEnd, sent1.add)
+	wait.For(t, 15*time.Second, "nonin detected and connected", func() bool {
 		s := r.Status()
 		return s.Protocol == "nonin" && s.State == StateConnected && len(col.pleth(0, -1)) > 150
+	})
+	wait.For(t, 5*time.Second, "the service ready", func() bool {
+		st := serviceStatus(sup, "monitor spo2")
+		return st.State == service.Ready && strings.Contains(st.Detail, "NONIN on ")
 	})
 	if s := r.Status(); s.USB != "0403:6001 serial NONIN42" {
 		t.Errorf("status USB %q", s.USB)
@@ -187,7 +179,7 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	stop() // the monitor goes quiet; the cable stays
 	quietFrom := time.Now()
 	var silentAt time.Time
-	waitFor(t, 5*time.Second, "silent event", func() bool {
+	wait.For(t, 10*time.Second, "silent event", func() bool {
 		if i, _ := col.deviceAt(telemetry.DeviceSilent, 0); i >= 0 {
 			silentAt = time.Now()
 			return true
@@ -200,12 +192,13 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	if r.Status().State != StateSilent {
 		t.Errorf("state %s", r.Status().State)
 	}
+	st := serviceStatus(sup, "monitor spo2")
+	if st.State != service.Degraded || !strings.Contains(st.Detail, "NONIN on ") || !strings.Contains(st.Detail, "silent for 3s") || !strings.Contains(st.Detail, "check the cable") {
+		t.Errorf("service while the monitor is silent: %s %q; want degraded, naming the port, the silence and what to check", st.State, st.Detail)
+	}
 	// Every sample the oximeter sent before going quiet arrived, in order. The
 	// detection window consumed the first second: compare the tail.
-	got := col.pleth(0, -1)
-	smu.Lock()
-	want := sent1
-	smu.Unlock()
+	got, want := col.pleth(0, -1), sent1.all()
 	if len(got) < 150 || len(got) > len(want) {
 		t.Fatalf("received %d samples, sent %d", len(got), len(want))
 	}
@@ -216,35 +209,34 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 		}
 	}
 
-	// Pull the cable; plug the adapter back in as another device name.
-	c1.pull()
-	// The device node goes away with the adapter (socat killed hard leaves its link).
-	os.Remove(c1.a)
-	os.Remove(c1.b)
-	waitFor(t, 5*time.Second, "disconnected event", func() bool {
+	// Pull the cable (its device node goes away with it); plug the adapter back in as
+	// another device name.
+	c1.Pull()
+	wait.For(t, 10*time.Second, "disconnected event", func() bool {
 		i, _ := col.deviceAt(telemetry.DeviceDisconnected, 0)
 		return i >= 0
 	})
-	c2 := plug(t, socat, filepath.Join(dir, "ttyUSB1"), filepath.Join(dir, "oximeter2"))
+	wait.For(t, 10*time.Second, "the service degraded with the port gone", func() bool {
+		st := serviceStatus(sup, "monitor spo2")
+		return st.State == service.Degraded && strings.Contains(st.Detail, "plugged in") && st.LastError != ""
+	})
+	c2 := peers.PlugCable(t)
 	mu.Lock()
-	current = c2.a
+	current = c2.BoxEnd
 	mu.Unlock()
 	mark := len(col.snapshot())
-	var sent2 []float32
-	stop = runSim(t, c2.b, func(_ int64, f nonin.Frame, _ bool) {
-		smu.Lock()
-		sent2 = append(sent2, float32(f.Pleth))
-		smu.Unlock()
-	})
-	waitFor(t, 10*time.Second, "data after replug", func() bool { return len(col.pleth(mark, -1)) > 150 })
+	var sent2 samples
+	stop = runSim(t, c2.DeviceEnd, sent2.add)
+	wait.For(t, 15*time.Second, "data after replug", func() bool { return len(col.pleth(mark, -1)) > 150 })
 	stop()
-	time.Sleep(300 * time.Millisecond)
+	// What was on the line when the oximeter stopped arrives: wait for its last sample.
+	wait.For(t, 10*time.Second, "the last sample sent to arrive", func() bool {
+		got, want := col.pleth(mark, -1), sent2.all()
+		return len(got) > 0 && len(want) > 0 && got[len(got)-1] == want[len(want)-1]
+	})
 	// After the replug the samples are one unbroken run of what the oximeter sent; only
 	// what went by while the box re-detected the protocol is missing at the start.
-	got2 := col.pleth(mark, -1)
-	smu.Lock()
-	want2 := append([]float32(nil), sent2...)
-	smu.Unlock()
+	got2, want2 := col.pleth(mark, -1), sent2.all()
 	start := -1
 	for k := 0; k+len(got2) <= len(want2) && start < 0; k++ {
 		match := true
@@ -261,8 +253,8 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	if start < 0 || start+len(got2) != len(want2) {
 		t.Fatalf("after replug: %d samples received are not the unbroken tail of the %d sent (start %d)", len(got2), len(want2), start)
 	}
-	if s := r.Status(); s.Device != c2.a && s.Device != mustReal(c2.a) {
-		t.Errorf("device after replug %q, want %s", s.Device, c2.a)
+	if s := r.Status(); s.Device != c2.BoxEnd && s.Device != mustReal(c2.BoxEnd) {
+		t.Errorf("device after replug %q, want %s", s.Device, c2.BoxEnd)
 	}
 	if s := r.Status(); s.Reconnects == 0 || s.BadBytes != 0 && s.Frames == 0 {
 		t.Errorf("status %+v", s)
@@ -290,23 +282,24 @@ func TestHL7OverTCPListening(t *testing.T) {
 	bus := telemetry.NewBus(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, err := New(Config{Name: "bedside", Port: "tcp://" + addr, Protocol: "auto", Bus: bus, Drivers: []telemetry.Driver{hl7.New(nil)}})
+	r, err := New(Config{Name: "bedside", Port: "tcp://" + addr, Protocol: "auto", Bus: bus})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	go func() { done <- r.Run(ctx, nil) }()
 	monitor := func(ctx context.Context, hr float64) {
 		var c net.Conn
-		for c == nil && ctx.Err() == nil {
+		// The reader may not listen yet: dial until it does, as a monitor retries.
+		wait.Until(10*time.Second, func() bool {
 			c, _ = hl7.Dial(ctx, addr)
-			time.Sleep(20 * time.Millisecond)
-		}
+			return c != nil || ctx.Err() != nil
+		})
 		if c == nil {
 			return
 		}
 		defer c.Close()
-		(&hl7.Simulator{Scenario: &physio.Scenario{HR: hr}, BlockEvery: 100 * time.Millisecond}).Run(ctx, hl7.ConnPort(c))
+		hl7.NewSimulator(hl7.SimConfig{Scenario: &physio.Scenario{HR: hr}, BlockEvery: 100 * time.Millisecond}).Run(ctx, hl7.ConnPort(c))
 	}
 	hr := func() float64 {
 		for _, n := range bus.Latest() {
@@ -318,7 +311,7 @@ func TestHL7OverTCPListening(t *testing.T) {
 	}
 	m1, stop1 := context.WithCancel(ctx)
 	go monitor(m1, 71)
-	waitFor(t, 5*time.Second, "HR 71", func() bool { return hr() == 71 })
+	wait.For(t, 10*time.Second, "HR 71", func() bool { return hr() == 71 })
 	rec := httptest.NewRecorder()
 	telemetry.VitalsHandler(bus).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/vitals", nil))
 	var vitals []telemetry.Vital
@@ -341,7 +334,7 @@ func TestHL7OverTCPListening(t *testing.T) {
 	m2, stop2 := context.WithCancel(ctx)
 	defer stop2()
 	go monitor(m2, 133)
-	waitFor(t, 5*time.Second, "HR 133 from the new connection", func() bool { return hr() == 133 })
+	wait.For(t, 10*time.Second, "HR 133 from the new connection", func() bool { return hr() == 133 })
 	stop1()
 	if s := r.Status(); s.Protocol != "hl7" || s.Frames == 0 {
 		t.Errorf("status %+v", s)

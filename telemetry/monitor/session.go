@@ -13,6 +13,7 @@ import (
 	"lifeline/hardware/serialport"
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
+	"lifeline/telemetry/protocols"
 )
 
 // sink is the Sink handed to a driver for one session: it stamps the steady time axis
@@ -125,7 +126,7 @@ func (r *Reader) runSerial(ctx context.Context) error {
 
 // pickDriver returns the configured driver, or detects one.
 func (r *Reader) pickDriver(ctx context.Context, last *string) (telemetry.Driver, error) {
-	if r.cfg.Protocol != "auto" {
+	if r.cfg.Protocol != protocols.Auto {
 		return driverFor(r.cfg.Drivers, r.cfg.Protocol), nil
 	}
 	r.setState(StateDetecting, nil)
@@ -157,7 +158,10 @@ func (r *Reader) pickDriver(ctx context.Context, last *string) (telemetry.Driver
 			return nil, ctx.Err()
 		}
 	}
-	return nil, fmt.Errorf("no protocol of %v recognised on %s: %w", names(r.cfg.Drivers), r.cfg.Port, errors.Join(errs...))
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%w on %s (tried %v)", errNotRecognised, r.cfg.Port, names(r.cfg.Drivers))
+	}
+	return nil, fmt.Errorf("%w on %s (tried %v): %w", errNotRecognised, r.cfg.Port, names(r.cfg.Drivers), errors.Join(errs...))
 }
 
 // probe opens the port at d's mode, sends d's probe request and listens for its window.
@@ -251,9 +255,9 @@ func (r *Reader) session(ctx context.Context, drv telemetry.Driver, port interfa
 
 // runNetwork serves HL7/MLLP over TCP.
 func (r *Reader) runNetwork(ctx context.Context) error {
-	listen, addr, _ := hl7.Endpoint(r.cfg.Port)
-	drv := driverFor(r.cfg.Drivers, "hl7")
-	r.setDevice(addr, "hl7")
+	listen, addr := r.endpoint.Kind == telemetry.EndpointListen, r.endpoint.Addr
+	drv := driverFor(r.cfg.Drivers, hl7.Protocol.Name)
+	r.setDevice(addr, hl7.Protocol.Name)
 	wait := r.cfg.RetryMin
 	if !listen {
 		for ctx.Err() == nil {
@@ -291,7 +295,7 @@ func (r *Reader) runNetwork(ctx context.Context) error {
 	if ln == nil {
 		return nil
 	}
-	r.setDevice(ln.Addr().String(), "hl7")
+	r.setDevice(ln.Addr().String(), hl7.Protocol.Name)
 	// Accepting runs beside the sessions so that a monitor reconnecting (its old
 	// connection half-open after a network blip) replaces the old session at once.
 	conns := make(chan net.Conn)

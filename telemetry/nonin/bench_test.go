@@ -8,33 +8,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
+	"lifeline/hardware/serialport"
+	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/monitor"
 	"lifeline/telemetry/nonin"
 	"lifeline/telemetry/telemetrytest"
 )
 
-// TestBenchNonin measures frame written on the oximeter's end of a pty → pleth sample on
-// the bus, through the monitor reader at 9600 8N1, and the process CPU.
+// TestBenchNonin measures frame written on the oximeter's end of a socat cable → pleth
+// sample on the bus, through the monitor reader at 9600 8N1, and the process CPU.
 // Run: go test -tags bench -run TestBench -v ./telemetry/nonin
 func TestBenchNonin(t *testing.T) {
 	const benchFor = 10 * time.Second
-	master, slave, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	defer slave.Close()
+	cable := peers.PlugCable(t)
 	bus := telemetry.NewBus(nil)
-	r, err := monitor.New(monitor.Config{Port: slave.Name(), Protocol: "nonin", Bus: bus, Drivers: []telemetry.Driver{nonin.New(nil)}})
+	r, err := monitor.New(monitor.Config{Port: cable.BoxEnd, Protocol: "nonin", Bus: bus, Drivers: []telemetry.Driver{nonin.New(nonin.Config{})}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx)
+	go r.Run(ctx, nil)
 	// One frame carries one pleth sample: the n-th sample on the bus is the n-th frame.
 	const pleth = telemetry.MDC_PULS_OXIM_PLETH
 	var lat telemetrytest.Latency
@@ -49,20 +45,26 @@ func TestBenchNonin(t *testing.T) {
 			}
 		}
 	}()
-	for r.Status().State != monitor.StateConnected {
-		time.Sleep(10 * time.Millisecond)
-	}
-	// The reader idling (read timeouts, silence watchdog) with nothing on the line.
+	wait.For(t, 10*time.Second, "the reader to open the pty", func() bool { return r.Status().State == monitor.StateConnected })
+	// The reader idling (read timeouts, silence watchdog) with nothing on the line,
+	// measured over a fixed window on purpose.
 	i0 := telemetrytest.CPUTime()
-	time.Sleep(2 * time.Second)
+	<-time.After(2 * time.Second)
 	idle := (telemetrytest.CPUTime() - i0) / 2
 	sctx, scancel := context.WithTimeout(ctx, benchFor)
 	defer scancel()
 	c0 := telemetrytest.CPUTime()
-	(&nonin.Simulator{OnFrame: func(int64, nonin.Frame, bool) {
-		lat.Sent(pleth, time.Now())
-	}}).Run(sctx, master)
-	time.Sleep(200 * time.Millisecond)
+	oximeter, err := serialport.Open(cable.DeviceEnd, telemetrytest.ModeOf(nonin.Protocol.NewDriver(telemetry.DriverConfig{}).Serial()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oximeter.Close()
+	nonin.NewSimulator(nonin.SimConfig{Sent: func(telemetry.Event) {
+		lat.Sent(pleth, time.Now()) // one event per frame sent
+	}}).Run(sctx, oximeter)
+	if wait.Until(10*time.Second, lat.CaughtUp) != nil {
+		t.Error("frames sent never reached the bus")
+	}
 	cpu := telemetrytest.CPUTime() - c0
 	cancel()
 	sub.Unsubscribe()

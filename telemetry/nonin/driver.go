@@ -9,14 +9,25 @@ import (
 	"lifeline/telemetry"
 )
 
-// Driver reads a Nonin oximeter. It implements telemetry.Driver.
-type Driver struct {
-	Format int // Format7 (default) or Format2
-	Log    *slog.Logger
+// Config tunes the driver. The zero value reads data format 7.
+type Config struct {
+	Logger *slog.Logger // nil: discard
+	Format int          // Format7 (default) or Format2
 }
 
-// New returns a driver for data format 7.
-func New(log *slog.Logger) *Driver { return &Driver{Format: Format7, Log: log} }
+// Driver reads a Nonin oximeter. It implements telemetry.Driver.
+type Driver struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a driver with cfg's defaults filled in.
+func New(cfg Config) *Driver {
+	if cfg.Format != Format2 {
+		cfg.Format = Format7
+	}
+	return &Driver{cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger).With("protocol", "nonin")}
+}
 
 // Protocol implements telemetry.Driver.
 func (*Driver) Protocol() string { return "nonin" }
@@ -33,15 +44,11 @@ func (*Driver) ProbeRequest() []byte { return nil }
 func (*Driver) ProbeWindow() time.Duration { return time.Second }
 
 // Probe implements telemetry.Detector.
-func (d *Driver) Probe(data []byte) bool { return Probe(data, d.Format) }
+func (d *Driver) Probe(data []byte) bool { return Probe(data, d.cfg.Format) }
 
 // Run implements telemetry.Driver.
 func (d *Driver) Run(ctx context.Context, port telemetry.Port, out telemetry.Sink) error {
-	log := d.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	dec := NewDecoder(d.Format, log)
+	dec := NewDecoder(d.cfg.Format, d.log)
 	// The read timeout only lets Run notice ctx; data arrives every 13 ms.
 	if err := port.SetReadTimeout(250 * time.Millisecond); err != nil {
 		return fmt.Errorf("nonin: set read timeout: %w", err)

@@ -2,13 +2,13 @@ package nonin
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/physio"
 	"lifeline/telemetry/telemetrytest"
@@ -82,70 +82,30 @@ func TestFrameRoundTripAndErrors(t *testing.T) {
 	}
 }
 
-// TestSimulatorThroughPty runs the simulator against the driver through a real pty opened
-// by go.bug.st/serial at 9600 8N1, with noise bytes, dropped frames, bad checksums and the
-// sensor taken off, and checks every intact sample and every complete packet arrives.
+// TestSimulatorThroughPty runs the simulator against the driver through a socat cable
+// opened by go.bug.st/serial at 9600 8N1, with noise bytes, dropped frames, bad
+// checksums and the sensor taken off, and checks that every intact sample and the values
+// of every complete packet arrive, in order, with nothing invented.
 func TestSimulatorThroughPty(t *testing.T) {
-	drv := New(nil)
-	port, far := telemetrytest.PtyPair(t, drv.Serial())
-	sc := &physio.Scenario{HR: 84, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 88}
-	var (
-		sent    []Frame
-		intact  []bool
-		packets []int // per packet: the hr*1000+spo2 if all 25 frames intact, else -1
-	)
-	sim := &Simulator{
-		Scenario: sc, Seed: 7,
-		Faults: Faults{Noise: 0.03, Drop: 0.01, BadChecksum: 0.01, SensorOffAt: 2000 * time.Millisecond, SensorOffFor: 500 * time.Millisecond},
-		OnFrame: func(n int64, f Frame, ok bool) {
-			sent = append(sent, f)
-			intact = append(intact, ok)
-		},
-		OnPacket: func(hr, spo2 int, ok bool) {
-			v := -1
-			if ok {
-				v = hr*1000 + spo2
-			}
-			packets = append(packets, v)
-		},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Run(ctx, far) }()
-	var sink telemetrytest.Sink
-	// The driver has its own context so that it drains what the simulator wrote
-	// before it stopped, however loaded the machine is.
-	drvCtx, drvCancel := context.WithCancel(context.Background())
-	defer drvCancel()
-	drvDone := make(chan error, 1)
-	go func() { drvDone <- drv.Run(drvCtx, port, &sink) }()
+	drv := New(Config{})
+	sent := &telemetrytest.Sink{}
+	sim := NewSimulator(SimConfig{
+		Scenario: &physio.Scenario{HR: 84, DesatAt: time.Second, DesatOver: time.Second, DesatTo: 88},
+		Faults:   telemetry.LineFaults{Noise: 0.03, Drop: 0.01, Corrupt: 0.01, Seed: 7},
+		// The sensor comes off after the desaturation and back on.
+		SensorOffAt: 2000 * time.Millisecond, SensorOffFor: 500 * time.Millisecond,
+		Sent: sent.Emit,
+	})
+	c := telemetrytest.PlugCable(t, drv.Serial())
+	s := telemetrytest.Start(c, sim, drv)
+	wait.For(t, 30*time.Second, "the sensor taken off and put back on, seen by the driver", func() bool { return sensorBackOn(s.Got) })
+	const pleth = telemetry.MDC_PULS_OXIM_PLETH
+	s.Finish(t, func() bool {
+		return len(s.Got.Samples(pleth)) >= len(sent.Samples(pleth)) && len(numerics(s.Got)) >= len(numerics(sent))
+	})
 
-	// Run until the sensor-on after the sensor-off has reached the driver (it needs a
-	// whole clean packet), and at least 4 s.
-	time.Sleep(4 * time.Second)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !sensorBackOn(&sink); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	<-simDone
-	var want []float32
-	for i, f := range sent {
-		if intact[i] {
-			want = append(want, float32(f.Pleth))
-		}
-	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(sink.Samples(telemetry.MDC_PULS_OXIM_PLETH)) < len(want); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	// Then stop it by closing the port, as the reader does.
-	drvCancel()
-	port.Close()
-	if err := <-drvDone; err != context.Canceled {
-		t.Fatalf("driver ended with %v, want context.Canceled", err)
-	}
-
-	got := sink.Samples(telemetry.MDC_PULS_OXIM_PLETH)
-	if len(want) < 250 {
+	want, got := sent.Samples(pleth), s.Got.Samples(pleth)
+	if len(want) < 150 {
 		t.Fatalf("simulator sent only %d intact frames", len(want))
 	}
 	if len(got) != len(want) {
@@ -157,46 +117,36 @@ func TestSimulatorThroughPty(t *testing.T) {
 		}
 	}
 	// Every packet whose 25 frames and the next packet's SYNC frame arrived intact must
-	// yield its pulse rate and SpO2, in order, with nothing invented.
-	var wantPackets []int
-	for p := 0; p < len(packets) && (p+1)*FramesPerPacket < len(intact); p++ {
-		if packets[p] >= 0 && intact[(p+1)*FramesPerPacket] {
-			wantPackets = append(wantPackets, packets[p])
+	// yield its pulse rate and SpO2, in order, with nothing invented; with the sensor
+	// off there are none.
+	wantNum, gotNum := numerics(sent), numerics(s.Got)
+	if len(gotNum) != len(wantNum) {
+		t.Fatalf("got %d numerics, want %d", len(gotNum), len(wantNum))
+	}
+	for i, w := range wantNum {
+		g := gotNum[i]
+		if g.Code != w.Code || g.Value != w.Value || g.Unit != w.Unit || g.Invalid != w.Invalid {
+			t.Fatalf("numeric %d: got %s %v %s invalid %v, sent %s %v %s invalid %v", i, g.Code, g.Value, g.Unit, g.Invalid, w.Code, w.Value, w.Unit, w.Invalid)
 		}
 	}
-	pr := sink.Numerics(telemetry.MDC_PULS_OXIM_PULS_RATE)
-	sat := sink.Numerics(telemetry.MDC_PULS_OXIM_SAT_O2)
-	if len(pr) != len(sat) {
-		t.Fatalf("%d pulse rates but %d SpO2 values", len(pr), len(sat))
+	sat := s.Got.Numerics(telemetry.MDC_PULS_OXIM_SAT_O2)
+	if len(sat) == 0 || sat[len(sat)-1].Value != 88 {
+		t.Errorf("SpO2 after desaturation %v, want 88 last", sat)
 	}
-	var gotPackets []int
-	for i := range pr {
-		gotPackets = append(gotPackets, int(pr[i].Value)*1000+int(sat[i].Value))
-	}
-	// Packets with the sensor off carry no values: leave them out of the expectation.
-	var filtered []int
-	for _, v := range wantPackets {
-		if v/1000 != MissingHR {
-			filtered = append(filtered, v)
-		}
-	}
-	if len(gotPackets) != len(filtered) {
-		t.Fatalf("got %d packets of numerics %v, want %d %v", len(gotPackets), gotPackets, len(filtered), filtered)
-	}
-	for i := range filtered {
-		if gotPackets[i] != filtered[i] {
-			t.Fatalf("packet %d: got %d, want %d", i, gotPackets[i], filtered[i])
-		}
-	}
-	if last := sat[len(sat)-1].Value; last != 88 {
-		t.Errorf("SpO2 after desaturation %v, want 88", last)
-	}
-	if !sensorBackOn(&sink) {
-		t.Errorf("no sensor-off event followed by sensor-on: %+v", sink.Devices())
-	}
-	if _, skipped := sink.Counts(); skipped == 0 {
+	if _, skipped := s.Got.Counts(); skipped == 0 {
 		t.Error("noise and bad checksums were not counted as skipped bytes")
 	}
+}
+
+// numerics returns the numerics in the sink, in order.
+func numerics(sink *telemetrytest.Sink) []*telemetry.Numeric {
+	var out []*telemetry.Numeric
+	for _, e := range sink.Events() {
+		if n, ok := e.(*telemetry.Numeric); ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func TestProbe(t *testing.T) {

@@ -54,6 +54,19 @@ func (l *Latency) Received(code telemetry.Code, n int, at time.Time) {
 	}
 }
 
+// CaughtUp reports whether every unit sent so far has been received, so that a
+// measurement waits for the tail in flight instead of sleeping.
+func (l *Latency) CaughtUp() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for code, sent := range l.sentAt {
+		if l.recv[code] < len(sent) {
+			return false
+		}
+	}
+	return true
+}
+
 // Delays returns the delays recorded so far, in the order they were measured.
 func (l *Latency) Delays() []time.Duration {
 	l.mu.Lock()

@@ -96,3 +96,48 @@ func Compare(t testing.TB, sent, got []telemetry.Event, key func(*telemetry.Nume
 	}
 	return waves
 }
+
+// Delivered reports whether got holds at least everything in sent, counted as Compare
+// counts it: each numeric as often, as many samples per wave channel, every raised
+// alarm. It is the condition to wait for before comparing, so that a test waits as long
+// as the line needs and no longer.
+func Delivered(sent, got []telemetry.Event, key func(*telemetry.Numeric) NumericKey) bool {
+	type tally struct {
+		nums    map[NumericKey]int
+		samples map[telemetry.Code]int
+		alarms  map[string]bool
+	}
+	count := func(evs []telemetry.Event) tally {
+		c := tally{nums: map[NumericKey]int{}, samples: map[telemetry.Code]int{}, alarms: map[string]bool{}}
+		for _, e := range evs {
+			switch v := e.(type) {
+			case *telemetry.Numeric:
+				c.nums[key(v)]++
+			case *telemetry.Wave:
+				c.samples[v.Code] += len(v.Samples)
+			case *telemetry.Alarm:
+				if v.On {
+					c.alarms[fmt.Sprintf("%s/%s", v.Text, v.Priority)] = true
+				}
+			}
+		}
+		return c
+	}
+	s, g := count(sent), count(got)
+	for k, n := range s.nums {
+		if g.nums[k] < n {
+			return false
+		}
+	}
+	for code, n := range s.samples {
+		if g.samples[code] < n {
+			return false
+		}
+	}
+	for a := range s.alarms {
+		if !g.alarms[a] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,13 +1,12 @@
 // Package telemetrytest has helpers for driver tests and benchmarks: a Sink that records
-// everything a driver emits, a pty pair opened through go.bug.st/serial at a protocol's
-// mode, a socat null-modem Cable with a simulator and a driver running on its ends, the
+// everything a driver emits, a socat null-modem Cable (internal/peers) opened at a
+// protocol's mode with a simulator and a driver running on its ends, the
 // sent-versus-received comparison, and latency and CPU measurement.
 package telemetrytest
 
 import (
 	"maps"
 	"sync"
-	"time"
 
 	"lifeline/telemetry"
 )
@@ -109,16 +108,4 @@ func (s *Sink) Devices() []*telemetry.DeviceEvent {
 		}
 	}
 	return out
-}
-
-// WaitFor polls cond every 20 ms until it is true or d passed; it reports cond's last value.
-func WaitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
 }
