@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"lifeline/internal/wait"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -23,17 +25,6 @@ func statusOf(s *Supervisor, name string) Status {
 		}
 	}
 	return Status{}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestFailingServiceRestartsWithBackoffOthersUnaffected(t *testing.T) {
@@ -73,8 +64,8 @@ func TestFailingServiceRestartsWithBackoffOthersUnaffected(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- sup.Run(ctx, time.Second) }()
 
-	waitFor(t, "flaky ready", func() bool { return statusOf(sup, "flaky").State == Ready })
-	waitFor(t, "panicky degraded", func() bool { return statusOf(sup, "panicky").State == Degraded })
+	wait.For(t, 10*time.Second, "flaky ready", func() bool { return statusOf(sup, "flaky").State == Ready })
+	wait.For(t, 10*time.Second, "panicky degraded", func() bool { return statusOf(sup, "panicky").State == Degraded })
 	st := statusOf(sup, "flaky")
 	if st.Restarts != 5 || st.LastError != "serial port vanished" {
 		t.Fatalf("flaky status: %+v", st)
