@@ -2,11 +2,8 @@ package appliance
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/quic-go/quic-go/http3"
 
+	"lifeline/dicom/transfer"
 	"lifeline/internal/audit"
 	"lifeline/internal/hubstate"
 	"lifeline/internal/hubstate/boltstate"
@@ -120,68 +117,40 @@ func (h *Hub) Status() Status {
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.state.Close()
 	defer h.audit.Close()
-	statusLn, err := listen("status.listen", h.cfg.Status.Listen)
-	if err != nil {
-		return err
-	}
-	publicLn, err := listen("server.listen", h.cfg.Server.Listen)
-	if err != nil {
-		statusLn.Close()
-		return err
-	}
-	udp, err := net.ListenPacket("udp", h.cfg.Server.Listen)
-	if err != nil {
-		statusLn.Close()
-		publicLn.Close()
-		return fmt.Errorf("server.listen %s (UDP for HTTP/3): %w", h.cfg.Server.Listen, err)
-	}
 	tlsConf, err := h.auth.ServerTLS(h.cfg.Server.Names)
 	if err != nil {
 		return err
 	}
+	statusLn, err := listen("status.listen", h.cfg.Status.Listen)
+	if err != nil {
+		return err
+	}
+	public, err := transfer.Listen(h.cfg.Server.Listen, transfer.ServerConfig{TLS: tlsConf, Handler: h.mux, Log: h.log, Metrics: h.reg})
+	if err != nil {
+		statusLn.Close()
+		return fmt.Errorf("server.listen %s: %w", h.cfg.Server.Listen, err)
+	}
 	adminLn, err := listenAdmin(adminSocket(h.dataDir))
 	if err != nil {
+		statusLn.Close()
+		public.Close()
 		return err
 	}
 	statusMux := statusMux(h.reg, h.Status)
 	h.sup.Add(httpService("status-http", statusLn, statusMux, h.log))
-	h.sup.Add(h.publicService(publicLn, udp, tlsConf))
+	h.sup.Add(publicService(public))
 	h.sup.Add(httpService("admin", adminLn, h.adminMux(), h.log))
-	h.log.Info("hub serving", "public", h.cfg.Server.Listen, "status", statusLn.Addr().String(), "data", h.dataDir)
+	h.log.Info("hub serving", "public", public.Addr(), "status", statusLn.Addr().String(), "data", h.dataDir)
 	return h.sup.Run(ctx, 5*time.Second)
 }
 
 // publicService serves the boxes and viewers: HTTPS on TCP and HTTP/3 on UDP, one
 // handler, one certificate, both requiring the box's certificate where it matters.
-func (h *Hub) publicService(tcp net.Listener, udp net.PacketConn, tlsConf *tls.Config) service.Service {
+// It is the server the transfer tests run, with the same QUIC settings.
+func publicService(srv *transfer.Server) service.Service {
 	return service.Service{Name: "hub-server", Run: func(ctx context.Context, health *service.Health) error {
-		h3 := &http3.Server{Handler: h.mux, TLSConfig: http3.ConfigureTLSConfig(tlsConf), Logger: h.log}
-		https := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				h3.SetQUICHeaders(w.Header())
-				h.mux.ServeHTTP(w, r)
-			}),
-			TLSConfig:         tlsConf,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
-		}
-		errc := make(chan error, 2)
-		go func() { errc <- https.ServeTLS(tcp, "", "") }()
-		go func() { errc <- h3.Serve(udp) }()
-		health.Ready(fmt.Sprintf("HTTPS and HTTP/3 on %s", tcp.Addr()))
-		var err error
-		select {
-		case err = <-errc:
-		case <-ctx.Done():
-		}
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		https.Shutdown(shutdownCtx)
-		h3.Close()
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			return err
-		}
-		return nil
+		health.Ready(fmt.Sprintf("HTTPS and HTTP/3 on %s", srv.Addr()))
+		return srv.Serve(ctx)
 	}}
 }
 

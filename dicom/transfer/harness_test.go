@@ -118,6 +118,8 @@ type testHub struct {
 	deliver pacs.Deliverer
 	audit   *audittest.Recorder
 	cfg     IngestConfig
+	// readTimeout is the server's RequestReadTimeout; zero: the default.
+	readTimeout time.Duration
 
 	state  *boltstate.Store
 	ingest *Ingest
@@ -133,13 +135,19 @@ type testHub struct {
 }
 
 func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
-	return startHubIn(t, p, deliver, nil, "127.0.0.1:0")
+	return startHubWith(t, p, func(h *testHub) { h.deliver = deliver })
 }
 
 // startHubIn starts the hub with its socket made by in (see testHub.in) on addr.
 func startHubIn(t *testing.T, p *pki, deliver pacs.Deliverer, in func(func() error) error, addr string) *testHub {
-	h := &testHub{in: in, t: t, pki: p, dir: t.TempDir(), addr: addr, deliver: deliver, audit: &audittest.Recorder{},
+	return startHubWith(t, p, func(h *testHub) { h.deliver, h.in, h.addr = deliver, in, addr })
+}
+
+// startHubWith starts a hub on loopback after adjust has changed its settings.
+func startHubWith(t *testing.T, p *pki, adjust func(h *testHub)) *testHub {
+	h := &testHub{t: t, pki: p, dir: t.TempDir(), addr: "127.0.0.1:0", audit: &audittest.Recorder{},
 		cfg: IngestConfig{Authorize: p.reg.Authorize, RetryMin: 100 * time.Millisecond, RetryMax: time.Second}}
+	adjust(h)
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -156,7 +164,8 @@ func (h *testHub) start() {
 		t.Fatal(err)
 	}
 	listen := func() (err error) {
-		h.server, err = Listen(h.addr, h.pki.server, h.ingest.Handler(), testLog(t))
+		h.server, err = Listen(h.addr, ServerConfig{TLS: h.pki.server, Handler: h.ingest.Handler(),
+			RequestReadTimeout: h.readTimeout, Log: testLog(t)})
 		return err
 	}
 	if h.in != nil {
@@ -167,7 +176,7 @@ func (h *testHub) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.addr = h.server.Addr().String()
+	h.addr = h.server.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() {
@@ -184,6 +193,7 @@ func (h *testHub) stop() {
 	if h.cancel == nil {
 		return
 	}
+	h.server.Close()
 	h.cancel()
 	<-h.done
 	h.cancel = nil

@@ -135,6 +135,9 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 // stage makes a verified chunk durable in the upload's staging file, then moves the
 // upload's offset past it. The offset moves only from where the chunk starts, so a
 // chunk that lost a race to the same bytes is answered with the offset as it is.
+// Within one hub the upload's lock orders appends; hubs sharing a staging directory
+// would also need writeChunk's truncation kept from cutting bytes another hub has
+// recorded in the meantime (a lock on the file), which one hub never needs.
 func (in *Ingest) stage(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, body []byte) (hubstate.Upload, bool) {
 	if err := writeChunk(partialPath(in.dir, rec.ID), rec.Offset, body); err != nil {
 		in.internalError(w, "store chunk", err)
