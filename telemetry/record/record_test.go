@@ -21,6 +21,7 @@ import (
 	"lifeline/dicom/pacs/pacstest"
 	"lifeline/internal/durable"
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/physio"
@@ -101,7 +102,13 @@ func TestRecorderKeepsEverythingInBatches(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- rec.Run(ctx) }()
 	sent := ambulanceRun(bus, 3)
-	time.Sleep(500 * time.Millisecond)
+	// Stop once the periodic flush has written a batch while running; stopping
+	// flushes the rest.
+	wait.For(t, 10*time.Second, "a batch written by the periodic flush", func() bool {
+		n := 0
+		store.ForEach(Bucket, func(_, _ []byte) error { n++; return nil })
+		return n > 0
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -309,16 +316,11 @@ func TestHandlerServesExports(t *testing.T) {
 	go func() { done <- rec.Run(ctx) }()
 	sent := ambulanceRun(bus, 1)
 	// Wait until the recorder holds everything, then rely on the handler's flush.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.For(t, 10*time.Second, "the recorder to hold every event", func() bool {
 		rec.mu.Lock()
-		n := len(rec.pending)
-		rec.mu.Unlock()
-		if n == len(sent) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer rec.mu.Unlock()
+		return len(rec.pending) == len(sent)
+	})
 	srv := httptest.NewServer(http.StripPrefix("/api/v1/record", Handler(store, func() ECGOptions { return ECGOptions{PatientID: "P1"} }, rec.Flush)))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/api/v1/record/ecg.dcm")
