@@ -5,6 +5,10 @@
 // Every write method returns only after the data is on stable storage (bbolt fsyncs
 // each committed transaction; files are fsynced and renamed, and their directory is
 // fsynced). Callers acknowledge to their peers only after such a method returns.
+//
+// The box's packages use Store, its transactions and queues directly. The hub does
+// not: its state goes through the interface in internal/hubstate, whose embedded
+// engine (hubstate/boltstate) is the only hub code that sees a Tx.
 package durable
 
 import (
@@ -16,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrNotFound is returned by Get and GetJSON when the key is absent.
@@ -45,7 +50,7 @@ func Open(path string, lockWait time.Duration) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("durable: open %s: %w", path, err)

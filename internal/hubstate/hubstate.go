@@ -11,6 +11,12 @@
 // holds open. An engine may run a method's work in one transaction, take row locks,
 // or retry on a serialisation failure; the callers cannot tell.
 //
+// A shared engine maps each atomic method onto its own guarantees; for PostgreSQL,
+// for instance: RedeemCode as one transaction that locks the code's row (SELECT … FOR
+// UPDATE) before it calls issue; AdvanceUpload as one conditional UPDATE … WHERE
+// offset = from; ArchiveInstance as one transaction over the instance, upload,
+// delivery and study rows. hubstatetest holds the behaviour all engines share.
+//
 // Durability: every method that writes returns only once the write is committed to
 // stable storage, so the hub may acknowledge to a box as soon as it returns.
 //
