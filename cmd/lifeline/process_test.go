@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lifeline/internal/wait"
 )
 
 // These tests run the real binary as separate processes, as an operator would.
@@ -124,15 +126,11 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
+// eventually is wait.For with its arguments in the order study_test.go still uses; it
+// goes once study_test.go calls wait.For.
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, timeout, what, cond)
 }
 
 type statusBody struct {
@@ -217,7 +215,7 @@ func TestEnrolmentEndToEnd(t *testing.T) {
 
 	hub := start(t, "hub", "--config", hubConf, "--data", hubData)
 	var hs statusBody
-	eventually(t, "hub status", 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "hub status", func() bool {
 		return getJSON(t, "http://"+hubStatus+"/api/v1/status", &hs) == 200 && hs.Overall == "ready"
 	})
 	if st, _ := hs.service("hub-server"); st != "ready" || hs.Role != "hub" {
@@ -238,7 +236,7 @@ func TestEnrolmentEndToEnd(t *testing.T) {
 
 	edge := start(t, "edge", "--config", edgeConf, "--data", edgeData)
 	var es statusBody
-	eventually(t, "box degraded before enrolment", 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "box degraded before enrolment", func() bool {
 		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &es)
 		st, _ := es.service("hub-link")
 		return st == "degraded"
@@ -268,7 +266,7 @@ func TestEnrolmentEndToEnd(t *testing.T) {
 	// wait the check interval.
 	edge.stop(t)
 	edge = start(t, "edge", "--config", edgeConf, "--data", edgeData)
-	eventually(t, "box connected to hub", 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "box connected to hub", func() bool {
 		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &es)
 		st, _ := es.service("hub-link")
 		return st == "ready"
@@ -282,7 +280,7 @@ func TestEnrolmentEndToEnd(t *testing.T) {
 	}
 	edge.stop(t)
 	edge = start(t, "edge", "--config", edgeConf, "--data", edgeData)
-	eventually(t, "revoked box refused", 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "revoked box refused", func() bool {
 		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &es)
 		st, detail := es.service("hub-link")
 		return st == "degraded" && strings.Contains(detail, "403")
@@ -369,7 +367,7 @@ func TestDemoStartsAndStops(t *testing.T) {
 		}
 	}
 	var st statusBody
-	eventually(t, "demo box connected to its hub", 15*time.Second, func() bool {
+	wait.For(t, 15*time.Second, "demo box connected to its hub", func() bool {
 		getJSON(t, url+"api/v1/status", &st)
 		s, _ := st.service("hub-link")
 		return s == "ready"
@@ -378,7 +376,7 @@ func TestDemoStartsAndStops(t *testing.T) {
 		t.Fatalf("demo box device %q", st.Device)
 	}
 	// The simulated monitor's numbers reach the box's vitals API.
-	eventually(t, "demo vitals", 20*time.Second, func() bool {
+	wait.For(t, 20*time.Second, "demo vitals", func() bool {
 		var vitals []vital
 		getJSON(t, url+"api/v1/vitals", &vitals)
 		for _, v := range vitals {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 )
 
 func TestParseRate(t *testing.T) {
@@ -84,13 +85,19 @@ func TestSimLinkRunsAcrossTheLink(t *testing.T) {
 func TestSimLinkForwardsSignals(t *testing.T) {
 	peers.NeedRoot(t)
 	peers.Need(t, "ip")
-	cmd := exec.Command(binary, "sim", "link", "--linger", "0", "--", "sleep", "30")
+	// The command marks when it runs, so that the signal comes once the link is up and
+	// the command started.
+	started := filepath.Join(t.TempDir(), "started")
+	cmd := exec.Command(binary, "sim", "link", "--linger", "0", "--", "sh", "-c", "touch "+started+" && exec sleep 30")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond) // link up and sleep started
+	wait.For(t, 20*time.Second, "the command to start across the link", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -136,19 +143,15 @@ func TestSimLinkControl(t *testing.T) {
 	type stats struct{ Box, Hub string }
 	get := func() stats {
 		var st stats
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		wait.For(t, 20*time.Second, "GET /stats to answer", func() bool {
 			resp, err := http.Get(base + "/stats")
-			if err == nil {
-				err = json.NewDecoder(resp.Body).Decode(&st)
-				resp.Body.Close()
-				if err == nil {
-					return st
-				}
+			if err != nil {
+				return false
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET /stats: %v", err)
-			}
-		}
+			defer resp.Body.Close()
+			return json.NewDecoder(resp.Body).Decode(&st) == nil
+		})
+		return st
 	}
 	before := get()
 	if before.Box != "10.201.0.2" || before.Hub != "10.202.0.1" {
@@ -164,10 +167,8 @@ func TestSimLinkControl(t *testing.T) {
 			t.Errorf("POST %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	time.Sleep(600 * time.Millisecond)
-	if after := get(); after.Box == before.Box {
-		t.Errorf("box address still %s after a handover", after.Box)
-	}
+	// The handover's 300 ms outage ends with the box at a new address.
+	wait.For(t, 10*time.Second, "the box's new address after the handover", func() bool { return get().Box != before.Box })
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)

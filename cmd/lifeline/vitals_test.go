@@ -2,14 +2,14 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
+	"lifeline/telemetry/protocols"
 )
 
 type vital struct {
@@ -23,21 +23,11 @@ type vital struct {
 // through a socat pty pair, the box auto-detects each protocol, and the numerics come
 // out of GET /api/v1/vitals in the form DESIGN.md promises.
 func TestVitalsFromSimulatedMonitorOverPty(t *testing.T) {
-	socat := peers.Need(t, "socat")[0]
-	for _, protocol := range []string{"nonin", "hl7", "datex", "intellivue"} {
+	for _, protocol := range protocols.Names() {
 		t.Run(protocol, func(t *testing.T) {
 			dir := t.TempDir()
-			monitorEnd, boxEnd := filepath.Join(dir, "monitor"), filepath.Join(dir, "box")
-			cable := exec.Command(socat, "pty,raw,echo=0,link="+monitorEnd, "pty,raw,echo=0,link="+boxEnd)
-			if err := cable.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cable.Process.Kill(); cable.Wait() })
-			eventually(t, "pty pair", 5*time.Second, func() bool {
-				_, e1 := os.Stat(monitorEnd)
-				_, e2 := os.Stat(boxEnd)
-				return e1 == nil && e2 == nil
-			})
+			cable := peers.PlugCable(t)
+			monitorEnd, boxEnd := cable.DeviceEnd, cable.BoxEnd
 
 			edgeHTTP, dicomAddr := freePort(t), freePort(t)
 			conf := writeFile(t, dir, "edge.toml", fmt.Sprintf(
@@ -46,7 +36,7 @@ func TestVitalsFromSimulatedMonitorOverPty(t *testing.T) {
 			start(t, "edge", "--config", conf, "--data", filepath.Join(dir, "edge"))
 
 			var vitals []vital
-			eventually(t, "SpO2 and heart or pulse rate in /api/v1/vitals", 30*time.Second, func() bool {
+			wait.For(t, 30*time.Second, "SpO2 and heart or pulse rate in /api/v1/vitals", func() bool {
 				vitals = nil
 				getJSON(t, "http://"+edgeHTTP+"/api/v1/vitals", &vitals)
 				var spo2, rate bool
@@ -68,12 +58,12 @@ func TestVitalsFromSimulatedMonitorOverPty(t *testing.T) {
 					t.Errorf("vital %+v: time is not a recent RFC 3339 time", v)
 				}
 			}
-			// The service mirrors the reader's state every half second.
-			eventually(t, "monitor service ready with the detected protocol", 5*time.Second, func() bool {
+			// The reader reports its own health: ready, naming the detected protocol.
+			wait.For(t, 10*time.Second, "monitor service ready with the detected protocol", func() bool {
 				var es statusBody
 				getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &es)
 				st, detail := es.service("monitor " + boxEnd)
-				return st == "ready" && strings.Contains(detail, protocol)
+				return st == "ready" && strings.Contains(detail, strings.ToUpper(protocol)+" on "+boxEnd)
 			})
 		})
 	}
