@@ -42,7 +42,9 @@ func startHub(t *testing.T, cfg Config) *hub {
 	if cfg.TCPListen == "" {
 		cfg.TCPListen = "127.0.0.1:0"
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logs := &testWriter{t: t}
+	t.Cleanup(logs.stop) // registered first, so it runs after everything else has stopped
+	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Registerer = prometheus.NewRegistry()
 	if cfg.AuthorizePublisher == nil {
 		cfg.AuthorizePublisher = func(r *http.Request) (string, error) {
@@ -154,13 +156,27 @@ func js[T any](t *testing.T, tab context.Context, expr string) T {
 	return v
 }
 
-// testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+// testWriter sends log lines to the test's log until the test ends: pion's
+// callbacks may still log a connection closing after that, which testing forbids.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // videoStats is what the harness page reads from getStats for the received video.
