@@ -42,7 +42,7 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	s := telemetrytest.Start(c, sim, drv)
 	// Run until the driver has seen the whole scenario: the VT alarm raised and
 	// cleared, an NIBP, and waves after the in-monitor cable came back.
-	if wait.Until(30*time.Second, func() bool { return summarise(s.Got.Events(), pullEnd).complete() }) != nil {
+	if wait.Until(30*time.Second, func() bool { return telemetrytest.Scenario(s.Got.Events(), pullEnd, isVT).Complete() }) != nil {
 		t.Log("the driver did not see the whole scenario within 30 s; the checks below say what is missing")
 	}
 	s.Finish(t, func() bool { return telemetrytest.Delivered(sent.Events(), s.Got.Events(), numericKey) })
@@ -53,64 +53,36 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 			t.Errorf("no samples of %s", code)
 		}
 	}
-	sum := summarise(got, pullEnd)
+	sum := telemetrytest.Scenario(got, pullEnd, isVT)
 	for _, e := range got {
 		if v, ok := e.(*telemetry.Numeric); ok && v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS && v.Measured.IsZero() {
 			t.Error("NIBP without measurement time")
 		}
 	}
 	skipped := s.Got.Skips()
-	t.Logf("samples per channel %v, %d events, NIBP %d, gaps %d, skipped %v", waves, len(got), sum.nibp, sum.gaps, skipped)
+	t.Logf("samples per channel %v, %d events, NIBP %d, gaps %d, skipped %v", waves, len(got), sum.NIBP, sum.Gaps, skipped)
 	// The in-monitor cable pull makes it forget the subscription: data after it proves
 	// the driver subscribed again.
-	if sum.after == 0 {
+	if sum.After == 0 {
 		t.Error("no waves after the monitor's cable came back: the driver did not resubscribe")
 	}
-	if sum.gaps == 0 {
+	if sum.Gaps == 0 {
 		t.Error("corrupted frames lost samples but no wave block was marked as a gap")
 	}
-	if sum.nibp == 0 {
+	if sum.NIBP == 0 {
 		t.Error("no NIBP")
 	}
-	if !sum.vtOn || !sum.vtOff {
-		t.Errorf("V TACH alarm raised %v, cleared %v", sum.vtOn, sum.vtOff)
+	if !sum.AlarmOn || !sum.AlarmOff {
+		t.Errorf("V TACH alarm raised %v, cleared %v", sum.AlarmOn, sum.AlarmOff)
 	}
 	if skipped["bad frame: checksum"] == 0 || skipped["noise"]+skipped["bad frame: too short"] == 0 {
 		t.Errorf("faults not counted: %v", skipped)
 	}
 }
 
-// scenarioSeen is what the driver made of the test scenario so far.
-type scenarioSeen struct {
-	after, gaps, nibp int // waves received after the pull, gap blocks, NIBP readings
-	vtOn, vtOff       bool
-}
-
-func (s scenarioSeen) complete() bool { return s.after > 0 && s.nibp > 0 && s.vtOn && s.vtOff }
-
-func summarise(got []telemetry.Event, pullEnd time.Time) scenarioSeen {
-	var s scenarioSeen
-	for _, e := range got {
-		switch v := e.(type) {
-		case *telemetry.Wave:
-			if v.ReceiveTime.After(pullEnd) {
-				s.after++
-			}
-			if v.Gap {
-				s.gaps++
-			}
-		case *telemetry.Numeric:
-			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
-				s.nibp++
-			}
-		case *telemetry.Alarm:
-			if v.Text == "V TACH" && v.Priority == telemetry.PriorityHigh {
-				s.vtOn = s.vtOn || v.On
-				s.vtOff = s.vtOff || !v.On
-			}
-		}
-	}
-	return s
+// isVT picks the alarm of the simulated VT episode.
+func isVT(v *telemetry.Alarm) bool {
+	return v.Text == "V TACH" && v.Priority == telemetry.PriorityHigh
 }
 
 // TestPtyPulledAndReplugged pulls the pty pair out from under both ends: both must

@@ -43,7 +43,7 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 	s := telemetrytest.Start(c, sim, drv)
 	// Run until the driver has seen the whole scenario: the VT alarm raised and
 	// cleared, an NIBP, and waves after the cable came back.
-	if wait.Until(30*time.Second, func() bool { return summarise(s.Got.Events(), pullEnd).complete() }) != nil {
+	if wait.Until(30*time.Second, func() bool { return telemetrytest.Scenario(s.Got.Events(), pullEnd, isVT).Complete() }) != nil {
 		t.Log("the driver did not see the whole scenario within 30 s; the checks below say what is missing")
 	}
 	s.Finish(t, func() bool { return telemetrytest.Delivered(sent.Events(), s.Got.Events(), numericKey) })
@@ -67,60 +67,28 @@ func TestDriverAgainstSimulatorOverPty(t *testing.T) {
 			}
 		}
 	}
-	sum := summarise(got, pullEnd)
-	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), sum.gaps, sum.nibp, s.Got.Skips())
-	if sum.connected != 1 {
-		t.Errorf("%d connected events", sum.connected)
+	sum := telemetrytest.Scenario(got, pullEnd, isVT)
+	t.Logf("samples %v, events %d, gaps %d, NIBP %d, skipped %v", waves, len(got), sum.Gaps, sum.NIBP, s.Got.Skips())
+	if sum.Connected != 1 {
+		t.Errorf("%d connected events", sum.Connected)
 	}
-	if sum.after == 0 {
+	if sum.After == 0 {
 		t.Error("no waves after the cable came back: the driver did not associate again")
 	}
-	if sum.gaps == 0 {
+	if sum.Gaps == 0 {
 		t.Error("lost frames but no wave block marked as a gap")
 	}
-	if sum.nibp == 0 {
+	if sum.NIBP == 0 {
 		t.Error("no NIBP")
 	}
-	if !sum.vtOn || !sum.vtOff {
-		t.Errorf("VTACH alarm raised %v, cleared %v", sum.vtOn, sum.vtOff)
+	if !sum.AlarmOn || !sum.AlarmOff {
+		t.Errorf("VTACH alarm raised %v, cleared %v", sum.AlarmOn, sum.AlarmOff)
 	}
 }
 
-// scenarioSeen is what the driver made of the test scenario so far.
-type scenarioSeen struct {
-	connected, after, gaps, nibp int // connected events, waves after the pull, gap blocks, NIBP readings
-	vtOn, vtOff                  bool
-}
-
-func (s scenarioSeen) complete() bool { return s.after > 0 && s.nibp > 0 && s.vtOn && s.vtOff }
-
-func summarise(got []telemetry.Event, pullEnd time.Time) scenarioSeen {
-	var s scenarioSeen
-	for _, e := range got {
-		switch v := e.(type) {
-		case *telemetry.DeviceEvent:
-			if v.State == telemetry.DeviceConnected {
-				s.connected++
-			}
-		case *telemetry.Wave:
-			if v.ReceiveTime.After(pullEnd) {
-				s.after++
-			}
-			if v.Gap {
-				s.gaps++
-			}
-		case *telemetry.Numeric:
-			if v.Code == telemetry.MDC_PRESS_BLD_NONINV_SYS {
-				s.nibp++
-			}
-		case *telemetry.Alarm:
-			if v.Text == "***VTACH" && v.Priority == telemetry.PriorityHigh && v.Code == telemetry.MDC_ECG_HEART_RATE {
-				s.vtOn = s.vtOn || v.On
-				s.vtOff = s.vtOff || !v.On
-			}
-		}
-	}
-	return s
+// isVT picks the alarm of the simulated VT episode.
+func isVT(v *telemetry.Alarm) bool {
+	return v.Text == "***VTACH" && v.Priority == telemetry.PriorityHigh && v.Code == telemetry.MDC_ECG_HEART_RATE
 }
 
 // TestPtyPulledAndReplugged pulls the pty out from under both ends; both must return an
