@@ -41,7 +41,9 @@ type ServerConfig struct {
 	// Handler serves every request on both transports. Required.
 	Handler http.Handler
 	// RequestReadTimeout bounds reading one request, body included; zero means
-	// DefaultRequestReadTimeout.
+	// DefaultRequestReadTimeout. A handler that must read longer (a WebSocket or
+	// another upgraded connection) lifts the bound for its request with
+	// http.NewResponseController(w).SetReadDeadline(time.Time{}).
 	RequestReadTimeout time.Duration
 	// Log receives the servers' errors; nil means slog.Default().
 	Log *slog.Logger
