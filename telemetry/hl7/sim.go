@@ -92,84 +92,45 @@ func (s *Simulator) settings() SimConfig {
 	return cfg
 }
 
+// simRun is one run of the simulator: the signal generators, what was sent so far and
+// the ACKs coming back.
+type simRun struct {
+	s       *Simulator
+	cfg     SimConfig
+	log     *slog.Logger
+	port    telemetry.Port
+	rng     *rand.Rand
+	start   time.Time
+	ecg     *physio.ECG
+	pleth   *physio.Pleth // nil: no pleth
+	leadIdx map[telemetry.Code]int
+
+	ctl                int
+	ecgSent, plethSent int64
+	nextNum            time.Duration
+	lastNIBP           time.Duration
+	inVT               bool
+	acks               Deframer
+	rbuf               []byte
+}
+
 // Run speaks until ctx ends or the port fails.
 func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 	cfg := s.settings()
-	log := telemetry.DiscardLogger(cfg.Logger)
-	sc, leads, ecgRate, plethRate, numEvery, blockEvery := cfg.Scenario, cfg.Leads, cfg.ECGRate, cfg.PlethRate, cfg.NumericsEvery, cfg.BlockEvery
-	rng := rand.New(rand.NewPCG(cfg.Faults.Seed, 0x5851f42d4c957f2d))
-	ecg := physio.NewECG(sc, ecgRate)
-	var pleth *physio.Pleth
-	if plethRate > 0 {
-		pleth = physio.NewPleth(sc, plethRate)
+	r := &simRun{s: s, cfg: cfg, log: telemetry.DiscardLogger(cfg.Logger), port: port,
+		rng: rand.New(rand.NewPCG(cfg.Faults.Seed, 0x5851f42d4c957f2d)), ecg: physio.NewECG(cfg.Scenario, cfg.ECGRate),
+		leadIdx: map[telemetry.Code]int{}, lastNIBP: -1, rbuf: make([]byte, 4096)}
+	if cfg.PlethRate > 0 {
+		r.pleth = physio.NewPleth(cfg.Scenario, cfg.PlethRate)
 	}
-	leadIdx := map[telemetry.Code]int{}
 	for i, c := range telemetry.ECG12 {
-		leadIdx[c] = i
+		r.leadIdx[c] = i
 	}
 	if err := port.SetReadTimeout(20 * time.Millisecond); err != nil {
 		return fmt.Errorf("hl7 simulator: %w", err)
 	}
-	start := time.Now()
-	var (
-		ctl                int
-		ecgSent, plethSent int64
-		nextNum            time.Duration
-		lastNIBP           time.Duration = -1
-		inVT               bool
-		ackBuf             Deframer
-		rbuf               = make([]byte, 4096)
-	)
-	send := func(msg []byte, evs []telemetry.Event) error {
-		if cfg.CRLF {
-			msg = bytes.ReplaceAll(msg, []byte("\r"), []byte("\r\n"))
-		}
-		var out []byte
-		if cfg.Faults.Pulled(time.Since(start)) {
-			return nil // the cable is out: the message is lost, and so is its noise
-		}
-		if rng.Float64() < cfg.Faults.Noise {
-			for range 1 + rng.IntN(8) {
-				b := byte(rng.Uint32())
-				if b == StartBlock || b == EndBlock {
-					b = '?'
-				}
-				out = append(out, b)
-			}
-		}
-		intact := true
-		switch {
-		case rng.Float64() < cfg.Faults.Drop:
-			intact = false
-		case rng.Float64() < cfg.Faults.Corrupt:
-			bad := append([]byte("XSH"), msg[3:]...)
-			out = Frame(out, bad)
-			intact = false
-		default:
-			out = Frame(out, msg)
-		}
-		// Report before writing, so an observer timing the path sees the send time
-		// before the receiver can possibly have decoded it.
-		if intact {
-			s.sentOK.Add(1)
-			if cfg.Sent != nil {
-				for _, e := range evs {
-					cfg.Sent(e)
-				}
-			}
-		}
-		if len(out) > 0 {
-			if _, err := port.Write(out); err != nil {
-				return fmt.Errorf("hl7 simulator: write: %w", err)
-			}
-		}
-		return nil
-	}
-	hdr := func(now time.Time) Header {
-		ctl++
-		return Header{SendingApp: "LIFELINE-SIM^00A0370000000001^EUI-64", Facility: "AMBULANCE", ControlID: strconv.Itoa(ctl), Time: now, AckType: "AL"}
-	}
-	tick := time.NewTicker(blockEvery)
+	r.start = time.Now()
+	tick := time.NewTicker(cfg.BlockEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -178,105 +139,183 @@ func (s *Simulator) Run(ctx context.Context, port telemetry.Port) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		el := now.Sub(start)
-		// Waveforms: every sample due since the last block.
-		var waves []*telemetry.Wave
-		nECG := int64(el.Seconds()*ecgRate) - ecgSent
-		if nECG > 0 {
-			blockStart := start.Add(time.Duration(float64(ecgSent) / ecgRate * float64(time.Second)))
-			per := make([][]float32, len(leads))
-			for range nECG {
-				v := ecg.Next()
-				for k, c := range leads {
-					per[k] = append(per[k], quant(v[leadIdx[c]], 1000))
-				}
-			}
-			ecgSent += nECG
-			for k, c := range leads {
-				waves = append(waves, &telemetry.Wave{Code: c, Unit: telemetry.UnitMilliVolt, Rate: ecgRate, MonitorStart: blockStart, Samples: per[k]})
-			}
+		el := now.Sub(r.start)
+		if err := r.sendWaves(now, el); err != nil {
+			return err
 		}
-		if pleth != nil {
-			nP := int64(el.Seconds()*plethRate) - plethSent
-			if nP > 0 {
-				w := &telemetry.Wave{Code: telemetry.MDC_PULS_OXIM_PLETH, Unit: telemetry.UnitNone, Rate: plethRate,
-					MonitorStart: start.Add(time.Duration(float64(plethSent) / plethRate * float64(time.Second)))}
-				for range nP {
-					w.Samples = append(w.Samples, quant(float32(pleth.Next()*100), 10))
-				}
-				plethSent += nP
-				waves = append(waves, w)
-			}
-		}
-		if len(waves) > 0 {
-			evs := make([]telemetry.Event, len(waves))
-			for i, w := range waves {
-				evs[i] = w
-			}
-			if err := send(EncodeORU(hdr(now), nil, waves), evs); err != nil {
+		if el >= r.nextNum {
+			r.nextNum += cfg.NumericsEvery
+			if err := r.sendNumerics(now, el); err != nil {
 				return err
 			}
 		}
-		if el >= nextNum {
-			nextNum += numEvery
-			st := sc.At(el)
-			mt := now.Truncate(time.Millisecond)
-			num := func(c telemetry.Code, v float64, unit string) *telemetry.Numeric {
-				return &telemetry.Numeric{Code: c, Value: v, Unit: unit, MonitorTime: mt}
-			}
-			nums := []*telemetry.Numeric{
-				num(telemetry.MDC_ECG_HEART_RATE, math.Round(st.HR), telemetry.UnitPerMinute),
-				num(telemetry.MDC_PULS_OXIM_SAT_O2, st.SpO2, telemetry.UnitPercent),
-				num(telemetry.MDC_PULS_OXIM_PULS_RATE, math.Round(st.PR), telemetry.UnitPerMinute),
-				num(telemetry.MDC_TTHOR_RESP_RATE, math.Round(st.RR), telemetry.UnitPerMinute),
-				num(telemetry.MDC_AWAY_CO2_ET, math.Round(st.EtCO2), telemetry.UnitMMHg),
-				num(telemetry.MDC_TEMP, st.Temp, telemetry.UnitCelsius),
-				num(telemetry.MDC_PULS_OXIM_PERF_REL, st.PI, telemetry.UnitPercent),
-			}
-			if p, ok := sc.LastNIBP(el); ok && p.At != lastNIBP {
-				lastNIBP = p.At
-				meas := start.Add(p.At).Truncate(time.Millisecond)
-				nums = append(nums, telemetry.NIBP{Sys: p.Sys, Dia: p.Dia, Mean: p.Mean, Unit: telemetry.UnitMMHg, Measured: meas, MonitorTime: meas}.Numerics()...)
-			}
-			evs := make([]telemetry.Event, len(nums))
-			for i, n := range nums {
-				evs[i] = n
-			}
-			if err := send(EncodeORU(hdr(now), nums, nil), evs); err != nil {
-				return err
-			}
-			if st.VT != inVT {
-				inVT = st.VT
-				a := &telemetry.Alarm{Priority: telemetry.PriorityHigh, Text: "VTACH", Code: telemetry.MDC_ECG_HEART_RATE, On: inVT, MonitorTime: mt}
-				if err := send(EncodeAlarms(hdr(now), []*telemetry.Alarm{a}), []telemetry.Event{a}); err != nil {
-					return err
-				}
-			}
+		if err := r.collectAcks(); err != nil {
+			return err
 		}
-		// Collect ACKs that arrived meanwhile.
-		for {
-			n, err := port.Read(rbuf)
-			if n > 0 {
-				msgs, _, _ := ackBuf.Feed(rbuf[:n])
-				for _, raw := range msgs {
-					if m, err := Parse(raw); err == nil {
-						if msa, ok := m.Segment("MSA"); ok && msa.Value(1) == "AA" {
-							s.acksOK.Add(1)
-						} else {
-							s.acksErr.Add(1)
-							log.Warn("hl7 simulator: the box did not accept a message", "code", msa.Value(1), "message", msa.Value(2), "text", msa.Value(3))
-						}
-					}
-				}
+	}
+}
+
+// send writes one message as the faulty line delivers it; evs are the events it
+// carries, reported through Sent when it goes out intact.
+func (r *simRun) send(msg []byte, evs []telemetry.Event) error {
+	if r.cfg.CRLF {
+		msg = bytes.ReplaceAll(msg, []byte("\r"), []byte("\r\n"))
+	}
+	var out []byte
+	if r.cfg.Faults.Pulled(time.Since(r.start)) {
+		return nil // the cable is out: the message is lost, and so is its noise
+	}
+	if r.rng.Float64() < r.cfg.Faults.Noise {
+		for range 1 + r.rng.IntN(8) {
+			b := byte(r.rng.Uint32())
+			if b == StartBlock || b == EndBlock {
+				b = '?'
 			}
-			if err != nil {
-				return fmt.Errorf("hl7 simulator: read: %w", err)
-			}
-			if n == 0 {
-				break
+			out = append(out, b)
+		}
+	}
+	intact := true
+	switch {
+	case r.rng.Float64() < r.cfg.Faults.Drop:
+		intact = false
+	case r.rng.Float64() < r.cfg.Faults.Corrupt:
+		bad := append([]byte("XSH"), msg[3:]...)
+		out = Frame(out, bad)
+		intact = false
+	default:
+		out = Frame(out, msg)
+	}
+	// Report before writing, so an observer timing the path sees the send time before
+	// the receiver can possibly have decoded it.
+	if intact {
+		r.s.sentOK.Add(1)
+		if r.cfg.Sent != nil {
+			for _, e := range evs {
+				r.cfg.Sent(e)
 			}
 		}
 	}
+	if len(out) > 0 {
+		if _, err := r.port.Write(out); err != nil {
+			return fmt.Errorf("hl7 simulator: write: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *simRun) header(now time.Time) Header {
+	r.ctl++
+	return Header{SendingApp: "LIFELINE-SIM^00A0370000000001^EUI-64", Facility: "AMBULANCE", ControlID: strconv.Itoa(r.ctl), Time: now, AckType: "AL"}
+}
+
+// sendWaves sends every ECG and pleth sample due since the last block, in one message.
+func (r *simRun) sendWaves(now time.Time, el time.Duration) error {
+	var waves []*telemetry.Wave
+	ecgRate, plethRate := r.cfg.ECGRate, r.cfg.PlethRate
+	if nECG := int64(el.Seconds()*ecgRate) - r.ecgSent; nECG > 0 {
+		blockStart := r.start.Add(time.Duration(float64(r.ecgSent) / ecgRate * float64(time.Second)))
+		per := make([][]float32, len(r.cfg.Leads))
+		for range nECG {
+			v := r.ecg.Next()
+			for k, c := range r.cfg.Leads {
+				per[k] = append(per[k], quant(v[r.leadIdx[c]], 1000))
+			}
+		}
+		r.ecgSent += nECG
+		for k, c := range r.cfg.Leads {
+			waves = append(waves, &telemetry.Wave{Code: c, Unit: telemetry.UnitMilliVolt, Rate: ecgRate, MonitorStart: blockStart, Samples: per[k]})
+		}
+	}
+	if r.pleth != nil {
+		if nP := int64(el.Seconds()*plethRate) - r.plethSent; nP > 0 {
+			w := &telemetry.Wave{Code: telemetry.MDC_PULS_OXIM_PLETH, Unit: telemetry.UnitNone, Rate: plethRate,
+				MonitorStart: r.start.Add(time.Duration(float64(r.plethSent) / plethRate * float64(time.Second)))}
+			for range nP {
+				w.Samples = append(w.Samples, quant(float32(r.pleth.Next()*100), 10))
+			}
+			r.plethSent += nP
+			waves = append(waves, w)
+		}
+	}
+	if len(waves) == 0 {
+		return nil
+	}
+	evs := make([]telemetry.Event, len(waves))
+	for i, w := range waves {
+		evs[i] = w
+	}
+	return r.send(EncodeORU(r.header(now), nil, waves), evs)
+}
+
+// sendNumerics sends the vital signs, a new NIBP reading, and the VT alarm when the
+// episode starts or ends.
+func (r *simRun) sendNumerics(now time.Time, el time.Duration) error {
+	sc := r.cfg.Scenario
+	st := sc.At(el)
+	mt := now.Truncate(time.Millisecond)
+	num := func(c telemetry.Code, v float64, unit string) *telemetry.Numeric {
+		return &telemetry.Numeric{Code: c, Value: v, Unit: unit, MonitorTime: mt}
+	}
+	nums := []*telemetry.Numeric{
+		num(telemetry.MDC_ECG_HEART_RATE, math.Round(st.HR), telemetry.UnitPerMinute),
+		num(telemetry.MDC_PULS_OXIM_SAT_O2, st.SpO2, telemetry.UnitPercent),
+		num(telemetry.MDC_PULS_OXIM_PULS_RATE, math.Round(st.PR), telemetry.UnitPerMinute),
+		num(telemetry.MDC_TTHOR_RESP_RATE, math.Round(st.RR), telemetry.UnitPerMinute),
+		num(telemetry.MDC_AWAY_CO2_ET, math.Round(st.EtCO2), telemetry.UnitMMHg),
+		num(telemetry.MDC_TEMP, st.Temp, telemetry.UnitCelsius),
+		num(telemetry.MDC_PULS_OXIM_PERF_REL, st.PI, telemetry.UnitPercent),
+	}
+	if p, ok := sc.LastNIBP(el); ok && p.At != r.lastNIBP {
+		r.lastNIBP = p.At
+		meas := r.start.Add(p.At).Truncate(time.Millisecond)
+		nums = append(nums, telemetry.NIBP{Sys: p.Sys, Dia: p.Dia, Mean: p.Mean, Unit: telemetry.UnitMMHg, Measured: meas, MonitorTime: meas}.Numerics()...)
+	}
+	evs := make([]telemetry.Event, len(nums))
+	for i, n := range nums {
+		evs[i] = n
+	}
+	if err := r.send(EncodeORU(r.header(now), nums, nil), evs); err != nil {
+		return err
+	}
+	if st.VT == r.inVT {
+		return nil
+	}
+	r.inVT = st.VT
+	a := &telemetry.Alarm{Priority: telemetry.PriorityHigh, Text: "VTACH", Code: telemetry.MDC_ECG_HEART_RATE, On: r.inVT, MonitorTime: mt}
+	return r.send(EncodeAlarms(r.header(now), []*telemetry.Alarm{a}), []telemetry.Event{a})
+}
+
+// collectAcks reads the ACKs that arrived meanwhile and counts them.
+func (r *simRun) collectAcks() error {
+	for {
+		n, err := r.port.Read(r.rbuf)
+		if n > 0 {
+			msgs, _, _ := r.acks.Feed(r.rbuf[:n])
+			for _, raw := range msgs {
+				r.countAck(raw)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("hl7 simulator: read: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}
+
+func (r *simRun) countAck(raw []byte) {
+	m, err := Parse(raw)
+	if err != nil {
+		return
+	}
+	msa, ok := m.Segment("MSA")
+	if ok && msa.Value(1) == "AA" {
+		r.s.acksOK.Add(1)
+		return
+	}
+	r.s.acksErr.Add(1)
+	r.log.Warn("hl7 simulator: the box did not accept a message", "code", msa.Value(1), "message", msa.Value(2), "text", msa.Value(3))
 }
 
 // quant rounds v to 1/steps, as a monitor's fixed-point output does.
