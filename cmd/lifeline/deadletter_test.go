@@ -206,3 +206,26 @@ func retryOnStatusPage(t *testing.T, pageURL, sop string) {
 		return err == nil && gone
 	})
 }
+
+// TestEdgeRetryUsage checks what an operator who mistypes gets: a usage error (2) for
+// a retry of nothing or with a flag after the UIDs, and a failure (1) that says the box
+// does not answer when none runs on the configured address.
+func TestEdgeRetryUsage(t *testing.T) {
+	conf := writeFile(t, t.TempDir(), "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n", freePort(t)))
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"edge", "retry", "--config", conf}, exitUsage, "give either --all or the SOP Instance UIDs"},
+		{[]string{"edge", "retry", "--config", conf, "--all", "1.2.3"}, exitUsage, "give either --all or the SOP Instance UIDs"},
+		{[]string{"edge", "retry", "--config", conf, "1.2.3", "--all"}, exitUsage, "flags go before"},
+		{[]string{"edge", "retry", "--config", conf, "1.2.3"}, exitFailure, "does not answer"},
+		{[]string{"edge", "dead-letters", "--config", conf}, exitFailure, "does not answer"},
+	} {
+		code, _, stderr := lifeline(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.says) {
+			t.Errorf("lifeline %s: status %d, %q; want %d saying %q", strings.Join(c.args, " "), code, stderr, c.code, c.says)
+		}
+	}
+}

@@ -37,7 +37,8 @@ func runEdge(args []string) int {
 			return runEdgeRetry(args[1:])
 		}
 	}
-	fs := newFlags("edge", "edge [--config FILE] [--data DIR]")
+	fs := newFlags("edge", "edge [--config FILE] [--data DIR]\n"+
+		"       lifeline edge enroll|dead-letters|retry -h   for enrolment and the dead-letter list")
 	configPath := fs.String("config", "", "TOML configuration `file` (default: built-in defaults, loopback only)")
 	dataDir := fs.String("data", defaultEdgeData, "`directory` for all of the box's state")
 	if code, ok := parseFlags(fs, args); !ok {
@@ -198,6 +199,12 @@ func runEdgeRetry(args []string) int {
 		return exitUsage
 	}
 	sops := fs.Args()
+	for _, sop := range sops {
+		if len(sop) > 1 && sop[0] == '-' {
+			fmt.Fprintf(os.Stderr, "lifeline edge retry: flags go before the SOP Instance UIDs (%q came after)\n", sop)
+			return exitUsage
+		}
+	}
 	if *all == (len(sops) > 0) {
 		fmt.Fprintln(os.Stderr, "lifeline edge retry: give either --all or the SOP Instance UIDs to retry ('lifeline edge dead-letters' lists them)")
 		return exitUsage
