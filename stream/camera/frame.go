@@ -44,3 +44,17 @@ type Frame struct {
 type Source interface {
 	Run(ctx context.Context, emit func(Frame)) error
 }
+
+// KeyframeRequester is a Source that can ask its camera for an IDR picture now, when
+// a viewer or the publisher needs one to start decoding (an RTCP PLI to an RTSP
+// camera). A source that cannot ask (raw RTP, the clip) waits for the next IDR the
+// camera sends anyway.
+type KeyframeRequester interface {
+	RequestKeyframe()
+}
+
+// StatusReporter is a Source that says what it is receiving and what of it cannot be
+// forwarded as it is.
+type StatusReporter interface {
+	Status() Status
+}

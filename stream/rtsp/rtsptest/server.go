@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -58,6 +59,8 @@ type Config struct {
 	// SessionTimeout is the timeout the Session header announces, in seconds;
 	// default 60.
 	SessionTimeout int
+	// Audio adds a PCMU track that sends 20 ms of silence every 20 ms once set up.
+	Audio bool
 	// NoGetParameter answers GET_PARAMETER with 501, as some cameras do.
 	NoGetParameter bool
 	Fault          Fault
@@ -78,6 +81,7 @@ type Server struct {
 	conns    map[net.Conn]bool
 	requests []string
 	sent     int
+	rtcp     [][]byte
 	closed   bool
 }
 
@@ -120,6 +124,13 @@ func (s *Server) Sent() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sent
+}
+
+// RTCP returns the RTCP packets the client sent on its interleaved channels.
+func (s *Server) RTCP() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.rtcp...)
 }
 
 // Close stops the camera and waits for its goroutines.
@@ -170,6 +181,7 @@ type session struct {
 	br      *bufio.Reader
 	wmu     sync.Mutex
 	channel byte
+	audio   bool
 	playing chan struct{}
 	done    chan struct{}
 }
@@ -178,7 +190,11 @@ func (s *Server) serve(c net.Conn) {
 	ss := &session{s: s, c: c, br: bufio.NewReader(c), playing: make(chan struct{}), done: make(chan struct{})}
 	defer close(ss.done)
 	for {
-		method, uri, h, err := readRequest(ss.br)
+		method, uri, h, err := readRequest(ss.br, func(b []byte) {
+			s.mu.Lock()
+			s.rtcp = append(s.rtcp, b)
+			s.mu.Unlock()
+		})
 		if err != nil {
 			return
 		}
@@ -199,9 +215,22 @@ func (s *Server) serve(c net.Conn) {
 	}
 }
 
-// readRequest reads a request line and its header; the tests' client sends no body.
-func readRequest(br *bufio.Reader) (method, uri string, h rtsp.Header, err error) {
+// readRequest reads a request line and its header (the tests' client sends no
+// body), handing the interleaved frames before it (RTCP from the client) to rtcp.
+func readRequest(br *bufio.Reader, rtcp func([]byte)) (method, uri string, h rtsp.Header, err error) {
 	for {
+		if first, err := br.Peek(1); err == nil && first[0] == '$' {
+			var head [4]byte
+			if _, err := io.ReadFull(br, head[:]); err != nil {
+				return "", "", nil, err
+			}
+			frame := make([]byte, int(head[2])<<8|int(head[3]))
+			if _, err := io.ReadFull(br, frame); err != nil {
+				return "", "", nil, err
+			}
+			rtcp(frame)
+			continue
+		}
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return "", "", nil, err
@@ -211,7 +240,7 @@ func readRequest(br *bufio.Reader) (method, uri string, h rtsp.Header, err error
 			continue
 		}
 		if line[0] == '$' {
-			return "", "", nil, errors.New("rtsptest: interleaved data from the client is not expected")
+			return "", "", nil, errors.New("rtsptest: interleaved frame where a request line belongs")
 		}
 		parts := strings.Fields(line)
 		if len(parts) != 3 {
@@ -274,16 +303,20 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 	case "DESCRIBE":
 		ss.respond(h, "200 OK", []string{"Content-Type: application/sdp", "Content-Base: " + s.URL + "/"}, s.sdp())
 	case "SETUP":
-		if !strings.HasSuffix(uri, "/stream/trackID=1") {
-			ss.respond(h, "404 Not Found", nil, "")
-			return true
-		}
 		if !strings.Contains(h.Get("Transport"), "RTP/AVP/TCP") {
 			ss.respond(h, "461 Unsupported Transport", nil, "")
 			return true
 		}
-		ss.channel = 0
-		ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=0-1", session}, "")
+		switch {
+		case strings.HasSuffix(uri, "/stream/trackID=1"):
+			ss.channel = 0
+			ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=0-1", session}, "")
+		case s.cfg.Audio && strings.HasSuffix(uri, "/stream/trackID=2"):
+			ss.audio = true
+			ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=2-3", session}, "")
+		default:
+			ss.respond(h, "404 Not Found", nil, "")
+		}
 	case "PLAY":
 		ss.respond(h, "200 OK", []string{session, "RTP-Info: url=" + s.URL + "/trackID=1;seq=1000;rtptime=0"}, "")
 		select {
@@ -292,6 +325,10 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 			close(ss.playing)
 			s.wg.Add(1)
 			go ss.play()
+			if ss.audio {
+				s.wg.Add(1)
+				go ss.playAudio()
+			}
 		}
 	case "GET_PARAMETER":
 		if s.cfg.NoGetParameter {
@@ -309,14 +346,17 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 }
 
 func (s *Server) sdp() string {
+	audio := ""
+	if s.cfg.Audio {
+		audio = "m=audio 0 RTP/AVP 0\r\na=control:trackID=2\r\n"
+	}
 	fmtp := "packetization-mode=1"
 	if s.cfg.SPS != nil && s.cfg.PPS != nil {
 		fmtp += fmt.Sprintf(";profile-level-id=%x;sprop-parameter-sets=%s,%s", s.cfg.SPS[1:4],
 			base64.StdEncoding.EncodeToString(s.cfg.SPS), base64.StdEncoding.EncodeToString(s.cfg.PPS))
 	}
 	return "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Lifeline test camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\n" +
-		"m=video 0 RTP/AVP 96\r\na=rtpmap:96 " + s.cfg.Codec + "/90000\r\na=fmtp:96 " + fmtp + "\r\na=control:trackID=1\r\n" +
-		"m=audio 0 RTP/AVP 0\r\na=control:trackID=2\r\n"
+		"m=video 0 RTP/AVP 96\r\na=rtpmap:96 " + s.cfg.Codec + "/90000\r\na=fmtp:96 " + fmtp + "\r\na=control:trackID=1\r\n" + audio
 }
 
 // authorized checks the request's Authorization against the configured scheme, with
@@ -392,4 +432,26 @@ func (ss *session) fault(sent uint16) bool {
 		<-ss.done
 	}
 	return true
+}
+
+// playAudio sends 20 ms PCMU packets of silence on channel 2 until the connection
+// ends.
+func (ss *session) playAudio() {
+	defer ss.s.wg.Done()
+	silence := make([]byte, 160)
+	for i := range silence {
+		silence[i] = 0xff // PCMU zero
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ss.done:
+			return
+		case <-t.C:
+		}
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 0x55667788}, Payload: silence}
+		b, _ := p.Marshal()
+		ss.write(append([]byte{'$', 2, byte(len(b) >> 8), byte(len(b))}, b...))
+	}
 }

@@ -1,0 +1,138 @@
+package camera
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"lifeline/stream/h264"
+)
+
+// The demo's test clip: 10 s of ffmpeg's testsrc2 at 640x360, 30 fps, H.264
+// Constrained Baseline 3.1, an IDR every 2 s, with a burnt-in frame counter and time.
+// clip/README.md has the ffmpeg command that made it.
+//
+//go:embed clip/clip.h264
+var clipH264 []byte
+
+// ClipRate is the clip's frame rate.
+const ClipRate = 30
+
+var (
+	clipOnce  sync.Once
+	clipUnits []h264.AccessUnit
+)
+
+// clipAccessUnits splits the embedded clip once.
+func clipAccessUnits() []h264.AccessUnit {
+	clipOnce.Do(func() { clipUnits = h264.SplitAccessUnits(clipH264, h264Clock/ClipRate) })
+	return clipUnits
+}
+
+// MaxClipFileSize bounds a clip read from a file: it is held in memory whole.
+const MaxClipFileSize = 64 << 20
+
+// ClipSource plays an H.264 clip in a loop, paced in real time: the embedded one for
+// the demo, or a recording of the site's own camera for trying a viewer with it.
+type ClipSource struct {
+	url    string
+	aus    []h264.AccessUnit
+	frame  time.Duration
+	status *statusBox
+}
+
+// NewClipSource returns a source of the embedded clip.
+func NewClipSource() *ClipSource {
+	s, _ := newClipSource("clip:", clipAccessUnits(), ClipRate) // the embedded clip is checked by its tests
+	return s
+}
+
+// NewClipFileSource returns a source of the Annex B H.264 file at path (what
+// `ffmpeg -c:v libx264 -f h264` writes), played at fps frames a second.
+func NewClipFileSource(path string, fps int) (*ClipSource, error) {
+	if fps <= 0 || fps > 240 {
+		return nil, fmt.Errorf("camera: clip %s: frame rate %d outside 1-240", path, fps)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("camera: clip: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxClipFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("camera: clip %s: %w", path, err)
+	}
+	if len(data) > MaxClipFileSize {
+		return nil, fmt.Errorf("camera: clip %s is over %d bytes", path, MaxClipFileSize)
+	}
+	return newClipSource("clip:"+path, h264.SplitAccessUnits(data, uint32(h264Clock/fps)), fps)
+}
+
+func newClipSource(url string, aus []h264.AccessUnit, fps int) (*ClipSource, error) {
+	if len(aus) == 0 || !aus[0].IDR {
+		return nil, fmt.Errorf("camera: clip %s does not start with an IDR picture", url)
+	}
+	s := &ClipSource{url: url, aus: aus, frame: time.Second / time.Duration(fps), status: newStatusBox(url)}
+	s.status.update(func(st *Status) {
+		for _, nal := range aus[0].NALUs() {
+			if h264.TypeOf(nal) == h264.NALSPS {
+				if sps, err := h264.ParseSPS(nal); err == nil {
+					st.noteSPS(sps)
+				}
+			}
+		}
+		for _, au := range aus {
+			if au.BFrame {
+				st.BFrames = true
+				st.addProblem(problemB, true)
+				break
+			}
+		}
+	})
+	return s, nil
+}
+
+// Status reports the clip's format and frames played.
+func (s *ClipSource) Status() Status { return s.status.get() }
+
+// maxLag is how far behind real time the clip may fall (a slow consumer) before it
+// stops trying to catch up and plays on from now.
+const maxLag = time.Second
+
+// Run emits the clip's pictures one frame duration apart, from its first IDR, looping
+// at its end (which is followed by the clip's first IDR, so the loop is seamless),
+// until ctx ends. Frames share the clip's memory: emit must not change Data.
+func (s *ClipSource) Run(ctx context.Context, emit func(Frame)) error {
+	aus, frame := s.aus, s.frame
+	s.status.update(func(st *Status) { st.Connected = true })
+	defer s.status.update(func(st *Status) { st.Connected = false })
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	next := time.Now()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		au := aus[i%len(aus)]
+		now := time.Now()
+		emit(Frame{Codec: H264, Data: au.Data, Duration: frame, Keyframe: au.IDR, Received: now})
+		s.status.update(func(st *Status) {
+			st.Frames++
+			if au.IDR {
+				st.Keyframes++
+			}
+			st.LastFrame = now
+		})
+		next = next.Add(frame)
+		if lag := time.Since(next); lag > maxLag {
+			next = time.Now()
+		}
+		timer.Reset(time.Until(next))
+	}
+}

@@ -1,0 +1,86 @@
+package camera
+
+import (
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"lifeline/internal/peers"
+	"lifeline/internal/wait"
+)
+
+// TestEmbeddedClip checks what the demo relies on: a Constrained Baseline clip that
+// Chromium decodes, 10 s at 30 fps with an IDR every 2 s, small enough to embed.
+func TestEmbeddedClip(t *testing.T) {
+	aus := clipAccessUnits()
+	if len(aus) != 300 {
+		t.Fatalf("%d pictures, want 300", len(aus))
+	}
+	for i, au := range aus {
+		if au.IDR != (i%60 == 0) || au.BFrame {
+			t.Fatalf("picture %d: IDR=%v B=%v; want an IDR every 60 and no B", i, au.IDR, au.BFrame)
+		}
+	}
+	st := NewClipSource().Status()
+	if st.Profile != "Constrained Baseline 3.1" || st.ProfileLevelID != "42c01f" || st.Width != 640 || st.Height != 360 ||
+		!st.Forwardable || len(st.Problems) != 0 {
+		t.Errorf("status %+v", st)
+	}
+	if len(clipH264) > 512<<10 {
+		t.Errorf("clip is %d bytes; keep the binary small", len(clipH264))
+	}
+}
+
+// TestEmbeddedClipDecodes has ffmpeg decode the embedded clip whole and count its
+// pictures, so that a clip that only our own splitter accepts fails.
+func TestEmbeddedClipDecodes(t *testing.T) {
+	ffprobe := peers.Need(t, "ffprobe")[0]
+	cmd := exec.Command(ffprobe, "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+		"stream=nb_read_frames,profile,width,height", "-of", "csv=p=0", "-f", "h264", "-")
+	cmd.Stdin = bytes.NewReader(clipH264)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ffprobe: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "Constrained Baseline,640,360,300" {
+		t.Errorf("ffprobe says %q", got)
+	}
+}
+
+// TestClipPacesAndLoops plays a one-second clip made by ffmpeg and expects its 30
+// pictures one frame apart in real time, then the first again: a seamless loop.
+func TestClipPacesAndLoops(t *testing.T) {
+	path := encode(t, "one.h264", "320x180", 1, 15, "baseline", "h264")
+	src, err := NewClipFileSource(path, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	stop := run(t, src, rec.emit)
+	wait.For(t, 10*time.Second, "45 frames of the clip", func() bool { return rec.count(H264) >= 45 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	frames := rec.video()
+	checkKeyframes(t, frames)
+	for i, f := range frames[:45] {
+		if f.Duration != time.Second/30 {
+			t.Fatalf("frame %d lasts %s", i, f.Duration)
+		}
+		if f.Keyframe != (i%15 == 0) {
+			t.Fatalf("frame %d: keyframe=%v, want one every 15", i, f.Keyframe)
+		}
+		if i >= 30 && !bytes.Equal(f.Data, frames[i-30].Data) {
+			t.Fatalf("frame %d is not frame %d of the first pass", i, i-30)
+		}
+	}
+	// 44 frame gaps at 1/30 s is 1.47 s; allow a loaded machine to be late, not early.
+	if span := frames[44].Received.Sub(frames[0].Received); span < 1400*time.Millisecond || span > 3*time.Second {
+		t.Errorf("45 frames took %s, want about 1.47 s", span)
+	}
+	if st := src.Status(); st.Frames < 45 || st.Keyframes < 3 || !strings.HasPrefix(st.Profile, "Constrained Baseline") {
+		t.Errorf("status %+v", st)
+	}
+}
