@@ -31,6 +31,11 @@ func startReadingServer(t *testing.T, p *pki, readTimeout time.Duration) (*Serve
 	reads := make(chan bodyRead, 8)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if r.URL.Path == "/long" {
+			if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+				t.Errorf("%s: lift the read bound: %v", r.Proto, err)
+			}
+		}
 		body, err := io.ReadAll(r.Body)
 		reads <- bodyRead{n: len(body), err: err, elapsed: time.Since(start)}
 		if err != nil {
@@ -54,15 +59,16 @@ func startReadingServer(t *testing.T, p *pki, readTimeout time.Duration) (*Serve
 	return srv, reads
 }
 
-// trickle is a request body that sends one byte every interval until it is closed.
-func trickle(interval time.Duration) (io.ReadCloser, func()) {
+// trickle is a request body that sends one byte every interval until it is closed,
+// or, when count > 0, until it has sent count bytes.
+func trickle(interval time.Duration, count int) (io.ReadCloser, func()) {
 	pr, pw := io.Pipe()
 	stop := make(chan struct{})
 	var once sync.Once
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
-		for {
+		for sent := 0; count <= 0 || sent < count; sent++ {
 			select {
 			case <-stop:
 				pw.Close()
@@ -73,6 +79,7 @@ func trickle(interval time.Duration) (io.ReadCloser, func()) {
 				}
 			}
 		}
+		pw.Close()
 	}()
 	return pr, func() { once.Do(func() { close(stop) }) }
 }
@@ -94,7 +101,7 @@ func TestTrickledBodyIsCutOff(t *testing.T) {
 		{"HTTP/3", &http3.Transport{TLSClientConfig: tlsConf.Clone()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body, stop := trickle(50 * time.Millisecond)
+			body, stop := trickle(50*time.Millisecond, 0)
 			defer stop()
 			client := &http.Client{Transport: tc.transport, Timeout: 30 * time.Second}
 			go func() {
@@ -117,6 +124,33 @@ func TestTrickledBodyIsCutOff(t *testing.T) {
 			}
 			t.Logf("%s: cut after %v and %d bytes: %v", tc.name, got.elapsed.Round(time.Millisecond), got.n, got.err)
 		})
+	}
+}
+
+// TestHandlerCanLiftTheReadBound reads a body that takes longer than the read
+// timeout on a path whose handler lifts the bound, as a WebSocket would.
+func TestHandlerCanLiftTheReadBound(t *testing.T) {
+	p := newPKI(t)
+	const readTimeout = 300 * time.Millisecond
+	srv, reads := startReadingServer(t, p, readTimeout)
+	tlsConf := &tls.Config{RootCAs: p.auth.Pool(), ServerName: "127.0.0.1"}
+	for _, rt := range []http.RoundTripper{
+		&http.Transport{TLSClientConfig: tlsConf.Clone()},
+		&http.Transport{TLSClientConfig: tlsConf.Clone(), ForceAttemptHTTP2: true},
+		&http3.Transport{TLSClientConfig: tlsConf.Clone()},
+	} {
+		body, stop := trickle(100*time.Millisecond, 8)
+		client := &http.Client{Transport: rt, Timeout: 30 * time.Second}
+		resp, err := client.Post("https://"+srv.Addr()+"/long", "application/octet-stream", body)
+		stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		got := <-reads
+		if got.err != nil || got.n != 8 || got.elapsed < readTimeout {
+			t.Fatalf("%s: read %d bytes in %v: %v; want all 8 over more than %v", resp.Proto, got.n, got.elapsed, got.err, readTimeout)
+		}
 	}
 }
 
