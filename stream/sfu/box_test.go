@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
@@ -34,6 +35,7 @@ type testBox struct {
 	answer   string
 
 	framesSent atomic.Int64
+	plis, nacks atomic.Int64 // RTCP the hub sent the box
 	stop       chan struct{}
 	stopped    sync.WaitGroup
 
@@ -119,9 +121,11 @@ func publishBox(t *testing.T, h *hub, device string) *testBox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.AddTransceiverFromTrack(b.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+	tr, err := pc.AddTransceiverFromTrack(b.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
 		t.Fatal(err)
 	}
+	go b.countRTCP(tr.Sender())
 	unordered, none := false, uint16(0)
 	for label, init := range map[string]*webrtc.DataChannelInit{
 		"vitals": nil, "vitals-wave": {Ordered: &unordered, MaxRetransmits: &none}, "control": nil,
@@ -196,15 +200,74 @@ func (b *testBox) close() {
 	b.pc.Close()
 }
 
-// pionViewer is a WHEP viewer on pion, for tests that need many viewers or none of
-// a browser's behaviour.
-func pionViewer(t *testing.T, h *hub, device string) (*webrtc.PeerConnection, int, string) {
+// countRTCP counts the keyframe requests and NACKs the hub sends the box.
+func (b *testBox) countRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication:
+				b.plis.Add(1)
+			case *rtcp.TransportLayerNack:
+				b.nacks.Add(1)
+			}
+		}
+	}
+}
+
+// testViewer is a WHEP viewer on pion, for tests that need many viewers, RTCP of
+// their own making, or a look at the sequence numbers.
+type testViewer struct {
+	pc       *webrtc.PeerConnection
+	code     int
+	body     string
+	location string
+
+	mu      sync.Mutex
+	seqs    []uint16 // every video packet's sequence number, in arrival order
+	video   *webrtc.TrackRemote
+	receivr *webrtc.RTPReceiver
+}
+
+// watch connects a pion viewer to device over WHEP; code is the hub's answer.
+func watch(t *testing.T, h *hub, device string) *testViewer {
 	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	// SRTP replay protection would drop a retransmission of a packet the viewer
+	// already has; the NACK test sends exactly those, to see them come back.
+	var se webrtc.SettingEngine
+	se.DisableSRTPReplayProtection(true)
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
+	v := &testViewer{pc: pc}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		v.mu.Lock()
+		v.video, v.receivr = tr, recv
+		v.mu.Unlock()
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			v.mu.Lock()
+			v.seqs = append(v.seqs, p.SequenceNumber)
+			v.mu.Unlock()
+		}
+	})
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
@@ -216,16 +279,34 @@ func pionViewer(t *testing.T, h *hub, device string) (*webrtc.PeerConnection, in
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("viewer gathering timed out")
-	}
+	<-gathered
 	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, pc.LocalDescription().SDP, nil)
+	v.code, v.body, v.location = code, body, hdr.Get("Location")
 	if code == http.StatusCreated {
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return pc, code, hdr.Get("Location") + " " + body
+	return v
+}
+
+// received returns the sequence numbers received so far.
+func (v *testViewer) received() []uint16 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]uint16(nil), v.seqs...)
+}
+
+// sendRTCP sends the hub RTCP about the viewer's video track.
+func (v *testViewer) sendRTCP(t *testing.T, make func(mediaSSRC uint32) rtcp.Packet) {
+	t.Helper()
+	v.mu.Lock()
+	tr := v.video
+	v.mu.Unlock()
+	if tr == nil {
+		t.Fatal("no video track yet")
+	}
+	if err := v.pc.WriteRTCP([]rtcp.Packet{make(uint32(tr.SSRC()))}); err != nil {
+		t.Fatal(err)
+	}
 }
