@@ -72,6 +72,16 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 	if status, _, body := hello(tcp); status != 200 || !strings.Contains(body, "AMB-0009") {
 		t.Fatalf("HTTPS: %d %s", status, body)
 	}
+	// The public side is the transfer's server, which counts QUIC connections.
+	metrics, err := http.Get("http://" + cfg.Status.Listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposition, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	if !strings.Contains(string(exposition), "lifeline_hub_quic_connections_total 1\n") {
+		t.Fatalf("after one HTTP/3 connection /metrics says:\n%s", grepLines(string(exposition), "lifeline_hub_quic"))
+	}
 	if err := admin.Revoke("AMB-0009"); err != nil {
 		t.Fatal(err)
 	}
@@ -95,3 +105,14 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// grepLines returns the lines of text that contain substr.
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
