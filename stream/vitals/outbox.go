@@ -111,6 +111,7 @@ type Outbox struct {
 	// commit adds them to the durable drop counter.
 	pendingDropped uint64
 	committing     uint64 // last seq of the group being committed, 0 when none
+	durable        uint64 // highest seq committed by this run
 	reliable       func([]byte) error
 	wave           func([]byte) error
 	gen            uint64 // bumped by Attach and Detach
@@ -297,6 +298,7 @@ func (o *Outbox) flush() error {
 			i++
 		}
 		o.pending = o.pending[i:]
+		o.durable = max(o.durable, last)
 	}
 	o.mu.Unlock()
 	o.metrics.commits.Inc()
@@ -398,6 +400,7 @@ type OutboxStats struct {
 	LastSeq  uint64 // highest reliable seq assigned
 	Acked    uint64 // the hub's cumulative ack
 	Held     int    // reliable messages held for the hub: committed in the ring or pending
+	Durable  uint64 // highest seq this run has committed: a power cut cannot lose it
 	Dropped  uint64 // unacknowledged messages pushed out of the ring, ever
 	Attached bool
 }
@@ -409,6 +412,7 @@ func (o *Outbox) Stats() OutboxStats {
 	return OutboxStats{
 		LastSeq: o.next - 1, Acked: o.acked,
 		Held:     o.ring.state.count + len(o.pending),
+		Durable:  o.durable,
 		Dropped:  o.ring.state.meta.Dropped,
 		Attached: o.reliable != nil,
 	}
