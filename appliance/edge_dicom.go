@@ -50,7 +50,17 @@ func (e *Edge) addDICOM() error {
 		}
 		e.receiver.set(scp)
 	}
-	e.sup.Add(service.Service{
+	e.sup.Add(e.receiverService(sp, scpConfig))
+	e.sup.Add(e.forwarderService(sp))
+	return nil
+}
+
+// receiverService serves C-STORE into the spool. With DICOM TLS the receiver presents
+// the box's certificate, so it is built once the box is enrolled; without, addDICOM
+// has built it already.
+func (e *Edge) receiverService(sp *spool.Spool, scpConfig dimse.SCPConfig) service.Service {
+	d := e.cfg.DICOM
+	return service.Service{
 		Name: "dicom-receiver",
 		Run: func(ctx context.Context, h *service.Health) error {
 			// DICOM TLS presents the box's own certificate, so it waits for enrolment.
@@ -78,10 +88,7 @@ func (e *Edge) addDICOM() error {
 			}
 			return nil
 		},
-	})
-
-	e.sup.Add(e.forwarderService(sp))
-	return nil
+	}
 }
 
 // forwarderService drains complete studies to the hub once the box is enrolled. The

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"lifeline/internal/wait"
+)
+
+// TestDICOMTLSReceiverWaitsForEnrolment runs a box with DICOM TLS before it is
+// enrolled: the receiver must say why it waits and listen on nothing, then, once
+// `lifeline edge enroll` ran, listen without a restart and present the box's own
+// certificate, issued by the hub's authority.
+func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
+	dir := t.TempDir()
+	hubAddr, hubStatus, edgeHTTP, dicomAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	hubConf := writeFile(t, dir, "hub.toml", fmt.Sprintf("[server]\nlisten = %q\n[status]\nlisten = %q\n", hubAddr, hubStatus))
+	edgeConf := writeFile(t, dir, "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n[hub]\nurl = \"https://%s\"\n[dicom]\nlisten = %q\ntls = true\n",
+		edgeHTTP, hubAddr, dicomAddr))
+	hubData, edgeData := filepath.Join(dir, "hub"), filepath.Join(dir, "edge")
+	code, out, stderr := lifeline(t, "hub", "enroll", "--data", hubData, "--config", hubConf, "--device", "AMB-TLS-1")
+	if code != 0 {
+		t.Fatalf("hub enroll: %s", stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	start(t, "hub", "--config", hubConf, "--data", hubData)
+	start(t, "edge", "--config", edgeConf, "--data", edgeData)
+
+	receiver := func() (state, detail string) {
+		var st statusBody
+		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &st)
+		return st.service("dicom-receiver")
+	}
+	wait.For(t, 10*time.Second, "the receiver waiting for enrolment", func() bool {
+		state, detail := receiver()
+		return state == "degraded" && strings.Contains(detail, "enrol the box first")
+	})
+	if conn, err := net.Dial("tcp", dicomAddr); err == nil {
+		conn.Close()
+		t.Fatalf("a box that is not enrolled accepts DICOM TLS connections on %s", dicomAddr)
+	}
+
+	if code, _, stderr := lifeline(t, "edge", "enroll", "--config", edgeConf, "--data", edgeData, "--code", lines[len(lines)-1]); code != 0 {
+		t.Fatalf("edge enroll: %s", stderr)
+	}
+	wait.For(t, 15*time.Second, "the receiver ready after enrolment", func() bool {
+		state, _ := receiver()
+		return state == "ready"
+	})
+	// Only what the receiver presents is checked here, not a client's verification.
+	conn, err := tls.Dial("tcp", dicomAddr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("DICOM TLS handshake with the enrolled box: %v", err)
+	}
+	presented := conn.ConnectionState().PeerCertificates
+	conn.Close()
+	device, ca := readCert(t, filepath.Join(edgeData, "identity", "device.crt")), readCert(t, filepath.Join(edgeData, "identity", "hub-ca.crt"))
+	if len(presented) == 0 || !presented[0].Equal(device) {
+		t.Fatalf("the receiver presents %v, not the box's certificate %s", presented, device.Subject)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := device.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("the presented certificate does not chain to the hub's authority: %v", err)
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return cert
+}
