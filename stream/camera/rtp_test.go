@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"lifeline/internal/peers"
 	"lifeline/internal/wait"
@@ -84,5 +87,58 @@ func TestRTPSourceSilence(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not give up on silence")
+	}
+}
+
+// TestRTPSourceIgnoresStrangers replays what ffmpeg's RTP muxer sent for a High-profile
+// clip with B-frames (stream/h264's capture), with datagrams from strangers among it:
+// garbage, RTCP, a static payload type, and a second sender. The source must follow the
+// first sender only, deliver every picture, and say that browsers will not show this
+// camera well.
+func TestRTPSourceIgnoresStrangers(t *testing.T) {
+	data, err := os.ReadFile("../h264/testdata/ffmpeg_high_bframes_4slices.rtp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkts [][]byte
+	for len(data) >= 2 {
+		n := int(data[0])<<8 | int(data[1])
+		pkts = append(pkts, data[2:2+n])
+		data = data[2+n:]
+	}
+	src := NewRTPSource("127.0.0.1:0", 10*time.Second)
+	var rec recorder
+	stop := run(t, src, rec.emit)
+	addr := <-src.Bound()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stranger, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 1, SSRC: 0xdeadbeef, Marker: true},
+		Payload: []byte{0x65, 0x88, 0x84, 0x00}}).Marshal()
+	pcmu, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 1}, Payload: []byte{0xff}}).Marshal()
+	rtcpSR := []byte{0x80, 0xc8, 0x00, 0x06, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
+	junk := [][]byte{[]byte("hello camera"), rtcpSR, pcmu, stranger}
+	// About 45 KB in all: well within a loopback socket's receive buffer.
+	for i, p := range pkts {
+		if _, err := conn.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 5 {
+			if _, err := conn.Write(junk[i/10%len(junk)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	wait.For(t, 5*time.Second, "60 frames", func() bool { return rec.count(H264) >= 60 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	frames := rec.video()
+	checkKeyframes(t, frames)
+	st := src.Status()
+	if len(frames) != 60 || st.LostPackets != 0 || !st.BFrames || st.Forwardable || !hasProblem(st, "High profile") || !hasProblem(st, "B-frames") {
+		t.Errorf("%d frames, status %+v", len(frames), st)
 	}
 }

@@ -242,7 +242,7 @@ func (c *Conn) Play() error {
 	if len(c.channels) == 0 {
 		return errors.New("rtsp: PLAY before any SETUP")
 	}
-	if _, err := c.do("PLAY", c.desc.BaseURL, Header{"Range": {"npt=0.000-"}}); err != nil {
+	if _, err := c.do("PLAY", c.desc.Control, Header{"Range": {"npt=0.000-"}}); err != nil {
 		return err
 	}
 	c.lastKeepAlive = time.Now()
@@ -354,7 +354,7 @@ func (c *Conn) Close() error {
 	c.mu.Unlock()
 	if c.session != "" {
 		c.cfg.ResponseTimeout = min(c.cfg.ResponseTimeout, time.Second)
-		_, _ = c.do("TEARDOWN", c.desc.BaseURL, nil) // the camera forgets the session on close anyway
+		_, _ = c.do("TEARDOWN", c.desc.Control, nil) // the camera forgets the session on close anyway
 		c.session = ""
 	}
 	return c.conn.Close()

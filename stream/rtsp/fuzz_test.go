@@ -28,3 +28,21 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadMessage reads what a camera sends on a playing connection (interleaved
+// frames, responses, requests from the server, garbage) as ReadPacket does, and checks
+// that frames stay within their 64 KiB and responses within their bounds.
+func FuzzReadMessage(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &Conn{br: bufio.NewReaderSize(bytes.NewReader(data), MaxLineSize)}
+		for range 64 {
+			_, frame, resp, err := c.readMessage()
+			if err != nil {
+				return
+			}
+			if len(frame) > 0xffff || (resp != nil && len(resp.Body) > MaxBodySize) {
+				t.Fatalf("frame of %d bytes or body beyond bounds", len(frame))
+			}
+		}
+	})
+}

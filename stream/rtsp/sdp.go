@@ -34,6 +34,9 @@ type Description struct {
 	// BaseURL resolves relative control URLs: Content-Base, Content-Location or
 	// the request URL, in that order (RFC 2326 §C.1.1).
 	BaseURL string
+	// Control is the aggregate control URL for PLAY and TEARDOWN: the session-level
+	// control attribute, or BaseURL.
+	Control string
 	Tracks  []Track
 }
 
@@ -55,11 +58,11 @@ func ParseDescription(body []byte, base string) (Description, error) {
 	if err := s.UnmarshalString(string(body)); err != nil {
 		return Description{}, fmt.Errorf("rtsp: SDP: %w", err)
 	}
-	d := Description{BaseURL: base}
 	sessionControl := base
 	if c, ok := s.Attribute("control"); ok && c != "*" {
 		sessionControl = resolveControl(base, c)
 	}
+	d := Description{BaseURL: base, Control: sessionControl}
 	for i, m := range s.MediaDescriptions {
 		if i == maxTracks {
 			break

@@ -18,6 +18,9 @@ func TestParseDescription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d.Control != "rtsp://10.0.0.9:554/live" {
+		t.Errorf("aggregate control %q", d.Control)
+	}
 	v := d.Video()
 	if v == nil || v.Codec != "H264" || v.PayloadType != 96 || v.ClockRate != 90000 || v.Control != "rtsp://10.0.0.9:554/live/streamid=0" ||
 		v.Fmtp["profile-level-id"] != "64000D" || v.Fmtp["packetization-mode"] != "1" {
