@@ -2,9 +2,9 @@ package camera
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"os/exec"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
