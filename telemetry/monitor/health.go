@@ -14,10 +14,10 @@ import (
 // errNotRecognised is why a serial port that answers in no known protocol is not read.
 var errNotRecognised = errors.New("no monitor protocol recognised")
 
-// reportHealth turns a reader's state into the service health the crew sees: Ready
+// reportHealth turns the reader's state into the service health the crew sees: Ready
 // while data flows, Degraded with what to check otherwise. The detail names the
 // protocol and the port, and says what an operator can do about it.
-func reportHealth(h *service.Health, st Status, quiet time.Duration, err error) {
+func (r *Reader) reportHealth(h *service.Health, st Status, err error) {
 	where := st.Device
 	if where == "" {
 		where = st.Port
@@ -31,23 +31,23 @@ func reportHealth(h *service.Health, st Status, quiet time.Duration, err error) 
 		h.Ready(fmt.Sprintf("%s on %s: receiving data", what, where))
 	case StateSilent:
 		h.Degraded(fmt.Sprintf("%s on %s: silent for %s — check the cable and that the monitor's data output is on",
-			what, where, quiet.Round(time.Second)), nil)
+			what, where, r.quiet().Round(time.Second)), nil)
 	case StateListening:
 		h.Degraded(fmt.Sprintf("%s on %s: waiting for the monitor to connect — check that its HL7 server setting names this box", what, st.Port), nil)
 	case StateDisconnected:
-		h.Degraded(fmt.Sprintf("%s on %s: %s", what, where, disconnectAdvice(st.Port, err)), err)
+		h.Degraded(fmt.Sprintf("%s on %s: %s", what, where, r.disconnectAdvice(err)), err)
 	}
 }
 
 // disconnectAdvice says what to check when the port cannot be read.
-func disconnectAdvice(port string, err error) string {
+func (r *Reader) disconnectAdvice(err error) string {
 	switch {
 	case errors.Is(err, errNotRecognised):
-		return fmt.Sprintf("no known protocol heard — check that the monitor's data output is on and set to one of %s", strings.Join(protocols.Names(), ", "))
+		return fmt.Sprintf("no known protocol heard — check that the monitor's data output is on and set to one of %s", strings.Join(names(r.cfg.Drivers), ", "))
 	case errors.Is(err, fs.ErrNotExist):
 		return "the port is gone — check that the cable and its USB adapter are plugged in"
-	case strings.Contains(port, "://"):
+	case r.endpoint.Network():
 		return "not connected — check the network and the monitor's address"
 	}
-	return "connection lost — check the cable"
+	return "cannot read the port — check the cable"
 }

@@ -215,7 +215,7 @@ func (r *Reader) setState(st State, err error) {
 	h, status := r.health, r.status
 	r.mu.Unlock()
 	if h != nil {
-		reportHealth(h, status, r.quiet(), err)
+		r.reportHealth(h, status, err)
 	}
 }
 

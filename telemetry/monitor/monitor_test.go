@@ -133,6 +133,7 @@ func serviceStatus(sup *service.Supervisor, name string) service.Status {
 // the port and what to check), and after the cable is pulled and the USB adapter comes
 // back under another device name (found by its VID/PID/serial) data flows again.
 func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
+	t.Parallel()
 	c1 := peers.PlugCable(t)
 
 	// The enumerator stand-in: the adapter is whatever device the current cable's box
@@ -273,6 +274,7 @@ func mustReal(p string) string {
 // TestHL7OverTCPListening: the box listens, a monitor connects, numerics reach the bus
 // and GET /api/v1/vitals; the monitor reconnecting replaces its old connection.
 func TestHL7OverTCPListening(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

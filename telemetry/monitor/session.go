@@ -158,8 +158,13 @@ func (r *Reader) pickDriver(ctx context.Context, last *string) (telemetry.Driver
 			return nil, ctx.Err()
 		}
 	}
-	if len(errs) == 0 {
+	switch {
+	case len(errs) == 0:
 		return nil, fmt.Errorf("%w on %s (tried %v)", errNotRecognised, r.cfg.Port, names(r.cfg.Drivers))
+	case len(errs) == len(order):
+		// The port could not be opened in any mode: that, not the protocol, is the
+		// problem to report.
+		return nil, fmt.Errorf("cannot open %s: %w", r.cfg.Port, errors.Join(errs...))
 	}
 	return nil, fmt.Errorf("%w on %s (tried %v): %w", errNotRecognised, r.cfg.Port, names(r.cfg.Drivers), errors.Join(errs...))
 }
