@@ -184,7 +184,13 @@ func (e *Edge) runHubLink(ctx context.Context, h *service.Health) error {
 			}
 		}
 		e.recordCheck(c)
-		t := time.NewTimer(hubCheckInterval)
+		// Until the box is enrolled, look again soon, so that the banner names the box as
+		// soon as 'lifeline edge enroll' has run rather than up to a hub check later.
+		next := hubCheckInterval
+		if errors.Is(err, trust.ErrNotEnrolled) {
+			next = enrolmentPoll
+		}
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -18,7 +18,7 @@ import (
 // TestDICOMTLSReceiverWaitsForEnrolment runs a box with DICOM TLS before it is
 // enrolled: the receiver must say why it waits and listen on nothing, then, once
 // `lifeline edge enroll` ran, listen without a restart and present the box's own
-// certificate, issued by the hub's authority.
+// certificate, issued by the hub's authority; the status names the box at once.
 func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
 	dir := t.TempDir()
 	hubAddr, hubStatus, edgeHTTP, dicomAddr := freePort(t), freePort(t), freePort(t), freePort(t)
@@ -54,6 +54,12 @@ func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
 	wait.For(t, 15*time.Second, "the receiver ready after enrolment", func() bool {
 		state, _ := receiver()
 		return state == "ready"
+	})
+	// The crew's banner names the box soon after enrolment, not a hub check (30 s) later.
+	wait.For(t, 10*time.Second, "the status naming the enrolled box", func() bool {
+		var st statusBody
+		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &st)
+		return st.Device == "AMB-TLS-1"
 	})
 	// Only what the receiver presents is checked here, not a client's verification.
 	conn, err := tls.Dial("tcp", dicomAddr, &tls.Config{InsecureSkipVerify: true})
