@@ -59,8 +59,10 @@ func TestBenchNonin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer oximeter.Close()
-	nonin.NewSimulator(nonin.SimConfig{Sent: func(telemetry.Event) {
-		lat.Sent(pleth, time.Now()) // one event per frame sent
+	nonin.NewSimulator(nonin.SimConfig{Sent: func(e telemetry.Event) {
+		if _, ok := e.(*telemetry.Wave); ok {
+			lat.Sent(pleth, time.Now()) // one pleth wave per frame sent
+		}
 	}}).Run(sctx, oximeter)
 	if wait.Until(10*time.Second, lat.CaughtUp) != nil {
 		t.Error("frames sent never reached the bus")
@@ -73,7 +75,7 @@ func TestBenchNonin(t *testing.T) {
 		t.Fatal("nothing measured")
 	}
 	rate := float64(received.Load()) / benchFor.Seconds()
-	t.Logf("nonin (pty 9600 8N1, pleth 75 Hz): %d blocks, %.0f samples/s; frame in → sample on bus %v", p.N, rate, p)
+	t.Logf("nonin (socat cable 9600 8N1, pleth 75 Hz): %d blocks, %.0f samples/s; frame in → sample on bus %v", p.N, rate, p)
 	t.Logf("nonin: CPU idle reader %.2f%% of one core", 100*idle.Seconds())
 	t.Logf("nonin: CPU (simulator + reader) %.2f%% of one core = %.3f%% per 1,000 samples/s", 100*cpu.Seconds()/benchFor.Seconds(), 100*cpu.Seconds()/benchFor.Seconds()/(rate/1000))
 }
