@@ -1,0 +1,167 @@
+package vitals
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"lifeline/telemetry"
+)
+
+// The examples in stream/VITALS.md are made here, from the same code and generators
+// the box runs, so the document cannot drift from the format:
+//
+//	go test ./stream/vitals -run TestVitalsDocument -update-doc
+var updateDoc = flag.Bool("update-doc", false, "rewrite the generated examples in stream/VITALS.md")
+
+const vitalsDoc = "../VITALS.md"
+
+// docExamples returns every generated block of the document by name.
+func docExamples(t *testing.T) map[string]string {
+	epoch := "9f2c4e1a7b3d5e60"
+	at := time.Date(2026, 12, 2, 4, 30, 1, 0, time.UTC)
+	mk := func(ev telemetry.Event, seq uint64) []byte {
+		m := FromEvent("amb-07", telemetry.Message{Source: "monitor0", Event: ev})[0]
+		m.Seq, m.Epoch = seq, epoch
+		data, err := Marshal(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	p := newPatient(at)
+	var pleth *telemetry.Wave
+	for range 7 { // into a beat's upstroke
+		for _, ev := range p.next() {
+			if w, ok := ev.(*telemetry.Wave); ok && w.Code == telemetry.MDC_PULS_OXIM_PLETH {
+				pleth = w
+			}
+		}
+	}
+	afterGap := *pleth
+	afterGap.Start, afterGap.MonitorStart, afterGap.ReceiveTime = at.Add(31*time.Second), at.Add(31*time.Second), at.Add(31100*time.Millisecond)
+	afterGap.Gap = true
+	nibp := telemetry.NIBP{Sys: 124, Dia: 78, Mean: 93, Measured: at.Add(-28 * time.Second), MonitorTime: at.Add(-20 * time.Millisecond), ReceiveTime: at}
+
+	ex := map[string][]byte{
+		"numeric": mk(&telemetry.Numeric{Code: telemetry.MDC_PULS_OXIM_SAT_O2, Value: 97, Unit: telemetry.UnitPercent,
+			MonitorTime: at.Add(-20 * time.Millisecond), ReceiveTime: at}, 17),
+		"numeric-nibp":    mk(nibp.Numerics()[0], 18),
+		"numeric-novalue": mk(&telemetry.Numeric{Code: telemetry.MDC_AWAY_CO2_ET, Value: nanValue(), Unit: telemetry.UnitMMHg, ReceiveTime: at, Invalid: true}, 19),
+		"wave":            mk(pleth, 5012),
+		"wave-gap":        mk(&afterGap, 5420),
+		"alarm": mk(&telemetry.Alarm{Priority: telemetry.PriorityHigh, Text: "VTACH", Code: telemetry.MDC_ECG_HEART_RATE, On: true,
+			MonitorTime: at.Add(-20 * time.Millisecond), ReceiveTime: at}, 20),
+		"device": mk(&telemetry.DeviceEvent{State: telemetry.DeviceSensorOff, Code: telemetry.MDC_PULS_OXIM_SAT_O2, Detail: "SpO2 probe off", ReceiveTime: at}, 21),
+	}
+	receipt := Message{V: Version, Type: TypeReceipt, Seq: 22, Epoch: epoch, Device: "amb-07", Ref: 3, State: "read", BoxTime: at.Add(4 * time.Second)}
+	ack := Message{V: Version, Type: TypeAck, Seq: 22, Epoch: epoch}
+	replay := Message{V: Version, Type: TypeAck, Seq: 19, Epoch: epoch, Replay: true}
+	text := Message{V: Version, Type: TypeText, Seq: 3, ID: "m-0003", From: "Dr Li (ED)", Text: "Give aspirin 300 mg; STEMI team alerted.", HubTime: at.Add(2 * time.Second)}
+	for name, m := range map[string]*Message{"receipt": &receipt, "ack": &ack, "ack-replay": &replay, "control": &text} {
+		data, err := Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex[name] = data
+	}
+	out := map[string]string{}
+	for name, data := range ex {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, data, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = "```json\n" + buf.String() + "\n```\n"
+	}
+	out["history"] = historyExample(t, ex["numeric"], ex["alarm"])
+	out["sizes"] = sizesExample(t)
+	return out
+}
+
+func nanValue() float64 {
+	var zero float64
+	return zero / zero
+}
+
+func historyExample(t *testing.T, msgs ...[]byte) string {
+	page := HistoryPage{V: Version, Device: "amb-07", Channel: LabelReliable, Epoch: "9f2c4e1a7b3d5e60",
+		Next: Cursor{EpochN: 1, Seq: 20}.String(), More: false}
+	for _, m := range msgs {
+		page.Messages = append(page.Messages, m)
+	}
+	data, err := json.MarshalIndent(page, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "```json\n" + string(data) + "\n```\n"
+}
+
+// sizesExample measures a monitored patient's messages, for the ring's sizing.
+func sizesExample(t *testing.T) string {
+	p := newPatient(t0)
+	var seq, waveSeq uint64
+	var numBytes, numN, numMax, waveBytes, waveN, waveMax int
+	for range 600 { // one minute
+		for _, data := range encodeAll(t, p.next(), &seq, &waveSeq) {
+			m, _ := Decode(data)
+			if m.Type == TypeWave {
+				waveBytes, waveN, waveMax = waveBytes+len(data), waveN+1, max(waveMax, len(data))
+			} else {
+				numBytes, numN, numMax = numBytes+len(data), numN+1, max(numMax, len(data))
+			}
+		}
+	}
+	avg := numBytes / numN
+	const perSecond = 40 // a 12-lead monitor reporting ST per lead, SpO2, NIBP, EtCO2, temperatures…
+	ringMinutes := min(float64(1<<17)/perSecond, float64(64<<20)/float64(perSecond*avg)) / 60
+	var b strings.Builder
+	fmt.Fprintf(&b, "```text\n")
+	fmt.Fprintf(&b, "reliable messages (numerics, alarms) of the test patient: mean %d bytes, largest %d\n", avg, numMax)
+	fmt.Fprintf(&b, "wave chunks (100 ms each; 12 of 14 are 50 samples of an ECG lead): mean %d bytes, largest %d\n", waveBytes/waveN, waveMax)
+	fmt.Fprintf(&b, "12 leads at 500 Hz + pleth + respiration: %d bytes/s on vitals-wave at generator precision\n", waveBytes/60)
+	fmt.Fprintf(&b, "box ring, defaults 131072 messages / 64 MiB, at %d reliable messages/s: %.0f minutes\n", perSecond, ringMinutes)
+	fmt.Fprintf(&b, "```\n")
+	return b.String()
+}
+
+var docBlock = regexp.MustCompile("(?s)<!-- example:([a-z-]+) -->\n(```.*?\n```\n)")
+
+func TestVitalsDocumentShowsTheCurrentFormat(t *testing.T) {
+	doc, err := os.ReadFile(vitalsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := docExamples(t)
+	found := map[string]bool{}
+	updated := docBlock.ReplaceAllStringFunc(string(doc), func(block string) string {
+		name := docBlock.FindStringSubmatch(block)[1]
+		found[name] = true
+		gen, ok := want[name]
+		if !ok {
+			t.Errorf("VITALS.md has an example %q the test does not make", name)
+			return block
+		}
+		return "<!-- example:" + name + " -->\n" + gen
+	})
+	for name := range want {
+		if !found[name] {
+			t.Errorf("VITALS.md lacks the example %q", name)
+		}
+	}
+	if updated == string(doc) {
+		return
+	}
+	if *updateDoc {
+		if err := os.WriteFile(vitalsDoc, []byte(updated), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("the examples in stream/VITALS.md are out of date: run go test ./stream/vitals -run TestVitalsDocument -update-doc")
+}
