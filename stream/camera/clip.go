@@ -1,14 +1,17 @@
 package camera
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
+	"lifeline/stream/camera/oggopus"
 	"lifeline/stream/h264"
 )
 
@@ -22,10 +25,27 @@ var clipH264 []byte
 // ClipRate is the clip's frame rate.
 const ClipRate = 30
 
+// The clip's sound: a 440 Hz tone with a higher beep every second, Opus in Ogg.
+//
+//go:embed clip/clip.opus
+var clipOpus []byte
+
 var (
 	clipOnce  sync.Once
 	clipUnits []h264.AccessUnit
+	soundOnce sync.Once
+	clipAudio []oggopus.Packet
 )
+
+// clipSound reads the embedded clip's sound once.
+func clipSound() []oggopus.Packet {
+	soundOnce.Do(func() {
+		if s, err := oggopus.Read(clipOpus); err == nil { // checked by TestEmbeddedClip
+			clipAudio = s.Packets
+		}
+	})
+	return clipAudio
+}
 
 // clipAccessUnits splits the embedded clip once.
 func clipAccessUnits() []h264.AccessUnit {
@@ -42,12 +62,15 @@ type ClipSource struct {
 	url    string
 	aus    []h264.AccessUnit
 	frame  time.Duration
+	audio  []oggopus.Packet // the embedded clip's sound; none for a file
 	status *statusBox
 }
 
-// NewClipSource returns a source of the embedded clip.
+// NewClipSource returns a source of the embedded clip, with its sound.
 func NewClipSource() *ClipSource {
 	s, _ := newClipSource("clip:", clipAccessUnits(), ClipRate) // the embedded clip is checked by its tests
+	s.audio = clipSound()
+	s.status.update(func(st *Status) { st.Audio = Opus })
 	return s
 }
 
@@ -103,36 +126,74 @@ func (s *ClipSource) Status() Status { return s.status.get() }
 // stops trying to catch up and plays on from now.
 const maxLag = time.Second
 
-// Run emits the clip's pictures one frame duration apart, from its first IDR, looping
-// at its end (which is followed by the clip's first IDR, so the loop is seamless),
-// until ctx ends. Frames share the clip's memory: emit must not change Data.
+// clipEvent is one frame of the clip's timeline: a picture or an audio packet, at its
+// time from the start of the loop.
+type clipEvent struct {
+	at    time.Duration
+	frame Frame
+}
+
+// timeline merges the pictures and the audio packets of one pass in time order. The
+// pass lasts as long as the pictures; audio beyond it is left out, so that sound and
+// picture start each loop together.
+func (s *ClipSource) timeline() (events []clipEvent, period time.Duration) {
+	period = time.Duration(len(s.aus)) * s.frame
+	events = make([]clipEvent, 0, len(s.aus)+len(s.audio))
+	for i, au := range s.aus {
+		events = append(events, clipEvent{at: time.Duration(i) * s.frame, frame: Frame{Codec: H264, Data: au.Data, Duration: s.frame, Keyframe: au.IDR}})
+	}
+	var at time.Duration
+	for _, p := range s.audio {
+		if at >= period {
+			break
+		}
+		events = append(events, clipEvent{at: at, frame: Frame{Codec: Opus, Data: p.Data, Duration: p.Duration}})
+		at += p.Duration
+	}
+	slices.SortStableFunc(events, func(a, b clipEvent) int { return cmp.Compare(a.at, b.at) })
+	return events, period
+}
+
+// Run emits the clip's pictures (and the embedded clip's sound) at their times, in
+// real time, from the first IDR, looping at the end (which is followed by the clip's
+// first IDR, so the loop is seamless), until ctx ends. Frames share the clip's memory:
+// emit must not change Data.
 func (s *ClipSource) Run(ctx context.Context, emit func(Frame)) error {
-	aus, frame := s.aus, s.frame
+	events, period := s.timeline()
 	s.status.update(func(st *Status) { st.Connected = true })
 	defer s.status.update(func(st *Status) { st.Connected = false })
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	next := time.Now()
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
-		}
-		au := aus[i%len(aus)]
-		now := time.Now()
-		emit(Frame{Codec: H264, Data: au.Data, Duration: frame, Keyframe: au.IDR, Received: now})
-		s.status.update(func(st *Status) {
-			st.Frames++
-			if au.IDR {
-				st.Keyframes++
+	start := time.Now()
+	for pass := 0; ; pass++ {
+		for _, ev := range events {
+			due := start.Add(time.Duration(pass)*period + ev.at)
+			if lag := time.Since(due); lag > maxLag {
+				start = start.Add(lag) // a consumer this slow: play on from now
+				due = due.Add(lag)
 			}
-			st.LastFrame = now
-		})
-		next = next.Add(frame)
-		if lag := time.Since(next); lag > maxLag {
-			next = time.Now()
+			timer.Reset(time.Until(due))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+			f := ev.frame
+			f.Received = time.Now()
+			emit(f)
+			if f.Codec == H264 {
+				s.noteFrame(f)
+			}
 		}
-		timer.Reset(time.Until(next))
 	}
+}
+
+func (s *ClipSource) noteFrame(f Frame) {
+	s.status.update(func(st *Status) {
+		st.Frames++
+		if f.Keyframe {
+			st.Keyframes++
+		}
+		st.LastFrame = f.Received
+	})
 }

@@ -28,8 +28,56 @@ func TestEmbeddedClip(t *testing.T) {
 		!st.Forwardable || len(st.Problems) != 0 {
 		t.Errorf("status %+v", st)
 	}
-	if len(clipH264) > 512<<10 {
-		t.Errorf("clip is %d bytes; keep the binary small", len(clipH264))
+	if len(clipH264)+len(clipOpus) > 512<<10 {
+		t.Errorf("clip is %d bytes; keep the binary small", len(clipH264)+len(clipOpus))
+	}
+	if st.Audio != Opus {
+		t.Errorf("clip audio %q, want Opus", st.Audio)
+	}
+	events, period := NewClipSource().timeline()
+	var video, audio int
+	for i, ev := range events {
+		if i > 0 && ev.at < events[i-1].at {
+			t.Fatalf("event %d at %s comes after one at %s", i, ev.at, events[i-1].at)
+		}
+		switch ev.frame.Codec {
+		case H264:
+			video++
+		case Opus:
+			audio++
+		}
+	}
+	if period != 300*(time.Second/30) || video != 300 || audio != 500 {
+		t.Errorf("one pass of %s: %d pictures and %d audio packets, want 10 s, 300 and 500", period, video, audio)
+	}
+}
+
+// TestEmbeddedClipPlaysSoundWithPicture plays the embedded clip for a third of a
+// second and expects 20 ms audio packets alongside the pictures, in time order.
+func TestEmbeddedClipPlaysSoundWithPicture(t *testing.T) {
+	var rec recorder
+	stop := run(t, NewClipSource(), rec.emit)
+	wait.For(t, 10*time.Second, "10 pictures", func() bool { return rec.count(H264) >= 10 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var videoTime, audioTime time.Duration
+	for _, f := range rec.frames {
+		switch f.Codec {
+		case H264:
+			videoTime += f.Duration
+		case Opus:
+			audioTime += f.Duration
+			if f.Duration != 20*time.Millisecond || len(f.Data) == 0 {
+				t.Fatalf("audio packet of %d bytes lasting %s", len(f.Data), f.Duration)
+			}
+		}
+	}
+	// Sound and picture played for the same time, give or take a packet and a frame.
+	if d := audioTime - videoTime; d < -60*time.Millisecond || d > 60*time.Millisecond {
+		t.Errorf("%s of sound beside %s of picture", audioTime, videoTime)
 	}
 }
 
