@@ -1,0 +1,91 @@
+package whip
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"lifeline/internal/wait"
+)
+
+// TestICERestartKeepsSession cuts the media path under a running session for longer
+// than several restart attempts, as a tunnel does, and brings it back with the box at
+// a new address: the session continues through ICE restarts over PATCH, without a new
+// POST, and Chromium decodes frames again soon after.
+func TestICERestartKeepsSession(t *testing.T) {
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	b := startBox(t, e.url(), "", nil)
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode before the outage")
+
+	relay.cut()
+	wait.For(t, 10*time.Second, "the box to notice the link is gone", func() bool { return b.p.Status().State == StateRestarting })
+	wait.For(t, 15*time.Second, "two ICE restarts while the link is down", func() bool {
+		_, patches := e.counts()
+		return patches >= 2
+	})
+	before := e.framesDecoded("1")
+	relay.restore()
+	restored := time.Now()
+	wait.For(t, 10*time.Second, "Chromium to decode again after the link returned", func() bool { return e.framesDecoded("1") > before })
+	back := time.Since(restored)
+	t.Logf("picture back %s after the link returned", back.Round(time.Millisecond))
+	// The goal is 2 s; a machine shared by parallel builds gets some slack.
+	if back > 4*time.Second {
+		t.Errorf("picture back only %s after the link returned", back)
+	}
+	waitDecoding(t, e, "1", 30, 10*time.Second, "Chromium to keep decoding after the restart")
+	waitMessage(t, e, b, "1", "vitals", "after the tunnel")
+
+	posts, _ := e.counts()
+	st := b.p.Status()
+	if posts != 1 || st.NewSessions != 1 || st.ICERestarts < 2 || st.State != StateConnected {
+		t.Errorf("after the outage: %d POSTs, status %+v", posts, st)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened["vitals"] != 1 || b.closed["vitals"] != 0 {
+		t.Errorf("vitals channel opened %d times, closed %d times: the session did not survive", b.opened["vitals"], b.closed["vitals"])
+	}
+}
+
+// TestRestartRefusedOpensNewSession uses an endpoint that cannot restart ICE (404 to
+// every PATCH, as one that forgot the session answers): the box opens a new session
+// with a new POST, and the picture and the data channels come back in it.
+func TestRestartRefusedOpensNewSession(t *testing.T) {
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	e.patchStatus = http.StatusNotFound
+	b := startBox(t, e.url(), "", nil)
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode the first session")
+
+	relay.cut()
+	wait.For(t, 10*time.Second, "the box to try an ICE restart", func() bool {
+		_, patches := e.counts()
+		return patches >= 1
+	})
+	relay.restore()
+	wait.For(t, 15*time.Second, "a new session", func() bool {
+		posts, _ := e.counts()
+		return posts >= 2
+	})
+	wait.For(t, 15*time.Second, "Chromium to decode the new session", func() bool { return e.framesDecoded("2") >= 30 })
+	waitMessage(t, e, b, "2", "vitals", "in the new session")
+
+	st := b.p.Status()
+	if st.NewSessions != 2 || !strings.HasSuffix(st.Session, "/whip/2") || !strings.Contains(st.LastError, "404") {
+		t.Errorf("status %+v", st)
+	}
+	e.mu.Lock()
+	deletes := e.deletes
+	e.mu.Unlock()
+	if len(deletes) != 1 || deletes[0] != "1" {
+		t.Errorf("deleted %v, want the old session 1", deletes)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.opened["vitals"] != 2 || b.closed["vitals"] != 1 {
+		t.Errorf("vitals channel opened %d times, closed %d times, want 2 and 1", b.opened["vitals"], b.closed["vitals"])
+	}
+}

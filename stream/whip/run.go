@@ -1,0 +1,184 @@
+package whip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"lifeline/internal/service"
+)
+
+// Run publishes until ctx ends: it opens a session, keeps it through link drops with
+// ICE restarts, and opens a new one, after a back-off, only when the endpoint forgot
+// the old one or it cannot be restarted. It reports through h and returns nil when ctx
+// ends, after DELETEing the session.
+func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
+	defer p.setState(StateStopped)
+	delay := p.cfg.RetryInitial
+	for {
+		p.setState(StateConnecting)
+		h.Degraded("publishing to "+p.cfg.Endpoint, nil)
+		connected, err := p.publishOnce(ctx, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if connected {
+			delay = p.cfg.RetryInitial
+		}
+		p.recordError(err)
+		p.setState(StateWaiting)
+		h.Degraded(fmt.Sprintf("no live session; retrying in %s", delay), err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		if !connected {
+			delay = min(delay*2, p.cfg.RetryMax)
+		}
+	}
+}
+
+// publishOnce runs one session from its POST to its end, and says whether it ever
+// connected and why it ended.
+func (p *Publisher) publishOnce(ctx context.Context, h *service.Health) (connected bool, err error) {
+	s, err := p.open(ctx)
+	if err != nil {
+		return false, err
+	}
+	p.mu.Lock()
+	p.current = s
+	p.sessions++
+	p.mu.Unlock()
+	defer func() {
+		p.media.setConnected(false)
+		p.mu.Lock()
+		p.current = nil
+		p.mu.Unlock()
+		p.end(s)
+	}()
+	sv := &sessionLoop{p: p, s: s, h: h}
+	return sv.run(ctx)
+}
+
+// sessionLoop is the state machine of one session. Its timers are explicit: connect
+// bounds ICE and DTLS of a new session and each restart; restart fires when ICE has
+// been disconnected RestartDelay long, and again at the restart pace while the link
+// stays down.
+type sessionLoop struct {
+	p *Publisher
+	s *session
+	h *service.Health
+
+	connected  bool // the session connected at least once
+	restarting bool // an ICE restart is under way or due
+	connect    *time.Timer
+	restart    *time.Timer
+}
+
+func (l *sessionLoop) run(ctx context.Context) (bool, error) {
+	l.connect = time.NewTimer(l.p.cfg.ConnectTimeout)
+	l.restart = time.NewTimer(0)
+	stopTimer(l.restart)
+	defer stopTimer(l.connect)
+	defer stopTimer(l.restart)
+	for {
+		select {
+		case <-ctx.Done():
+			return l.connected, ctx.Err()
+		case st := <-l.s.events:
+			if err := l.onState(st); err != nil {
+				return l.connected, err
+			}
+		case <-l.connect.C:
+			if !l.connected {
+				return false, fmt.Errorf("whip: session %s did not connect within %s", l.s.resourceURL(), l.p.cfg.ConnectTimeout)
+			}
+			// A restart was accepted but ICE found no path yet: the link is still down,
+			// or the box's address changed again. Restart once more.
+			l.p.cfg.Log.Info("whip: ICE restart did not connect; restarting again", "session", l.s.resourceURL())
+			l.restart.Reset(0)
+		case <-l.restart.C:
+			if err := l.restartICE(ctx); err != nil {
+				return l.connected, err
+			}
+		}
+	}
+}
+
+// onState follows the peer connection's state; it returns an error when the session
+// is beyond saving.
+func (l *sessionLoop) onState(st webrtc.PeerConnectionState) error {
+	p := l.p
+	switch st {
+	case webrtc.PeerConnectionStateConnected:
+		stopTimer(l.connect)
+		stopTimer(l.restart)
+		first := !l.connected
+		l.connected, l.restarting = true, false
+		p.media.setConnected(true)
+		p.setState(StateConnected)
+		l.h.Ready("publishing to " + p.cfg.Endpoint)
+		if first {
+			// A new decoder at the far end needs an IDR; the camera may have one soon
+			// anyway, but a long GOP would leave the doctor a black screen.
+			p.keyframeWanted()
+		}
+	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateFailed:
+		if !l.connected {
+			return nil // still within the connect timer
+		}
+		p.media.setConnected(false)
+		if !l.restarting {
+			l.restarting = true
+			p.setState(StateRestarting)
+			l.h.Degraded("link lost; restarting ICE", nil)
+			l.restart.Reset(p.cfg.RestartDelay)
+		}
+	case webrtc.PeerConnectionStateClosed:
+		return errors.New("whip: peer connection closed")
+	}
+	return nil
+}
+
+// restartICE runs one ICE restart. A network error (the link is still down) retries
+// at the restart pace; an endpoint that forgot the session or cannot restart it ends
+// the session so that Run opens a new one.
+func (l *sessionLoop) restartICE(ctx context.Context) error {
+	p := l.p
+	if l.s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected && !l.restarting {
+		return nil
+	}
+	err := p.restartICE(ctx, l.s)
+	switch {
+	case err == nil:
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+		l.connect.Reset(p.cfg.RestartTimeout)
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case needsNewSession(err):
+		return fmt.Errorf("ICE restart refused, opening a new session: %w", err)
+	default:
+		p.recordError(err)
+		l.restart.Reset(p.cfg.RestartTimeout)
+		return nil
+	}
+}
+
+// stopTimer stops t and drains its channel, so that a later Reset starts clean.
+func stopTimer(t *time.Timer) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+}
