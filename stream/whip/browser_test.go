@@ -89,7 +89,7 @@ type chromiumEndpoint struct {
 	srv   *httptest.Server
 	relay *udpRelay // when set, media crosses it and the test can cut the link
 	stun  *stunServer
-	token string    // when set, requests must carry it as a bearer token
+	token string // when set, requests must carry it as a bearer token
 
 	mu          sync.Mutex
 	posts       int
