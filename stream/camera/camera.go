@@ -131,6 +131,35 @@ func (fd *feed) stop() {
 	}
 }
 
+// retirement holds feeds that were told to stop and may still be ending (an RTSP
+// source says TEARDOWN and waits up to a second for the answer), so that a switch
+// never waits for the old stream, and Run still returns only after every source has.
+type retirement []*feed
+
+// retire tells fd to stop without waiting for it, and forgets feeds that have ended.
+func (r *retirement) retire(fd *feed) {
+	if fd == nil {
+		return
+	}
+	fd.cancel()
+	kept := (*r)[:0]
+	for _, old := range *r {
+		select {
+		case <-old.done:
+		default:
+			kept = append(kept, old)
+		}
+	}
+	*r = append(kept, fd)
+}
+
+// wait waits for every retired feed to end.
+func (r retirement) wait() {
+	for _, fd := range r {
+		<-fd.done
+	}
+}
+
 // Run forwards the active stream's frames until ctx ends (nil) or the active stream
 // fails (its error; the caller retries after a back-off). A failing sub stream only
 // cancels the switch to it, and is tried again later.
@@ -142,9 +171,10 @@ func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 	c.mu.Unlock()
 	active := startFeed(ctx, c.main, false)
 	var pending *feed
-	defer func() { active.stop(); pending.stop() }()
+	var retired retirement
+	defer func() { active.stop(); pending.stop(); retired.wait() }()
 	for {
-		pending = c.reconcile(ctx, active, pending)
+		pending = c.reconcile(ctx, active, pending, &retired)
 		var pendingFrames chan handoff
 		var pendingErr chan error
 		if pending != nil {
@@ -163,7 +193,7 @@ func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 			return err
 		case h := <-pendingFrames:
 			if h.f.Codec == H264 && h.f.Keyframe {
-				active.stop()
+				retired.retire(active)
 				active, pending = pending, nil
 				c.mu.Lock()
 				c.activeSub = active.sub
@@ -172,7 +202,7 @@ func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 			}
 			h.release() // frames of the other stream before its IDR are dropped
 		case err := <-pendingErr:
-			pending.stop()
+			retired.retire(pending)
 			pending = nil
 			c.mu.Lock()
 			c.subErr, c.subRetry = err.Error(), time.Now().Add(subRetryAfter)
@@ -191,13 +221,13 @@ func (c *Camera) pick(sub bool) Source {
 
 // reconcile starts the stream asked for when it is not the active one, and stops a
 // pending one no longer asked for. It returns the pending feed.
-func (c *Camera) reconcile(ctx context.Context, active, pending *feed) *feed {
+func (c *Camera) reconcile(ctx context.Context, active, pending *feed, retired *retirement) *feed {
 	c.mu.Lock()
 	want, retry := c.wantSub && c.sub != nil, c.subRetry
 	c.mu.Unlock()
 	switch {
 	case want == active.sub:
-		pending.stop()
+		retired.retire(pending)
 		return nil
 	case pending != nil:
 		return pending

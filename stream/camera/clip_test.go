@@ -124,8 +124,8 @@ func TestClipPacesAndLoops(t *testing.T) {
 			t.Fatalf("frame %d is not frame %d of the first pass", i, i-30)
 		}
 	}
-	// 44 frame gaps at 1/30 s is 1.47 s; allow a loaded machine to be late, not early.
-	if span := frames[44].Received.Sub(frames[0].Received); span < 1400*time.Millisecond || span > 3*time.Second {
+	// 44 frame gaps at 1/30 s is 1.47 s; a loaded machine may be late, never early.
+	if span := frames[44].Received.Sub(frames[0].Received); span < 1400*time.Millisecond || span > 6*time.Second {
 		t.Errorf("45 frames took %s, want about 1.47 s", span)
 	}
 	if st := src.Status(); st.Frames < 45 || st.Keyframes < 3 || !strings.HasPrefix(st.Profile, "Constrained Baseline") {

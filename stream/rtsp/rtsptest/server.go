@@ -303,20 +303,7 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 	case "DESCRIBE":
 		ss.respond(h, "200 OK", []string{"Content-Type: application/sdp", "Content-Base: " + s.URL + "/"}, s.sdp())
 	case "SETUP":
-		if !strings.Contains(h.Get("Transport"), "RTP/AVP/TCP") {
-			ss.respond(h, "461 Unsupported Transport", nil, "")
-			return true
-		}
-		switch {
-		case strings.HasSuffix(uri, "/stream/trackID=1"):
-			ss.channel = 0
-			ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=0-1", session}, "")
-		case s.cfg.Audio && strings.HasSuffix(uri, "/stream/trackID=2"):
-			ss.audio = true
-			ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=2-3", session}, "")
-		default:
-			ss.respond(h, "404 Not Found", nil, "")
-		}
+		ss.setup(uri, h, session)
 	case "PLAY":
 		ss.respond(h, "200 OK", []string{session, "RTP-Info: url=" + s.URL + "/trackID=1;seq=1000;rtptime=0"}, "")
 		select {
@@ -343,6 +330,25 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 		ss.respond(h, "501 Not Implemented", nil, "")
 	}
 	return true
+}
+
+// setup answers SETUP of the video (trackID=1) or, when there is audio, trackID=2,
+// over TCP only.
+func (ss *session) setup(uri string, h rtsp.Header, session string) {
+	if !strings.Contains(h.Get("Transport"), "RTP/AVP/TCP") {
+		ss.respond(h, "461 Unsupported Transport", nil, "")
+		return
+	}
+	switch {
+	case strings.HasSuffix(uri, "/stream/trackID=1"):
+		ss.channel = 0
+		ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=0-1", session}, "")
+	case ss.s.cfg.Audio && strings.HasSuffix(uri, "/stream/trackID=2"):
+		ss.audio = true
+		ss.respond(h, "200 OK", []string{"Transport: RTP/AVP/TCP;unicast;interleaved=2-3", session}, "")
+	default:
+		ss.respond(h, "404 Not Found", nil, "")
+	}
 }
 
 func (s *Server) sdp() string {
