@@ -308,10 +308,13 @@ func (w *waveWindow) accept(seq uint64) bool {
 		w.high = seq
 		if w.high > waveWindowSize && w.high-waveWindowSize > w.floor {
 			w.floor = w.high - waveWindowSize
-			for s := range w.seen {
-				if s <= w.floor {
-					delete(w.seen, s)
-				}
+		}
+	}
+	if len(w.seen) > 2*waveWindowSize {
+		// Forget what fell below the window; done in bulk so each chunk costs O(1).
+		for s := range w.seen {
+			if s <= w.floor {
+				delete(w.seen, s)
 			}
 		}
 	}

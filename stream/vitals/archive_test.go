@@ -144,7 +144,7 @@ func TestArchiveTakesANewEpochAsANewSequenceAndSurvivesRestart(t *testing.T) {
 	}
 	mustReceive(t, a2, LabelReliable, numericMsg(t, "amb-07", "new-store", 2, t0), false)
 	var n int
-	a2.cfg.History.Read("amb-07", LabelReliable, Cursor{}, func(Record) bool { n++; return true })
+	a2.cfg.History.Read(HistoryQuery{Device: "amb-07", Channel: LabelReliable}, func(Record) bool { n++; return true })
 	if n != 5 {
 		t.Fatalf("history holds %d messages of both epochs, want 5", n)
 	}
@@ -163,7 +163,7 @@ func TestHistoryKeepsTheNewestWithinEachChannelsBound(t *testing.T) {
 		}
 	}
 	var seqs []uint64
-	h.Read("amb-07", LabelReliable, Cursor{}, func(r Record) bool { seqs = append(seqs, r.Cursor.Seq); return true })
+	h.Read(HistoryQuery{Device: "amb-07", Channel: LabelReliable}, func(r Record) bool { seqs = append(seqs, r.Cursor.Seq); return true })
 	var keep, size int64 // how many of the newest fit the bound, each stored with its 8-byte time
 	for seq := uint64(200); size+int64(len(numericMsg(t, "amb-07", "ep", seq, t0))+8) <= 20<<10; seq-- {
 		size += int64(len(numericMsg(t, "amb-07", "ep", seq, t0)) + 8)
@@ -173,7 +173,7 @@ func TestHistoryKeepsTheNewestWithinEachChannelsBound(t *testing.T) {
 		t.Fatalf("kept %d numerics (%d..%d), want the newest %d", len(seqs), seqs[0], seqs[len(seqs)-1], keep)
 	}
 	var waves int
-	h.Read("amb-07", LabelWave, Cursor{}, func(r Record) bool { waves++; return true })
+	h.Read(HistoryQuery{Device: "amb-07", Channel: LabelWave}, func(r Record) bool { waves++; return true })
 	if waves == 0 || waves == 200 {
 		t.Fatalf("kept %d wave chunks: the wave bound did not trim on its own", waves)
 	}

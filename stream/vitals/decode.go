@@ -81,6 +81,9 @@ func (m *Message) Validate() error {
 	case TypeWave:
 		return m.checkWave()
 	case TypeAlarm:
+		if len(m.Text) > maxDetail {
+			return m.invalid("alarm text is %d bytes, more than %d", len(m.Text), maxDetail)
+		}
 		return m.checkBox(oneOf(m.Priority, "none", "low", "medium", "high"), "priority", m.Priority,
 			oneOf(m.State, "raised", "cleared"))
 	case TypeDevice:

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,9 +24,17 @@ type HistoryStore interface {
 	// skipping records already held, and then trims each channel of each device it
 	// touched to the store's bound, oldest first.
 	Commit(recs []Record, states map[string]StreamState) error
-	// Read calls fn with the device's records of channel from just after cursor on,
-	// in cursor order, until fn returns false or the records end.
-	Read(device, channel string, after Cursor, fn func(Record) bool) error
+	// Read calls fn with the records q selects, in cursor order, until fn returns
+	// false or the records end.
+	Read(q HistoryQuery, fn func(Record) bool) error
+}
+
+// HistoryQuery selects records of one device and channel.
+type HistoryQuery struct {
+	Device  string
+	Channel string    // LabelReliable or LabelWave
+	After   Cursor    // only records after this cursor; the zero Cursor means from the start
+	From    time.Time // only records whose box_time is at or after it; zero means all
 }
 
 // StreamState is the hub's durable knowledge of one device's stream.
@@ -224,29 +232,37 @@ func (h *BoltHistory) trim(d *bolt.Bucket, channel string, grown int64) error {
 }
 
 // Read implements HistoryStore.
-func (h *BoltHistory) Read(device, channel string, after Cursor, fn func(Record) bool) error {
+func (h *BoltHistory) Read(q HistoryQuery, fn func(Record) bool) error {
+	from := int64(math.MinInt64)
+	if !q.From.IsZero() {
+		from = q.From.UnixNano()
+	}
 	err := h.store.View(func(tx *durable.Tx) error {
-		d := deviceBucket(tx, device)
+		d := deviceBucket(tx, q.Device)
 		if d == nil {
 			return nil
 		}
-		cb := d.Bucket([]byte(channel))
+		cb := d.Bucket([]byte(q.Channel))
 		if cb == nil {
 			return nil
 		}
 		c := cb.Cursor()
-		start := after.key()
+		start := q.After.key()
 		k, v := c.Seek(start)
 		if k != nil && string(k) == string(start) {
 			k, v = c.Next()
 		}
 		for ; k != nil; k, v = c.Next() {
 			if len(v) < 8 {
-				return errors.New("record shorter than its time stamp")
+				return fmt.Errorf("record %x shorter than its time stamp", k)
+			}
+			at := int64(binary.BigEndian.Uint64(v))
+			if at < from {
+				continue // checked before the copy: a time query scans, it does not copy
 			}
 			r := Record{
-				Device: device, Channel: channel, Cursor: cursorOf(k),
-				BoxTime: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(),
+				Device: q.Device, Channel: q.Channel, Cursor: cursorOf(k),
+				BoxTime: time.Unix(0, at).UTC(),
 				Data:    append([]byte(nil), v[8:]...),
 			}
 			if !fn(r) {
@@ -256,7 +272,7 @@ func (h *BoltHistory) Read(device, channel string, after Cursor, fn func(Record)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("vitals: history of %s/%s: %w", device, channel, err)
+		return fmt.Errorf("vitals: history of %s/%s: %w", q.Device, q.Channel, err)
 	}
 	return nil
 }

@@ -127,15 +127,13 @@ func (a *Archive) historyPage(q historyQuery) (HistoryPage, error) {
 	page := HistoryPage{V: Version, Device: q.device, Channel: q.channel, Epoch: st.Epoch,
 		Messages: []json.RawMessage{}, Next: q.after.String()}
 	size := 0
-	err = a.cfg.History.Read(q.device, q.channel, q.after, func(rec Record) bool {
+	hq := HistoryQuery{Device: q.device, Channel: q.channel, After: q.after, From: q.from}
+	err = a.cfg.History.Read(hq, func(rec Record) bool {
 		if len(page.Messages) >= q.limit || size >= historyMaxBytes {
 			page.More = true
 			return false
 		}
 		page.Next = rec.Cursor.String()
-		if !q.from.IsZero() && rec.BoxTime.Before(q.from) {
-			return true
-		}
 		page.Messages = append(page.Messages, rec.Data)
 		size += len(rec.Data)
 		return true

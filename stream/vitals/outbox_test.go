@@ -191,7 +191,7 @@ func (l *link) disconnect() {
 // history returns the reliable messages the hub holds, in order.
 func (l *link) history(t testing.TB) []Message {
 	var out []Message
-	err := l.archive.cfg.History.Read("amb-07", LabelReliable, Cursor{}, func(r Record) bool {
+	err := l.archive.cfg.History.Read(HistoryQuery{Device: "amb-07", Channel: LabelReliable}, func(r Record) bool {
 		m, err := Decode(r.Data)
 		if err != nil {
 			t.Fatalf("stored message unreadable: %v", err)
@@ -367,5 +367,120 @@ func TestControlReachesTheCrewOnceAndIsReceipted(t *testing.T) {
 		if err := b.out.HandleFromHub([]byte(bad)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("box took %s from the hub: %v", bad, err)
 		}
+	}
+}
+
+// waveTap records the wave chunks an Outbox sends and can refuse or hold them.
+type waveTap struct {
+	mu     sync.Mutex
+	got    []Message
+	refuse func(Message) bool
+	hold   chan struct{} // when set, the next send waits until it is closed
+}
+
+func (w *waveTap) send(data []byte) error {
+	m, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	hold, refuse := w.hold, w.refuse
+	w.hold = nil
+	w.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	if refuse != nil && refuse(m) {
+		return errors.New("send buffer full")
+	}
+	w.mu.Lock()
+	w.got = append(w.got, m)
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *waveTap) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.got)
+}
+
+func TestAChunkThatCannotGoMarksTheNextOfItsSignal(t *testing.T) {
+	b := startBox(t, openStore(t, "box.db"), OutboxConfig{})
+	refused := 0
+	tap := &waveTap{refuse: func(m Message) bool {
+		if m.Code == uint32(telemetry.MDC_ECG_ELEC_POTL_V3) && m.Seq > 14*3 && refused == 0 {
+			refused++
+			return true
+		}
+		return false
+	}}
+	b.out.Attach(func([]byte) error { return nil }, tap.send)
+	b.publish(newPatient(t0), time.Second)
+	wait.For(t, 5*time.Second, "139 chunks", func() bool { return tap.count() == 139 })
+	seen := map[uint32]bool{}
+	lostV3 := false
+	for _, m := range tap.got {
+		wantGap := !seen[m.Code] || (m.Code == uint32(telemetry.MDC_ECG_ELEC_POTL_V3) && !lostV3 && m.Seq > 14*3)
+		if m.Code == uint32(telemetry.MDC_ECG_ELEC_POTL_V3) && m.Seq > 14*3 {
+			lostV3 = true
+		}
+		if m.Gap != wantGap {
+			t.Fatalf("%s seq %d: gap %v, want %v", m.MDC, m.Seq, m.Gap, wantGap)
+		}
+		seen[m.Code] = true
+	}
+}
+
+func TestBusDropsMarkEverySignal(t *testing.T) {
+	store := openStore(t, "box.db")
+	bus := telemetry.NewBus(nil)
+	out, err := NewOutbox(OutboxConfig{Store: store, Bus: bus, Device: "amb-07", Buffer: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &waveTap{}
+	out.Attach(func([]byte) error { return nil }, tap.send)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- out.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p := newPatient(t0)
+	publish := func() {
+		for _, ev := range p.next() {
+			if ev.Kind() == telemetry.KindWave {
+				bus.Publish("monitor0", ev)
+			}
+		}
+	}
+	publish()
+	wait.For(t, 5*time.Second, "the first 100 ms", func() bool { return tap.count() == 14 })
+	gate := make(chan struct{})
+	tap.mu.Lock()
+	tap.hold = gate
+	tap.mu.Unlock()
+	publish() // the outbox takes the first chunk and is held sending it
+	wait.For(t, 5*time.Second, "the outbox to be held", func() bool {
+		tap.mu.Lock()
+		defer tap.mu.Unlock()
+		return tap.hold == nil
+	})
+	for range 5 { // 70 chunks into a buffer of 20: the bus drops the oldest
+		publish()
+	}
+	close(gate)
+	wait.For(t, 5*time.Second, "the buffered chunks", func() bool { return tap.count() == 14+1+20 })
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	if tap.got[14].Gap {
+		t.Fatalf("the chunk sent before the drop says gap")
+	}
+	seen := map[uint32]bool{}
+	for _, m := range tap.got[15:] {
+		if m.Gap != !seen[m.Code] {
+			t.Fatalf("%s seq %d after the bus dropped chunks: gap %v, want it on the first of each signal", m.MDC, m.Seq, m.Gap)
+		}
+		seen[m.Code] = true
 	}
 }
