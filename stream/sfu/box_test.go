@@ -34,10 +34,10 @@ type testBox struct {
 	etag     string
 	answer   string
 
-	framesSent atomic.Int64
+	framesSent  atomic.Int64
 	plis, nacks atomic.Int64 // RTCP the hub sent the box
-	stop       chan struct{}
-	stopped    sync.WaitGroup
+	stop        chan struct{}
+	stopped     sync.WaitGroup
 
 	mu       sync.Mutex
 	received map[string][][]byte // by label

@@ -106,16 +106,6 @@ func startHub(t *testing.T, cfg Config) *hub {
 	return h
 }
 
-func (h *hub) eventKinds() []EventKind {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []EventKind
-	for _, e := range h.events {
-		out = append(out, e.Kind)
-	}
-	return out
-}
-
 // do sends one request to the hub and returns its status, headers and body.
 func (h *hub) do(t *testing.T, method, path, contentType, body string, header map[string]string) (int, http.Header, string) {
 	t.Helper()

@@ -100,9 +100,6 @@ func answer(ctx context.Context, pc *webrtc.PeerConnection) error {
 
 // startPublication wires a negotiated box connection into its feed.
 func (s *SFU) startPublication(pub *publication) {
-	for _, src := range pub.sources {
-		src.keyframes = pub.feed.requestKeyframe
-	}
 	pub.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		src := pub.sources[tr.Kind()]
 		if src == nil {

@@ -93,6 +93,9 @@ func (s *SFU) addPublication(pub *publication) error {
 		s.feeds[pub.device] = f
 	}
 	pub.feed = f
+	for _, src := range pub.sources {
+		src.keyframes = f.requestKeyframe
+	}
 	s.pubs[pub.id] = pub
 	old, lost := f.replace(pub)
 	if old != nil {

@@ -1,0 +1,73 @@
+package sfu
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"lifeline/internal/wait"
+)
+
+// TestRepublishKeepsViewersAndRevokeEndsThem follows a box through the two ways its
+// session can end. When the box publishes again (it lost its session, or restarted),
+// the new session replaces the old and the viewer keeps watching on the same
+// connection with sequence numbers that simply continue. When the box is revoked,
+// its session and every view of it end at once, and the audit hears of each.
+func TestRepublishKeepsViewersAndRevokeEndsThem(t *testing.T) {
+	aus := h264Clip(t, 2, 30, 30)
+	h := startHub(t, Config{})
+	first := publishBox(t, h, "box-re")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool { return first.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	first.play(aus, 30)
+	v := watch(t, h, "box-re")
+	if v.code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", v.code, v.body)
+	}
+	wait.For(t, 10*time.Second, "video at the viewer", func() bool { return len(v.received()) > 30 })
+
+	second := publishBox(t, h, "box-re")
+	first.close()
+	wait.For(t, 10*time.Second, "the second session's connection", func() bool { return second.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	mark := len(v.received())
+	second.play(aus, 30)
+	wait.For(t, 10*time.Second, "video from the second session at the viewer", func() bool { return len(v.received()) > mark+60 })
+	seqs := v.received()
+	for i := 1; i < len(seqs); i++ {
+		if d := seqs[i] - seqs[i-1]; d != 1 && d < 1<<15 && d > 64 {
+			t.Fatalf("viewer's sequence jumped by %d at packet %d: the switch of session broke its numbering", d, i)
+		}
+	}
+	if st := v.pc.ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+		t.Errorf("viewer is %s after the box re-published, want still connected", st)
+	}
+	if st := h.sfu.Status(); len(st.Sessions) != 1 || "/whip/"+st.Sessions[0].Session != second.location || len(st.Sessions[0].Viewers) != 1 {
+		t.Errorf("status after re-publishing: %+v", st.Sessions)
+	}
+
+	if !h.sfu.Revoke("box-re") {
+		t.Fatal("Revoke found no session")
+	}
+	wait.For(t, 5*time.Second, "the viewer's connection to end", func() bool {
+		st := v.pc.ConnectionState()
+		return st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateDisconnected
+	})
+	if code, _, body := h.do(t, http.MethodPatch, second.location, fragmentType, "a=end-of-candidates\r\n",
+		map[string]string{"X-Device": "box-re", "If-Match": second.etag}); code != http.StatusNotFound {
+		t.Errorf("PATCH on the revoked session: %d %s, want 404 so the box knows to POST", code, body)
+	}
+	var got []string
+	h.mu.Lock()
+	for _, e := range h.events {
+		got = append(got, string(e.Kind)+"/"+e.Reason)
+	}
+	h.mu.Unlock()
+	joined := strings.Join(got, "\n")
+	for _, want := range []string{"stream.session.ended/replaced by the box's new session", "stream.session.ended/device revoked", "stream.viewer.left/the box's session ended: device revoked"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("events lack %q; got:\n%s", want, joined)
+		}
+	}
+}
