@@ -154,20 +154,9 @@ func (c *checker) monitor(m MonitorConfig) {
 		if !ok {
 			c.oneOf("monitor.protocol", m.Protocol, append(protocols.Names(), protocols.Auto)...)
 		} else if err == nil && ep.Network() && !p.Network {
-			c.fail("monitor.protocol", "%q over the network: only %s runs over TCP", m.Protocol, strings.Join(networkProtocols(), ", "))
+			c.fail("monitor.protocol", "%q over the network: only %s runs over TCP", m.Protocol, strings.Join(protocols.NetworkNames(), ", "))
 		}
 	}
-}
-
-// networkProtocols names the protocols that run over TCP.
-func networkProtocols() []string {
-	var out []string
-	for _, p := range protocols.All() {
-		if p.Network {
-			out = append(out, p.Name)
-		}
-	}
-	return out
 }
 
 func (c *checker) logSection(l LogSection) {

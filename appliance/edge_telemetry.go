@@ -8,7 +8,6 @@ import (
 	"lifeline/internal/service"
 	"lifeline/telemetry"
 	"lifeline/telemetry/monitor"
-	"lifeline/telemetry/protocols"
 	"lifeline/telemetry/record"
 )
 
@@ -24,7 +23,6 @@ func (e *Edge) addTelemetry() error {
 			Name:       m.Port,
 			Port:       m.Port,
 			Protocol:   m.Protocol,
-			Drivers:    protocols.Drivers(log),
 			Bus:        e.bus,
 			Log:        log,
 			Registerer: e.reg,

@@ -32,6 +32,17 @@ func Names() []string {
 	return names
 }
 
+// NetworkNames returns the config names of the protocols that also run over TCP.
+func NetworkNames() []string {
+	var names []string
+	for _, p := range all {
+		if p.Network {
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}
+
 // Lookup returns the protocol with the config name name.
 func Lookup(name string) (telemetry.Protocol, bool) {
 	for _, p := range all {

@@ -63,8 +63,8 @@ func TestLookupAndNames(t *testing.T) {
 	if _, ok := protocols.Lookup(protocols.Auto); ok {
 		t.Error("auto is a setting, not a protocol")
 	}
-	if p, _ := protocols.Lookup("hl7"); !p.Network {
-		t.Error("hl7 must be allowed over TCP")
+	if n := protocols.NetworkNames(); len(n) != 1 || n[0] != "hl7" {
+		t.Errorf("network protocols %v, want only hl7 (MLLP)", n)
 	}
 	for _, d := range protocols.Drivers(nil) {
 		if p, _ := protocols.Lookup(d.Protocol()); p.Network != (d.Protocol() == "hl7") {
