@@ -79,7 +79,12 @@ func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Fr
 	var ssrc uint32
 	var following bool
 	var lastFromSSRC time.Time
+	lastUsable := time.Now()
 	for {
+		if time.Since(lastUsable) > s.timeout {
+			// Datagrams keep coming, but none is H.264 RTP of the sender followed.
+			return fmt.Errorf("camera: nothing usable on %s for %s: no RTP with a dynamic payload type (96-127)", pc.LocalAddr(), s.timeout)
+		}
 		if ctx.Err() == nil {
 			_ = pc.SetReadDeadline(time.Now().Add(s.timeout))
 		}
@@ -103,7 +108,7 @@ func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Fr
 			ssrc, following = p.SSRC, true
 			v = newRTPVideo(s.status, nil, nil) // a new sender: new sequence and clock
 		}
-		lastFromSSRC = now
+		lastFromSSRC, lastUsable = now, now
 		v.push(&p, emit)
 	}
 }

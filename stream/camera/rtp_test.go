@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,34 @@ func TestRTPSourceIgnoresStrangers(t *testing.T) {
 	st := src.Status()
 	if len(frames) != 60 || st.LostPackets != 0 || !st.BFrames || st.Forwardable || !hasProblem(st, "High profile") || !hasProblem(st, "B-frames") {
 		t.Errorf("%d frames, status %+v", len(frames), st)
+	}
+}
+
+// TestRTPSourceOnlyGarbage sends datagrams that are not H.264 RTP, steadily, and
+// expects the source to give up saying so rather than wait for ever.
+func TestRTPSourceOnlyGarbage(t *testing.T) {
+	src := NewRTPSource("127.0.0.1:0", 300*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- src.Run(t.Context(), func(Frame) {}) }()
+	conn, err := net.Dial("udp", <-src.Bound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pcmu, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 1}, Payload: []byte{0xff}}).Marshal()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "nothing usable") {
+				t.Fatalf("Run: %v, want it to say nothing usable arrived", err)
+			}
+			return
+		case <-tick.C:
+			_, _ = conn.Write(pcmu)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not give up")
+		}
 	}
 }

@@ -90,6 +90,7 @@ type Conn struct {
 	channels       map[byte]channel
 	frame          [1 << 16]byte
 	emptyLines     int
+	unusable       int // frames dropped in a row by ReadPacket
 }
 
 // channel is what an interleaved channel number carries.
@@ -273,17 +274,39 @@ func (c *Conn) ReadPacket() (Packet, error) {
 		}
 		target, ok := c.channels[ch]
 		if !ok {
-			continue // a channel not set up: RFC 2326 §10.12 lets the client drop it
+			// A channel not set up: RFC 2326 §10.12 lets the client drop it.
+			if err := c.skipUnusable(); err != nil {
+				return Packet{}, err
+			}
+			continue
 		}
 		if target.rtcp {
+			c.unusable = 0
 			return Packet{Track: target.track, RTCP: frame}, nil
 		}
 		p := &rtp.Packet{}
 		if err := p.Unmarshal(frame); err != nil {
-			continue // not RTP; the depacketizer would not want it either
+			if err := c.skipUnusable(); err != nil { // not RTP: no use to anyone
+				return Packet{}, err
+			}
+			continue
 		}
+		c.unusable = 0
 		return Packet{Track: target.track, RTP: p}, nil
 	}
+}
+
+// maxUnusable bounds the frames in a row that ReadPacket drops (channels not set up,
+// payloads that are not RTP) before it gives up on the camera: without it, a camera
+// sending only such frames would keep ReadPacket from ever returning.
+const maxUnusable = 1000
+
+func (c *Conn) skipUnusable() error {
+	c.unusable++
+	if c.unusable > maxUnusable {
+		return fmt.Errorf("rtsp: %s: camera sent %d interleaved frames in a row that are not RTP or RTCP of a track set up", c.url, maxUnusable)
+	}
+	return nil
 }
 
 func (c *Conn) readError(err error) error {

@@ -195,6 +195,7 @@ func TestMisbehavingCameras(t *testing.T) {
 		{"garbage mid-stream", rtsptest.Config{Fault: rtsptest.GarbageMidStream, StopAfter: 50}, false, "where a response or an interleaved frame belongs"},
 		{"stops mid-stream", rtsptest.Config{Fault: rtsptest.StopMidStream, StopAfter: 50}, false, "sent nothing for"},
 		{"closes mid-stream", rtsptest.Config{Fault: rtsptest.CloseMidStream, StopAfter: 50}, false, "closed the connection"},
+		{"wrong channel mid-stream", rtsptest.Config{Fault: rtsptest.WrongChannelMidStream, StopAfter: 50, FrameDuration: time.Millisecond}, false, "not RTP or RTCP of a track set up"},
 		{"H.265 camera", rtsptest.Config{Codec: "H265"}, false, ""},
 	}
 	for _, tc := range cases {

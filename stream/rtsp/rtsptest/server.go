@@ -40,6 +40,9 @@ const (
 	StopMidStream
 	// CloseMidStream closes the connection after StopAfter packets.
 	CloseMidStream
+	// WrongChannelMidStream sends its packets on channel 7, never set up, after
+	// StopAfter packets.
+	WrongChannelMidStream
 )
 
 // Config describes the camera.
@@ -436,6 +439,9 @@ func (ss *session) fault(sent uint16) bool {
 		ss.c.Close()
 	case StopMidStream:
 		<-ss.done
+	case WrongChannelMidStream:
+		ss.channel = 7
+		return false
 	}
 	return true
 }
