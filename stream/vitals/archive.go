@@ -38,6 +38,8 @@ type Archive struct {
 	cfg ArchiveConfig
 	log *slog.Logger
 
+	flushMu sync.Mutex // one commit at a time, so states reach the disk in order
+
 	mu      sync.Mutex
 	devices map[string]*deviceStream
 	pending []Record
@@ -115,7 +117,7 @@ func (a *Archive) Receive(device, label string, data []byte) (fresh bool, err er
 	}
 	if m.Epoch != d.st.Epoch {
 		// The box's store was created anew: a new sequence space.
-		d.st = StreamState{Epoch: m.Epoch, EpochN: d.st.EpochN + 1}
+		d.st = StreamState{Epoch: m.Epoch, EpochN: d.st.EpochN + 1, ControlSeq: d.st.ControlSeq}
 		d.durable, d.acked, d.holdFrom, d.waves = 0, 0, 0, waveWindow{}
 		a.log.Info("vitals stream starts a new epoch", "device", device, "epoch", m.Epoch, "n", d.st.EpochN)
 	}
@@ -204,6 +206,40 @@ func (a *Archive) Ack(device string) ([]byte, error) {
 	return ackMessage(d.st.Epoch, d.durable, false)
 }
 
+// Control numbers a message from the hospital to the crew of device and returns it
+// encoded, to send on the device's "control" channel (and again, unchanged, after a
+// reconnect until its receipt arrives). The number is on disk before Control
+// returns, so it is never given twice. c.Seq is ignored; c.Type defaults to "text".
+func (a *Archive) Control(device string, c Control) ([]byte, error) {
+	if c.Type == "" {
+		c.Type = TypeText
+	}
+	if c.HubTime.IsZero() {
+		c.HubTime = time.Now().UTC()
+	}
+	m := Message{V: Version, Type: c.Type, Seq: 1, ID: c.ID, From: c.From, Text: c.Text, HubTime: c.HubTime}
+	if Reliable(c.Type) || c.Type == TypeWave || c.Type == TypeAck {
+		return nil, fmt.Errorf("%w: %q is not a control type", ErrInvalid, c.Type)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	d, err := a.streamLocked(device)
+	if err != nil {
+		a.mu.Unlock()
+		return nil, err
+	}
+	d.st.ControlSeq++
+	m.Seq = d.st.ControlSeq
+	a.states[device] = d.st
+	a.mu.Unlock()
+	if err := a.Flush(); err != nil {
+		return nil, fmt.Errorf("vitals: control message for %s not numbered: %w", device, err)
+	}
+	return Marshal(&m)
+}
+
 func ackMessage(epoch string, seq uint64, replay bool) ([]byte, error) {
 	m := Message{V: Version, Type: TypeAck, Seq: seq, Epoch: epoch, Replay: replay}
 	return Marshal(&m)
@@ -227,6 +263,8 @@ func (a *Archive) Run(ctx context.Context) error {
 
 // Flush commits the pending messages in one transaction and sends the acks it allows.
 func (a *Archive) Flush() error {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
 	a.mu.Lock()
 	recs, states := a.pending, a.states
 	a.pending, a.states = nil, map[string]StreamState{}

@@ -331,3 +331,44 @@ func TestHistoryQueryBySeqTimeAndPage(t *testing.T) {
 		t.Fatalf("unknown device: %d %s, want an empty history", resp.StatusCode, body2)
 	}
 }
+
+func TestControlNumbersSurviveAHubRestartAndReachTheCrewOnce(t *testing.T) {
+	store := openStore(t, "hub.db")
+	var mu sync.Mutex
+	var crew []Control
+	b := startBox(t, openStore(t, "box.db"), OutboxConfig{OnControl: func(c Control) {
+		mu.Lock()
+		crew = append(crew, c)
+		mu.Unlock()
+	}})
+	a, _ := newArchive(t, NewBoltHistory(store, HistoryBounds{}), 0)
+	var sent [][]byte
+	for _, text := range []string{"ETA?", "Give aspirin 300 mg"} {
+		data, err := a.Control("amb-07", Control{ID: text, From: "Dr Li", Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, data)
+	}
+	a2, _ := newArchive(t, NewBoltHistory(store, HistoryBounds{}), 0) // the hub restarted
+	data, err := a2.Control("amb-07", Control{Type: "ecg-request", ID: "r-1", From: "Dr Li"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent = append(sent, data)
+	for _, data := range append(sent, sent...) { // everything resent after a reconnect
+		if err := b.out.HandleFromHub(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(crew) != 3 || crew[0].Seq != 1 || crew[2].Seq != 3 || crew[2].Type != "ecg-request" || crew[1].Text != "Give aspirin 300 mg" {
+		t.Fatalf("crew got %+v, want three messages numbered 1..3 once each", crew)
+	}
+	for _, c := range []Control{{Type: TypeAck}, {Type: TypeNumeric}, {Type: "Bad Type"}, {Text: strings.Repeat("x", maxText+1)}} {
+		if _, err := a2.Control("amb-07", c); !errors.Is(err, ErrInvalid) {
+			t.Errorf("control %q of %d bytes: %v, want refused", c.Type, len(c.Text), err)
+		}
+	}
+}

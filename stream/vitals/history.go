@@ -43,6 +43,10 @@ type StreamState struct {
 	EpochN   uint32 `json:"epoch_n"`   // how many epochs the hub has seen: orders history across them
 	Reliable uint64 `json:"reliable"`  // highest reliable seq held in this epoch: the ack
 	WaveHigh uint64 `json:"wave_high"` // highest wave seq held in this epoch
+	// ControlSeq is the last control seq the hub gave a message to this device. It
+	// never goes back, across epochs too: the box hands each control seq to the crew
+	// once, so a reused number would be a lost message.
+	ControlSeq uint64 `json:"control_seq"`
 }
 
 // Record is one stored message.

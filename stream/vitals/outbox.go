@@ -87,12 +87,13 @@ type Control struct {
 // unacknowledged ones after every reconnect), and sends wave chunks only while
 // attached, marking the first chunk after any loss with the gap flag.
 //
-// The publisher contract: call Attach with the two send functions when the "vitals"
-// and "vitals-wave" data channels are open, Detach as soon as either closes, and
-// HandleFromHub with every message arriving on "vitals" or "control". The send
-// functions must not block: wave returns an error when it cannot send now (the chunk is
-// lost and the next one carries the gap flag); reliable returns an error when the
-// channel cannot take the message (it is tried again after RetryEvery).
+// The publisher contract: call OpenReliable and OpenWave with the send function of the
+// "vitals" and "vitals-wave" data channels each time one opens (in every session),
+// CloseReliable and CloseWave as soon as it closes, and HandleFromHub with every
+// message arriving on "vitals" or "control". Attach and Detach do both at once. The
+// send functions must not block: wave returns an error when it cannot send now (the
+// chunk is lost and the next one carries the gap flag); reliable returns an error when
+// the channel cannot take the message (it is tried again after RetryEvery).
 type Outbox struct {
 	cfg   OutboxConfig
 	log   *slog.Logger
@@ -310,24 +311,57 @@ func (o *Outbox) flush() error {
 	return nil
 }
 
-// Attach gives the outbox the open data channels. It replays every reliable message
-// the hub has not acknowledged, in order, then continues live. Either function may be
-// nil when that channel is not open.
+// Attach gives the outbox both open data channels at once; see OpenReliable and
+// OpenWave. Either function may be nil when that channel is not open.
 func (o *Outbox) Attach(reliable, wave func([]byte) error) {
+	o.OpenWave(wave)
+	o.OpenReliable(reliable)
+}
+
+// Detach takes both channels away; see CloseReliable and CloseWave.
+func (o *Outbox) Detach() {
+	o.CloseReliable()
+	o.CloseWave()
+}
+
+// OpenReliable gives the outbox the open "vitals" channel. It replays every reliable
+// message the hub has not acknowledged, in order, then continues live. nil is the
+// same as CloseReliable.
+func (o *Outbox) OpenReliable(send func([]byte) error) {
 	o.mu.Lock()
-	o.reliable, o.wave = reliable, wave
+	o.reliable = send
 	o.gen++
 	o.sent = o.acked
 	o.mu.Unlock()
 	signal(o.wake)
 }
 
-// Detach takes the channels away: nothing is sent until the next Attach, and the
-// first wave chunk of every signal after it carries the gap flag.
-func (o *Outbox) Detach() {
+// CloseReliable takes the "vitals" channel away: nothing is sent on it until the
+// next OpenReliable, and every message stays in the ring.
+func (o *Outbox) CloseReliable() {
 	o.mu.Lock()
-	o.reliable, o.wave = nil, nil
+	o.reliable = nil
 	o.gen++
+	o.mu.Unlock()
+}
+
+// OpenWave gives the outbox the open "vitals-wave" channel. nil is the same as
+// CloseWave.
+func (o *Outbox) OpenWave(send func([]byte) error) {
+	if send == nil {
+		o.CloseWave()
+		return
+	}
+	o.mu.Lock()
+	o.wave = send
+	o.mu.Unlock()
+}
+
+// CloseWave takes the "vitals-wave" channel away: chunks are dropped until the next
+// OpenWave, and the first chunk of every signal after it carries the gap flag.
+func (o *Outbox) CloseWave() {
+	o.mu.Lock()
+	o.wave = nil
 	o.lossGen++
 	o.mu.Unlock()
 }
