@@ -166,11 +166,12 @@ func (c *checker) logSection(l LogSection) {
 
 // HubConfig is the hub's configuration (hub.toml).
 type HubConfig struct {
-	Server HubServer   `toml:"server"`
-	Status HTTPSection `toml:"status"`
-	PACS   PACSSection `toml:"pacs"`
-	Enrol  EnrolConfig `toml:"enrol"`
-	Log    LogSection  `toml:"log"`
+	Server HubServer     `toml:"server"`
+	Viewer ViewerSection `toml:"viewer"` // configs_viewer.go
+	Status HTTPSection   `toml:"status"`
+	PACS   PACSSection   `toml:"pacs"`
+	Enrol  EnrolConfig   `toml:"enrol"`
+	Log    LogSection    `toml:"log"`
 
 	file string
 }
@@ -179,6 +180,11 @@ type HubConfig struct {
 type HubServer struct {
 	Listen string   `toml:"listen"`
 	Names  []string `toml:"names"` // host names and addresses boxes use to reach the hub
+	// CertFile and KeyFile are the hospital's certificate for browsers, served on
+	// the viewer listener (configs_viewer.go says why there); boxes keep pinning the
+	// hub's own authority on Listen.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
 }
 
 // PACSSection names where the hub delivers studies. With neither set, studies stay in
@@ -198,6 +204,7 @@ type EnrolConfig struct {
 func DefaultHubConfig() HubConfig {
 	return HubConfig{
 		Server: HubServer{Listen: "127.0.0.1:8443", Names: []string{"127.0.0.1", "localhost"}},
+		Viewer: defaultViewer(),
 		Status: HTTPSection{Listen: "127.0.0.1:8781"},
 		PACS:   PACSSection{AETitle: "LIFELINEHUB"},
 		Enrol:  EnrolConfig{CodeLifetime: Duration{24 * time.Hour}},
@@ -223,6 +230,7 @@ func (cfg *HubConfig) validate() error {
 	if len(cfg.Server.Names) == 0 {
 		c.fail("server.names", "name at least one host name or address that boxes use to reach the hub")
 	}
+	c.viewer(cfg.Viewer, cfg.Server)
 	c.hostPort("status.listen", cfg.Status.Listen)
 	if cfg.PACS.STOWURL != "" {
 		c.httpURL("pacs.stow_url", cfg.PACS.STOWURL)

@@ -1,0 +1,87 @@
+package appliance
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"time"
+)
+
+// ViewerSection is the hub's side for doctors' browsers ([viewer] in hub.toml): the
+// ED screen, its sign-in and WHEP.
+//
+// Browsers have a listener of their own, apart from the boxes' server.listen, because
+// one TLS endpoint cannot serve both reliably. Boxes pin the hub's private authority;
+// browsers need the hospital's certificate ([server] cert_file). The server picks its
+// certificate from the ClientHello, before it knows whether a client certificate will
+// follow (TLS 1.3 asks for it only after the server's certificate), and a box and a
+// browser reaching the hub by the same host name send the same SNI and the same ALPN.
+// On a port of its own the viewer side asks for no client certificate, serves no box
+// endpoint, and can be opened to the hospital's network without opening the boxes'.
+type ViewerSection struct {
+	Listen string `toml:"listen"`
+	// IdleTimeout ends a session nobody used for this long; SessionLifetime ends
+	// every session this long after sign-in, used or not.
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	SessionLifetime Duration `toml:"session_lifetime"`
+	// LinkLifetime is how long a one-time sign-in link from 'lifeline hub user link'
+	// works (once).
+	LinkLifetime Duration `toml:"link_lifetime"`
+}
+
+// defaultViewer is [viewer] with nothing set: loopback, 30 min idle (a wall screen
+// that is watched keeps its session; a tablet left on a counter does not), a 12 h
+// shift at most, and links that must be used within 10 min.
+func defaultViewer() ViewerSection {
+	return ViewerSection{
+		Listen:          "127.0.0.1:8444",
+		IdleTimeout:     Duration{30 * time.Minute},
+		SessionLifetime: Duration{12 * time.Hour},
+		LinkLifetime:    Duration{10 * time.Minute},
+	}
+}
+
+// viewer checks [viewer] and the hospital's certificate in [server].
+func (c *checker) viewer(v ViewerSection, server HubServer) {
+	c.hostPort("viewer.listen", v.Listen)
+	c.positiveDuration("viewer.idle_timeout", v.IdleTimeout)
+	c.positiveDuration("viewer.session_lifetime", v.SessionLifetime)
+	c.positiveDuration("viewer.link_lifetime", v.LinkLifetime)
+	if v.IdleTimeout.Duration > v.SessionLifetime.Duration {
+		c.fail("viewer.idle_timeout", "%s is longer than viewer.session_lifetime %s", v.IdleTimeout.Duration, v.SessionLifetime.Duration)
+	}
+	if v.LinkLifetime.Duration > 24*time.Hour {
+		c.fail("viewer.link_lifetime", "%s: a sign-in link is a password in a URL; keep it under 24h", v.LinkLifetime.Duration)
+	}
+	switch {
+	case server.CertFile == "" && server.KeyFile == "":
+	case server.CertFile == "":
+		c.fail("server.cert_file", "server.key_file is set; set the certificate that goes with it")
+	case server.KeyFile == "":
+		c.fail("server.key_file", "server.cert_file is set; set the private key that goes with it")
+	default:
+		if _, err := loadBrowserCertificate(server.CertFile, server.KeyFile, time.Now()); err != nil {
+			c.fail("server.cert_file", "%v", err)
+		}
+	}
+}
+
+// loadBrowserCertificate reads the hospital's certificate and key and checks that they
+// belong together and that the certificate is valid at now, so that a wrong file is
+// found when the hub starts or reloads, not by a doctor's browser.
+func loadBrowserCertificate(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", certFile, err)
+	}
+	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+		return nil, fmt.Errorf("certificate %s is valid from %s until %s, not now", certFile,
+			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	cert.Leaf = leaf
+	return &cert, nil
+}
