@@ -83,23 +83,14 @@ func TestDeadLetterRetriedThroughTheAPIAndTheBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hubAddr, hubStatus, edgeHTTP, dicomAddr := freePort(t), freePort(t), freePort(t), freePort(t)
-	hubConf := writeFile(t, dir, "hub.toml", fmt.Sprintf("[server]\nlisten = %q\n[status]\nlisten = %q\n", hubAddr, hubStatus))
-	edgeConf := writeFile(t, dir, "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n[hub]\nurl = \"https://%s\"\n[dicom]\nlisten = %q\nstudy_quiet_period = \"1s\"\n",
-		edgeHTTP, hubAddr, dicomAddr))
-	hubData, edgeData := filepath.Join(dir, "hub"), filepath.Join(dir, "edge")
-	code, out, stderr := lifeline(t, "hub", "enroll", "--data", hubData, "--config", hubConf, "--device", "AMB-DL-1")
-	if code != 0 {
-		t.Fatalf("hub enroll: %s", stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	enrolCode := lines[len(lines)-1]
-	start(t, "hub", "--config", hubConf, "--data", hubData)
-	box := start(t, "edge", "--config", edgeConf, "--data", edgeData)
+	sys := newTestSystem(t, "AMB-DL-1", "", "study_quiet_period = \"1s\"\n")
+	sys.startHub(t)
+	box := sys.startBox(t)
+	edgeHTTP, edgeConf, edgeData := sys.edgeHTTP, sys.edgeConf, sys.edgeData
 
 	// The box receives the study before it is enrolled, so the study waits in the spool.
 	wait.For(t, 10*time.Second, "box serving", func() bool { return getJSON(t, "http://"+edgeHTTP+"/healthz", nil) == 200 })
-	host, port, _ := strings.Cut(dicomAddr, ":")
+	host, port, _ := strings.Cut(sys.dicomAddr, ":")
 	if out, err := exec.Command(storescu, "-aec", "LIFELINE", "-aet", "CT01", "+sd", host, port, studyDir).CombinedOutput(); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
 	}
@@ -114,9 +105,7 @@ func TestDeadLetterRetriedThroughTheAPIAndTheBinary(t *testing.T) {
 			t.Fatalf("take the spool file away: %v", err)
 		}
 	}
-	if code, _, stderr := lifeline(t, "edge", "enroll", "--config", edgeConf, "--data", edgeData, "--code", enrolCode); code != 0 {
-		t.Fatalf("edge enroll: %s", stderr)
-	}
+	sys.enrolBox(t)
 
 	wait.For(t, 30*time.Second, "three dead letters and the study blocked", func() bool {
 		_, fw := readBoxDICOMStatus(t, edgeHTTP)
@@ -125,7 +114,7 @@ func TestDeadLetterRetriedThroughTheAPIAndTheBinary(t *testing.T) {
 	if _, fw := readBoxDICOMStatus(t, edgeHTTP); fw.blocked[0] != studyUID+" 2 done 3 dead" {
 		t.Fatalf("blocked study: %q, want the two present instances done and three dead", fw.blocked[0])
 	}
-	code, out, stderr = lifeline(t, "edge", "dead-letters", "--config", edgeConf)
+	code, out, stderr := lifeline(t, "edge", "dead-letters", "--config", edgeConf)
 	if code != 0 {
 		t.Fatalf("edge dead-letters: status %d: %s", code, stderr)
 	}
@@ -172,9 +161,7 @@ func TestDeadLetterRetriedThroughTheAPIAndTheBinary(t *testing.T) {
 		return ready == 0 && fw.studies == 0 && fw.dead == 0
 	})
 	wait.For(t, 20*time.Second, "the hub reports the study delivered to its archive", func() bool {
-		var raw map[string]any
-		getJSON(t, "http://"+hubStatus+"/api/v1/status", &raw)
-		return strings.Contains(fmt.Sprint(raw), studyUID) && strings.Contains(fmt.Sprint(raw), "delivered_at")
+		return sys.hubReports(t, studyUID, "delivered_at")
 	})
 	if code, out, _ := lifeline(t, "edge", "dead-letters", "--config", edgeConf); code != 0 || !strings.Contains(out, "no dead letters") {
 		t.Fatalf("edge dead-letters after the retry: status %d\n%s", code, out)

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,25 +19,12 @@ import (
 // `lifeline edge enroll` ran, listen without a restart and present the box's own
 // certificate, issued by the hub's authority; the status names the box at once.
 func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
-	dir := t.TempDir()
-	hubAddr, hubStatus, edgeHTTP, dicomAddr := freePort(t), freePort(t), freePort(t), freePort(t)
-	hubConf := writeFile(t, dir, "hub.toml", fmt.Sprintf("[server]\nlisten = %q\n[status]\nlisten = %q\n", hubAddr, hubStatus))
-	edgeConf := writeFile(t, dir, "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n[hub]\nurl = \"https://%s\"\n[dicom]\nlisten = %q\ntls = true\n",
-		edgeHTTP, hubAddr, dicomAddr))
-	hubData, edgeData := filepath.Join(dir, "hub"), filepath.Join(dir, "edge")
-	code, out, stderr := lifeline(t, "hub", "enroll", "--data", hubData, "--config", hubConf, "--device", "AMB-TLS-1")
-	if code != 0 {
-		t.Fatalf("hub enroll: %s", stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	start(t, "hub", "--config", hubConf, "--data", hubData)
-	start(t, "edge", "--config", edgeConf, "--data", edgeData)
+	sys := newTestSystem(t, "AMB-TLS-1", "", "tls = true\n")
+	sys.startHub(t)
+	sys.startBox(t)
+	dicomAddr, edgeData := sys.dicomAddr, sys.edgeData
 
-	receiver := func() (state, detail string) {
-		var st statusBody
-		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &st)
-		return st.service("dicom-receiver")
-	}
+	receiver := func() (state, detail string) { return sys.boxStatus(t).service("dicom-receiver") }
 	wait.For(t, 10*time.Second, "the receiver waiting for enrolment", func() bool {
 		state, detail := receiver()
 		return state == "degraded" && strings.Contains(detail, "enrol the box first")
@@ -48,19 +34,13 @@ func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
 		t.Fatalf("a box that is not enrolled accepts DICOM TLS connections on %s", dicomAddr)
 	}
 
-	if code, _, stderr := lifeline(t, "edge", "enroll", "--config", edgeConf, "--data", edgeData, "--code", lines[len(lines)-1]); code != 0 {
-		t.Fatalf("edge enroll: %s", stderr)
-	}
+	sys.enrolBox(t)
 	wait.For(t, 15*time.Second, "the receiver ready after enrolment", func() bool {
 		state, _ := receiver()
 		return state == "ready"
 	})
 	// The crew's banner names the box soon after enrolment, not a hub check (30 s) later.
-	wait.For(t, 10*time.Second, "the status naming the enrolled box", func() bool {
-		var st statusBody
-		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &st)
-		return st.Device == "AMB-TLS-1"
-	})
+	wait.For(t, 10*time.Second, "the status naming the enrolled box", func() bool { return sys.boxStatus(t).Device == "AMB-TLS-1" })
 	// Only what the receiver presents is checked here, not a client's verification.
 	conn, err := tls.Dial("tcp", dicomAddr, &tls.Config{InsecureSkipVerify: true})
 	if err != nil {

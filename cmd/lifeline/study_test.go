@@ -12,6 +12,7 @@ import (
 
 	"lifeline/dicom/pacs/pacstest"
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 )
 
 // TestStudyFromModalityReachesPACS follows a study along the whole product path with
@@ -34,36 +35,22 @@ func TestStudyFromModalityReachesPACS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hubAddr, hubStatus, edgeHTTP, dicomAddr := freePort(t), freePort(t), freePort(t), freePort(t)
-	hubConf := writeFile(t, dir, "hub.toml", fmt.Sprintf("[server]\nlisten = %q\n[status]\nlisten = %q\n[pacs]\nstow_url = %q\n",
-		hubAddr, hubStatus, orthanc.STOWURL))
-	edgeConf := writeFile(t, dir, "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n[hub]\nurl = \"https://%s\"\n[dicom]\nlisten = %q\nstudy_quiet_period = \"1s\"\n",
-		edgeHTTP, hubAddr, dicomAddr))
-	hubData, edgeData := filepath.Join(dir, "hub"), filepath.Join(dir, "edge")
-
-	code, out, stderr := lifeline(t, "hub", "enroll", "--data", hubData, "--config", hubConf, "--device", "CLINIC-01")
-	if code != 0 {
-		t.Fatalf("hub enroll: %s", stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	start(t, "hub", "--config", hubConf, "--data", hubData)
+	sys := newTestSystem(t, "CLINIC-01", fmt.Sprintf("[pacs]\nstow_url = %q\n", orthanc.STOWURL), "study_quiet_period = \"1s\"\n")
+	sys.startHub(t)
 	var hs statusBody
-	eventually(t, "hub ready", 10*time.Second, func() bool {
-		return getJSON(t, "http://"+hubStatus+"/api/v1/status", &hs) == 200 && hs.Overall == "ready"
+	wait.For(t, 10*time.Second, "hub ready", func() bool {
+		return getJSON(t, "http://"+sys.hubStatus+"/api/v1/status", &hs) == 200 && hs.Overall == "ready"
 	})
-	if code, _, stderr := lifeline(t, "edge", "enroll", "--config", edgeConf, "--data", edgeData, "--code", lines[len(lines)-1]); code != 0 {
-		t.Fatalf("edge enroll: %s", stderr)
-	}
-	start(t, "edge", "--config", edgeConf, "--data", edgeData)
-	var es statusBody
-	eventually(t, "box receiver and forwarder ready", 10*time.Second, func() bool {
-		getJSON(t, "http://"+edgeHTTP+"/api/v1/status", &es)
+	sys.enrolBox(t)
+	sys.startBox(t)
+	wait.For(t, 10*time.Second, "box receiver and forwarder ready", func() bool {
+		es := sys.boxStatus(t)
 		r, _ := es.service("dicom-receiver")
 		f, _ := es.service("forwarder")
 		return r == "ready" && f == "ready"
 	})
 
-	host, port, _ := strings.Cut(dicomAddr, ":")
+	host, port, _ := strings.Cut(sys.dicomAddr, ":")
 	send := exec.Command(storescu, "-aec", "LIFELINE", "-aet", "CT01", "+sd", host, port, filepath.Join(dir, "study"))
 	if out, err := send.CombinedOutput(); err != nil {
 		t.Fatalf("storescu: %v\n%s", err, out)
@@ -75,7 +62,7 @@ func TestStudyFromModalityReachesPACS(t *testing.T) {
 	}
 	ctx := context.Background()
 	var stored []pacstest.StoredInstance
-	eventually(t, "every instance in Orthanc", 60*time.Second, func() bool {
+	wait.For(t, 60*time.Second, "every instance in Orthanc", func() bool {
 		stored, err = orthanc.Instances(ctx)
 		return err == nil && len(stored) >= len(want)
 	})
@@ -90,9 +77,7 @@ func TestStudyFromModalityReachesPACS(t *testing.T) {
 		}
 	}
 	// The hub reports the study delivered.
-	eventually(t, "hub reports the study delivered", 20*time.Second, func() bool {
-		var raw map[string]any
-		getJSON(t, "http://"+hubStatus+"/api/v1/status", &raw)
-		return strings.Contains(fmt.Sprint(raw), "2.25.4711") && strings.Contains(fmt.Sprint(raw), "delivered_at")
+	wait.For(t, 20*time.Second, "hub reports the study delivered", func() bool {
+		return sys.hubReports(t, "2.25.4711", "delivered_at")
 	})
 }
