@@ -186,6 +186,10 @@ func (c *Conn) Setup(t *Track) error {
 	n := byte(len(c.channels)) // two channels a track: RTP, then RTCP
 	transport := fmt.Sprintf("RTP/AVP/TCP;unicast;interleaved=%d-%d", n, n+1)
 	resp, err := c.do("SETUP", t.Control, Header{"Transport": {transport}})
+	var se *StatusError
+	if errors.As(err, &se) && se.StatusCode == 461 {
+		return fmt.Errorf("%w: the camera does not send RTP over the RTSP connection (TCP), the only way the box takes it", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -269,3 +269,19 @@ func TestCancelInterruptsRead(t *testing.T) {
 		t.Fatal("ReadPacket did not return after cancel")
 	}
 }
+
+// TestCameraWithoutTCP expects a camera that refuses RTP over TCP (VLC's RTSP output
+// does; checked by hand with cvlc 3.0.24) to be named as such.
+func TestCameraWithoutTCP(t *testing.T) {
+	srv := camera(t, rtsptest.Config{UDPOnly: true})
+	c, err := rtsp.Dial(context.Background(), srv.URL, rtsp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Setup(c.Description().Video())
+	var se *rtsp.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 461 || !strings.Contains(err.Error(), "over the RTSP connection (TCP)") {
+		t.Errorf("Setup: %v, want the 461 explained", err)
+	}
+}

@@ -64,6 +64,8 @@ type Config struct {
 	SessionTimeout int
 	// Audio adds a PCMU track that sends 20 ms of silence every 20 ms once set up.
 	Audio bool
+	// UDPOnly refuses RTP over TCP with 461, as VLC's RTSP output does.
+	UDPOnly bool
 	// NoGetParameter answers GET_PARAMETER with 501, as some cameras do.
 	NoGetParameter bool
 	Fault          Fault
@@ -338,7 +340,7 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 // setup answers SETUP of the video (trackID=1) or, when there is audio, trackID=2,
 // over TCP only.
 func (ss *session) setup(uri string, h rtsp.Header, session string) {
-	if !strings.Contains(h.Get("Transport"), "RTP/AVP/TCP") {
+	if ss.s.cfg.UDPOnly || !strings.Contains(h.Get("Transport"), "RTP/AVP/TCP") {
 		ss.respond(h, "461 Unsupported Transport", nil, "")
 		return
 	}
