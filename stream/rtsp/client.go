@@ -117,6 +117,10 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Conn, error) {
 	cfg = cfg.withDefaults()
 	u, err := url.Parse(rawURL)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold a password
+		}
 		return nil, fmt.Errorf("rtsp: bad URL: %w", err)
 	}
 	if u.Scheme != "rtsp" {
@@ -151,11 +155,17 @@ func Dial(ctx context.Context, rawURL string, cfg Config) (*Conn, error) {
 
 func (c *Conn) describe() error {
 	resp, err := c.do("OPTIONS", c.url, nil)
-	if err != nil {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		// A camera that does not answer OPTIONS may still DESCRIBE; keep-alives then
+		// try GET_PARAMETER and fall back to OPTIONS as usual.
+	case err != nil:
 		return err
-	}
-	if public := resp.Header.Get("Public"); public != "" && !strings.Contains(strings.ToUpper(public), "GET_PARAMETER") {
-		c.keepAlive = "OPTIONS"
+	default:
+		if public := resp.Header.Get("Public"); public != "" && !strings.Contains(strings.ToUpper(public), "GET_PARAMETER") {
+			c.keepAlive = "OPTIONS"
+		}
 	}
 	resp, err = c.do("DESCRIBE", c.url, Header{"Accept": {"application/sdp"}})
 	if err != nil {

@@ -285,3 +285,24 @@ func TestCameraWithoutTCP(t *testing.T) {
 		t.Errorf("Setup: %v, want the 461 explained", err)
 	}
 }
+
+// TestCameraWithoutOptions plays a camera that answers OPTIONS with 501.
+func TestCameraWithoutOptions(t *testing.T) {
+	srv := camera(t, rtsptest.Config{NoOptions: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := play(t, ctx, srv.URL, rtsp.Config{})
+	defer c.Close()
+	if _, err := c.ReadPacket(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDialBadURLHidesPassword(t *testing.T) {
+	for _, url := range []string{"rtsp://crew:secret@cam:554/%zz", "http://crew:secret@cam/", "rtsp://crew:secret@/x"} {
+		_, err := rtsp.Dial(context.Background(), url, rtsp.Config{})
+		if err == nil || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: %v; want an error without the password", url, err)
+		}
+	}
+}

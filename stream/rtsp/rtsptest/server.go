@@ -64,6 +64,8 @@ type Config struct {
 	SessionTimeout int
 	// Audio adds a PCMU track that sends 20 ms of silence every 20 ms once set up.
 	Audio bool
+	// NoOptions answers OPTIONS with 501, as a few cameras do.
+	NoOptions bool
 	// UDPOnly refuses RTP over TCP with 461, as VLC's RTSP output does.
 	UDPOnly bool
 	// NoGetParameter answers GET_PARAMETER with 501, as some cameras do.
@@ -300,6 +302,10 @@ func (ss *session) handle(method, uri string, h rtsp.Header) bool {
 	session := fmt.Sprintf("Session: 12345678;timeout=%d", s.cfg.SessionTimeout)
 	switch method {
 	case "OPTIONS":
+		if s.cfg.NoOptions {
+			ss.respond(h, "501 Not Implemented", nil, "")
+			return true
+		}
 		public := "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"
 		if s.cfg.NoGetParameter {
 			public = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN"
