@@ -1,9 +1,9 @@
 package telemetry
 
 // This file is the contract between the monitor reader (telemetry/monitor) and the
-// protocol drivers. Every driver implements Driver: telemetry/hl7 and telemetry/nonin
-// here, and telemetry/datex and telemetry/intellivue (built in parallel on top of this
-// file). Keep it small; extend it only together with all drivers.
+// protocol drivers. Every driver package (telemetry/hl7, nonin, datex, intellivue)
+// implements Driver and registers itself as a Protocol (protocol.go) in the one list in
+// telemetry/protocols. Keep it small; extend it only together with all drivers.
 
 import (
 	"context"
