@@ -75,21 +75,34 @@ func (h *Hub) adminMux() http.Handler {
 	return mux
 }
 
+// issueCode audits the code before it exists, so that no code works that the audit
+// trail does not show (fail closed); a code that then could not be stored is audited
+// as such.
 func issueCode(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration) (EnrolCode, error) {
-	code, err := reg.NewCode(ctx, device, lifetime)
-	if err != nil {
+	if err := trust.ValidDeviceID(device); err != nil {
 		return EnrolCode{}, err
 	}
 	expires := time.Now().Add(lifetime).UTC().Truncate(time.Second)
-	a.Audit("enrol.code_issued", map[string]any{"device": device, "expires": expires})
+	if err := a.Record("enrol.code_issued", map[string]any{"device": device, "expires": expires}); err != nil {
+		return EnrolCode{}, fmt.Errorf("no code issued for %s: %w", device, err)
+	}
+	code, err := reg.NewCode(ctx, device, lifetime)
+	if err != nil {
+		a.Audit("enrol.code_not_stored", map[string]any{"device": device, "reason": err.Error()})
+		return EnrolCode{}, err
+	}
 	return EnrolCode{Device: device, Code: code, Expires: expires}, nil
 }
 
+// revokeDevice audits the revocation before making it, like issueCode.
 func revokeDevice(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string) error {
+	if err := a.Record("device.revoked", map[string]any{"device": device}); err != nil {
+		return fmt.Errorf("%s not revoked: %w", device, err)
+	}
 	if err := reg.Revoke(ctx, device); err != nil {
+		a.Audit("device.revoke_failed", map[string]any{"device": device, "reason": err.Error()})
 		return err
 	}
-	a.Audit("device.revoked", map[string]any{"device": device})
 	return nil
 }
 

@@ -2,23 +2,50 @@
 // fsynced before the audited action is answered, so that every access to patient data
 // and every security decision can be traced later. Any log shipper can carry the file
 // to a central store.
+//
+// Two ways to write, for two kinds of event:
+//
+//   - Record is for security actions: issuing an enrolment code, enrolling or revoking
+//     a box, signing in, changing an account, handing out a viewer token. It returns
+//     an error when the line is not durable, and the caller must then not act (fail
+//     closed): an action nobody can trace later must not happen.
+//   - Audit is for observations of what already happened and cannot be undone by
+//     refusing (a box connected, a refusal, a study verified). A failure is reported in
+//     the process log, marked as not audited, and the caller carries on.
+//
+// A failed write never leaves a torn line: the file is cut back to where the line
+// began, so the next event starts on a line of its own. Should even that fail, the log
+// refuses every later Record until the hub restarts, rather than glue events together.
 package audit
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
 )
 
+// File is what Log writes to; *os.File is one. Tests of a failing disk supply another.
+type File interface {
+	io.Writer
+	Sync() error
+	Truncate(size int64) error
+	Seek(offset int64, whence int) (int64, error)
+	Close() error
+}
+
 // Log is an append-only audit file. It is safe for concurrent use.
 type Log struct {
-	mu   sync.Mutex
-	f    *os.File
-	log  *slog.Logger
-	host string
+	mu     sync.Mutex
+	f      File
+	path   string
+	broken error // set when a torn line could not be cut away
+	log    *slog.Logger
+	host   string
 }
 
 // Open opens (creating if needed) the audit file at path for appending.
@@ -27,40 +54,95 @@ func Open(path string, log *slog.Logger) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
-	host, _ := os.Hostname()
-	return &Log{f: f, log: log, host: host}, nil
+	return New(f, path, log), nil
 }
 
-// Audit appends one event. The line holds "time", "event", "host" and the given
-// fields. Should the write fail, the event still reaches the process log, marked as
-// not audited, so that the failure itself is visible to the operator.
+// New returns a Log appending to f, which is named path in errors. f must be opened
+// for appending (O_APPEND), so that every line goes to its end.
+func New(f File, path string, log *slog.Logger) *Log {
+	host, _ := os.Hostname()
+	return &Log{f: f, path: path, log: log, host: host}
+}
+
+// Record appends one event for a security action and returns once the line is on
+// stable storage. On an error the line is not in the file, and the caller must not
+// carry out the action. The line holds "time", "event", "host" and the given fields.
+func (l *Log) Record(event string, fields map[string]any) error {
+	line := encode(event, fields, l.host)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.broken != nil {
+		return l.broken
+	}
+	// Where the line begins, asked afresh: an administration command may have
+	// appended while no hub ran.
+	start, err := l.f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("audit: %s: event %s not written: find the file's end: %w", l.path, event, err)
+	}
+	n, err := l.f.Write(line)
+	if err == nil && n < len(line) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		err = l.f.Sync()
+	}
+	if err != nil {
+		l.cutTornLine(start)
+		return fmt.Errorf("audit: %s: event %s not durable: %w", l.path, event, err)
+	}
+	return nil
+}
+
+// Audit appends one event that records an observation. Should the write fail, the
+// event still reaches the process log, marked as not audited, so that the failure
+// itself is visible to the operator; the caller is not told.
 func (l *Log) Audit(event string, fields map[string]any) {
+	if err := l.Record(event, fields); err != nil {
+		l.log.Error("audit log write failed; event not audited", "event", event, "fields", fields, "err", err)
+	}
+}
+
+// cutTornLine removes whatever part of a failed line reached the file (a full disk
+// may take half of it), so that the next event does not continue it.
+func (l *Log) cutTornLine(start int64) {
+	if err := l.f.Truncate(start); err != nil {
+		l.broken = fmt.Errorf("audit: %s: a failed line could not be cut away (%w); refusing further events until restart", l.path, err)
+		l.log.Error("audit log is broken", "path", l.path, "err", err)
+		return
+	}
+	if err := l.f.Sync(); err != nil {
+		l.log.Warn("audit log: fsync after cutting a torn line failed", "path", l.path, "err", err)
+	}
+}
+
+// encode makes the line for one event; a field that cannot be encoded is named in
+// the line rather than losing the event.
+func encode(event string, fields map[string]any, host string) []byte {
 	rec := make(map[string]any, len(fields)+3)
 	for k, v := range fields {
 		rec[k] = v
 	}
 	rec["time"] = time.Now().UTC().Format(time.RFC3339Nano)
 	rec["event"] = event
-	rec["host"] = l.host
+	rec["host"] = host
 	line, err := json.Marshal(rec)
 	if err != nil {
-		line, _ = json.Marshal(map[string]any{"time": rec["time"], "event": event, "host": l.host, "encoding_error": err.Error()})
+		line, _ = json.Marshal(map[string]any{"time": rec["time"], "event": event, "host": host, "encoding_error": err.Error()})
 	}
-	line = append(line, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, err := l.f.Write(line); err != nil {
-		l.log.Error("audit log write failed; event not audited", "event", event, "err", err)
-		return
-	}
-	if err := l.f.Sync(); err != nil {
-		l.log.Error("audit log fsync failed; event may be lost", "event", event, "err", err)
-	}
+	return append(line, '\n')
 }
 
-// Close closes the file.
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("audit: log is closed")
+
+// Close closes the file; later Records fail with ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.broken == ErrClosed {
+		return nil
+	}
+	l.broken = ErrClosed
 	return l.f.Close()
 }

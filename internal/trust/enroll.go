@@ -34,8 +34,11 @@ type enrollResponse struct {
 	Error       string `json:"error,omitempty"`
 }
 
-// Auditor records security events; the hub's audit log implements it.
+// Auditor records security events; the hub's audit log (internal/audit) implements
+// it. Record is for security actions, which must not happen when their line is not
+// durable; Audit is for observations, whose failure is only logged.
 type Auditor interface {
+	Record(event string, fields map[string]any) error
 	Audit(event string, fields map[string]any)
 }
 
@@ -64,11 +67,18 @@ func EnrollHandler(auth *Authority, reg *Registry, audit Auditor) http.Handler {
 			return
 		}
 		var issued *x509.Certificate
+		var audited bool
 		device, err := reg.Redeem(r.Context(), strings.ToUpper(req.Code), func(deviceID string) (string, time.Time, error) {
 			issued, err = auth.SignDevice(deviceID, csr)
 			if err != nil {
 				return "", time.Time{}, err
 			}
+			// Recorded before the code is marked used, in the same step: an enrolment
+			// whose line is not durable does not happen (the code stays unused).
+			if err := audit.Record("enrol.accepted", map[string]any{"device": deviceID, "remote": r.RemoteAddr, "serial": issued.SerialNumber.Text(16)}); err != nil {
+				return "", time.Time{}, fmt.Errorf("enrolment not audited: %w", err)
+			}
+			audited = true
 			return issued.SerialNumber.Text(16), issued.NotAfter, nil
 		})
 		if err != nil {
@@ -76,11 +86,14 @@ func EnrollHandler(auth *Authority, reg *Registry, audit Auditor) http.Handler {
 			if !errors.Is(err, ErrCodeInvalid) && !errors.Is(err, ErrCodeUsed) && !errors.Is(err, ErrCodeExpired) && !errors.Is(err, ErrRevoked) {
 				status = http.StatusInternalServerError
 			}
-			audit.Audit("enrol.refused", map[string]any{"device": device, "remote": r.RemoteAddr, "reason": err.Error()})
+			event := "enrol.refused"
+			if audited {
+				event = "enrol.rolled_back" // the acceptance line is there; the state did not take it
+			}
+			audit.Audit(event, map[string]any{"device": device, "remote": r.RemoteAddr, "reason": err.Error()})
 			writeEnrollError(w, status, err.Error())
 			return
 		}
-		audit.Audit("enrol.accepted", map[string]any{"device": device, "remote": r.RemoteAddr, "serial": issued.SerialNumber.Text(16)})
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(enrollResponse{
 			DeviceID:    device,

@@ -109,6 +109,31 @@ func TestEnrolConnectRevoke(t *testing.T) {
 	}
 }
 
+// TestEnrolmentFailsClosedWithoutAudit checks that a box is not enrolled when the
+// acceptance cannot be audited, and that its code still works once it can.
+func TestEnrolmentFailsClosedWithoutAudit(t *testing.T) {
+	h := startHub(t)
+	code, err := h.reg.NewCode(context.Background(), "AMB-0003", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.audit.FailWith(errors.New("disk full"))
+	if _, err := Enroll(context.Background(), h.url, code, t.TempDir()); err == nil || !strings.Contains(err.Error(), "not audited") {
+		t.Fatalf("enrolment with a failing audit log: %v", err)
+	}
+	devs, _ := h.reg.Devices(context.Background())
+	if len(devs) != 1 || devs[0].State != StatePending {
+		t.Fatalf("devices after an unaudited enrolment: %+v", devs)
+	}
+	h.audit.FailWith(nil)
+	if _, err := Enroll(context.Background(), h.url, code, t.TempDir()); err != nil {
+		t.Fatalf("the code after the audit log recovered: %v", err)
+	}
+	if h.audit.Count("enrol.accepted") != 1 {
+		t.Fatalf("audit events: %v", h.audit.Events())
+	}
+}
+
 func TestExpiredCodeRefused(t *testing.T) {
 	h := startHub(t)
 	code, err := h.reg.NewCode(context.Background(), "AMB-0002", time.Minute)
