@@ -145,7 +145,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	ports = append(ports, e.cfg.GNSS.Port, e.cfg.Modem.Port)
 	e.recordCheck(checkSerialPorts(ports))
 
-	e.sup.Add(httpService("status-http", httpLn, e.mux, e.log))
+	e.sup.Add(httpService("status-http", httpLn, rebindingGuard(httpLn.Addr(), e.mux), e.log))
 	e.sup.Add(service.Service{Name: "hub-link", Run: e.runHubLink})
 	for _, svc := range e.plannedServices() {
 		e.sup.Add(svc)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,6 +92,37 @@ func httpService(name string, ln net.Listener, handler http.Handler, log *slog.L
 			return nil
 		}
 	}}
+}
+
+// rebindingGuard refuses requests whose Host names something other than a loopback
+// address when the server listens on loopback only. Only a page that had a name of its
+// own resolved to 127.0.0.1 (DNS rebinding) sends those, to read the vitals or press
+// the box's buttons from the crew's browser. A server listening on the network was
+// exposed on purpose and is reached by whatever name the network gives it.
+func rebindingGuard(ln net.Addr, h http.Handler) http.Handler {
+	if tcp, ok := ln.(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			http.Error(w, fmt.Sprintf("this server answers on loopback only, not as %q", r.Host), http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether a Host header names this machine's loopback.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // listen binds addr for TCP, naming the config key in the error.

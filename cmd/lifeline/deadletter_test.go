@@ -127,6 +127,16 @@ func TestDeadLetterRetriedThroughTheAPIAndTheBinary(t *testing.T) {
 		t.Fatalf("retry of an instance not dead-lettered: status %d, %q", code, stderr)
 	}
 
+	// A page whose own name was resolved to the box's loopback (DNS rebinding) is refused.
+	rebound, _ := http.NewRequest(http.MethodPost, "http://"+edgeHTTP+"/api/v1/dead-letters/"+missing[0].SOPInstanceUID+"/retry", strings.NewReader("{}"))
+	rebound.Host = "rebound.example:80"
+	rebound.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(rebound); err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("retry with a foreign Host: %v %v, want 421", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// The storage is back.
 	for _, in := range missing {
 		if err := os.Rename(filepath.Join(dir, in.SOPInstanceUID), filepath.Join(edgeData, "spool", studyUID, in.SOPInstanceUID+".dcm")); err != nil {
