@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,7 @@ type testBox struct {
 	device   string
 	pc       *webrtc.PeerConnection
 	video    *webrtc.TrackLocalStaticSample
+	audio    *webrtc.TrackLocalStaticSample // nil unless G.711 was asked for
 	channels map[string]*webrtc.DataChannel
 	location string
 	etag     string
@@ -98,7 +100,24 @@ func accessUnits(annexB []byte) [][]byte {
 // publishBox connects a pion box to the hub over WHIP.
 func publishBox(t *testing.T, h *hub, device string) *testBox {
 	t.Helper()
+	return publishBoxWithAudio(t, h, device, "")
+}
+
+// publishBoxWithAudio connects a pion box that also sends G.711 audio (mime
+// audio/PCMU or audio/PCMA) as a camera's microphone would, a 440 Hz tone.
+func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBox {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
+	if audioMime != "" {
+		pt := webrtc.PayloadType(0)
+		if audioMime == webrtc.MimeTypePCMA {
+			pt = 8
+		}
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: audioMime, ClockRate: 8000}}, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
@@ -126,6 +145,15 @@ func publishBox(t *testing.T, h *hub, device string) *testBox {
 		t.Fatal(err)
 	}
 	go b.countRTCP(tr.Sender())
+	if audioMime != "" {
+		b.audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: audioMime, ClockRate: 8000}, "audio", device)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.AddTransceiverFromTrack(b.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	unordered, none := false, uint16(0)
 	for label, init := range map[string]*webrtc.DataChannelInit{
 		"vitals": nil, "vitals-wave": {Ordered: &unordered, MaxRetransmits: &none}, "control": nil,
@@ -181,6 +209,50 @@ func (b *testBox) play(aus [][]byte, fps int) {
 			b.framesSent.Add(1)
 		}
 	}()
+}
+
+// speak sends a 440 Hz tone on the box's G.711 track every 20 ms until the box is
+// closed. Both laws encode silence and a tone alike for this purpose: the viewer only
+// needs packets it can decode.
+func (b *testBox) speak() {
+	b.stopped.Add(1)
+	go func() {
+		defer b.stopped.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		frame := make([]byte, 160)
+		for n := 0; ; n++ {
+			select {
+			case <-b.stop:
+				return
+			case <-tick.C:
+			}
+			for i := range frame {
+				x := math.Sin(2 * math.Pi * 440 * float64(n*160+i) / 8000)
+				frame[i] = linearToMuLaw(int16(x * 8000))
+			}
+			if err := b.audio.WriteSample(media.Sample{Data: frame, Duration: 20 * time.Millisecond}); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// linearToMuLaw encodes one sample in G.711 µ-law (ITU-T G.711 §3).
+func linearToMuLaw(s int16) byte {
+	const bias, clip = 0x84, 32635
+	sign := byte(0)
+	v := int(s)
+	if v < 0 {
+		v, sign = -v, 0x80
+	}
+	v = min(v, clip) + bias
+	exp := 7
+	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := (v >> (exp + 3)) & 0x0f
+	return ^(sign | byte(exp<<4) | byte(mant))
 }
 
 func (b *testBox) messages(label string) [][]byte {

@@ -66,10 +66,11 @@ type Config struct {
 	// Required.
 	AuthorizeViewer func(r *http.Request, device string) (viewer string, err error)
 
-	// OnPublisherMessage, if set, is called with every message a box sends on a
-	// data channel other than control, after it was relayed to the viewers; a
-	// non-nil reply is sent back to the box on the same channel. It runs on the
-	// channel's own goroutine: messages of one channel arrive in order.
+	// OnPublisherMessage, if set, is called with every message a box sends on any
+	// data channel, after it was relayed to the viewers' channels of that label (the
+	// hub stores vitals here); a non-nil reply is sent back to the box on the same
+	// channel (an acknowledgement). It runs on the channel's own goroutine: messages
+	// of one channel arrive in order, and a slow hook delays that channel only.
 	OnPublisherMessage func(device, label string, data []byte) (reply []byte)
 	// OnViewerControl, if set, is called with every message a viewer sends on its
 	// control channel; it may forward it to the box with SendToPublisher.

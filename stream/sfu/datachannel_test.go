@@ -16,7 +16,8 @@ import (
 )
 
 // TestDataChannelsRelayToChromium checks the vitals path end to end with a real
-// browser: what the box sends on vitals and vitals-wave reaches a Chromium viewer
+// browser, from a box that also sends G.711 audio as a camera's microphone would
+// (Chromium must decode it): what the box sends on vitals and vitals-wave reaches a Chromium viewer
 // byte for byte (text stays text), the hub's hook sees every message and its reply
 // reaches the box, and a message the viewer sends on control reaches the box through
 // the hub's control hook.
@@ -43,7 +44,7 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 	sfu = h.sfu
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	h.openPage(t, tab)
-	box := publishBox(t, h, "box-data")
+	box := publishBoxWithAudio(t, h, "box-data", webrtc.MimeTypePCMU)
 	wait.For(t, 10*time.Second, "the box's data channels to open", func() bool {
 		for _, dc := range box.channels {
 			if dc.ReadyState() != webrtc.DataChannelStateOpen {
@@ -52,6 +53,7 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 		}
 		return true
 	})
+	box.speak()
 	js[string](t, tab, `view("/whep/box-data")`)
 	wait.For(t, 10*time.Second, "the viewer's data channels to open", func() bool { return js[bool](t, tab, `channelsOpen()`) })
 
@@ -103,6 +105,11 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 	if got := string(box.messages("vitals")[0]); got != "ack 1" && got[:4] != "ack " {
 		t.Errorf("box got %q on vitals, want the hub's ack", got)
 	}
+
+	wait.For(t, 10*time.Second, "the box's G.711 audio decoded at the viewer", func() bool {
+		a := js[audioStats](t, tab, `audioStats()`)
+		return a.Codec == "audio/PCMU" && a.PacketsReceived > 50 && a.TotalSamplesReceived > 8000
+	})
 
 	js[bool](t, tab, `channels.control.send(new Uint8Array([0, 1, 2, 250, 255])), true`)
 	wait.For(t, 5*time.Second, "the viewer's control message at the box", func() bool { return len(box.messages(ControlLabel)) == 1 })

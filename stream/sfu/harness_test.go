@@ -45,7 +45,9 @@ func startHub(t *testing.T, cfg Config) *hub {
 	logs := &testWriter{t: t}
 	t.Cleanup(logs.stop) // registered first, so it runs after everything else has stopped
 	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg.Registerer = prometheus.NewRegistry()
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
 	if cfg.AuthorizePublisher == nil {
 		cfg.AuthorizePublisher = func(r *http.Request) (string, error) {
 			if d := r.Header.Get("X-Device"); d != "" {
@@ -178,4 +180,11 @@ type videoStats struct {
 	FrameWidth               int     `json:"frameWidth"`
 	JitterBufferDelay        float64 `json:"jitterBufferDelay"`
 	JitterBufferEmittedCount int     `json:"jitterBufferEmittedCount"`
+}
+
+// audioStats is what the harness page reads from getStats for the received audio.
+type audioStats struct {
+	Codec                string `json:"codec"`
+	PacketsReceived      int    `json:"packetsReceived"`
+	TotalSamplesReceived int    `json:"totalSamplesReceived"`
 }

@@ -45,20 +45,22 @@ func TestLateViewerSeesPictureWithinTwoSeconds(t *testing.T) {
 
 	settle := time.Now()
 	wait.For(t, 5*time.Second, "a second of playing", func() bool { return time.Since(settle) > time.Second })
-	before := js[videoStats](t, tab, `videoStats()`)
+	before, sentBefore := js[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
 	start := time.Now()
 	wait.For(t, 5*time.Second, "two more seconds of playing", func() bool { return time.Since(start) > 2*time.Second })
-	after := js[videoStats](t, tab, `videoStats()`)
-	rate := float64(after.FramesDecoded-before.FramesDecoded) / time.Since(start).Seconds()
+	after, sentAfter := js[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
+	decoded, sent := after.FramesDecoded-before.FramesDecoded, int(sentAfter-sentBefore)
 	delay := 0.0
 	if n := after.JitterBufferEmittedCount - before.JitterBufferEmittedCount; n > 0 {
 		delay = (after.JitterBufferDelay - before.JitterBufferDelay) / float64(n) * 1000
 	}
 	st := h.sfu.Status()
-	t.Logf("then %.1f fps, jitter buffer %.0f ms per frame, %d NACKs and %d PLIs from Chromium; hub forwarded %d PLIs",
-		rate, delay, after.NackCount, after.PliCount, st.PLIsForwarded)
-	if rate < 24 || rate > 36 {
-		t.Errorf("viewer decodes %.1f fps after joining, want about %d", rate, fps)
+	t.Logf("then decoded %d frames while the box sent %d (%.1f fps), jitter buffer %.0f ms per frame, %d NACKs and %d PLIs from Chromium; hub forwarded %d PLIs",
+		decoded, sent, float64(sent)/time.Since(start).Seconds(), delay, after.NackCount, after.PliCount, st.PLIsForwarded)
+	// The window's edges cut a frame or two; on a loaded machine the box's own
+	// pacing slips, so the viewer is held to what the box really sent.
+	if decoded < sent*8/10 || decoded > sent+5 {
+		t.Errorf("viewer decoded %d frames while the box sent %d: it does not keep up with live", decoded, sent)
 	}
 	if delay > 500 {
 		t.Errorf("viewer holds frames %.0f ms in its jitter buffer: the burst left it behind live", delay)
