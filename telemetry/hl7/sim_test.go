@@ -133,16 +133,18 @@ func TestSimulatorThroughPty(t *testing.T) {
 	})
 	c := telemetrytest.PlugCable(t, drv.Serial())
 	s := telemetrytest.Start(c, sim, drv)
-	// Run until the VT episode has been raised and cleared and 2 s of ECG are out.
-	wait.For(t, 30*time.Second, "the simulator to send 500 ECG samples and the VT alarm raised and cleared", func() bool {
-		ecg, alarms := rec.counts(telemetry.MDC_ECG_ELEC_POTL_II)
-		return ecg >= 500 && alarms >= 2
+	// Run until the VT episode (1.5 s to 3 s) is over: 3.5 s of ECG at 250 Hz sent
+	// intact. Its alarm messages may have been lost on the faulty line like any other;
+	// every one sent intact must arrive (check). TestSimulatorOverTCP, on a clean line,
+	// checks that the episode raises and clears the alarm.
+	wait.For(t, 30*time.Second, "the simulator to send 3.5 s of ECG", func() bool {
+		ecg, _ := rec.counts(telemetry.MDC_ECG_ELEC_POTL_II)
+		return ecg >= 875
 	})
 	s.Finish(t, func() bool { return rec.arrived(s.Got) })
 	rec.check(t, s.Got)
-	if _, alarms := rec.counts(0); alarms != 2 {
-		t.Fatalf("simulator sent %d alarms, want the VT alarm raised and cleared", alarms)
-	}
+	_, alarms := rec.counts(0)
+	t.Logf("%d alarm messages went out intact", alarms)
 	ok, failed, sentOK := sim.Acks()
 	if failed != 0 || ok < sentOK-2 { // the last ACKs may be in flight at the stop
 		t.Errorf("ACKs: %d AA, %d errors, for %d messages sent intact", ok, failed, sentOK)
@@ -153,7 +155,7 @@ func TestSimulatorThroughPty(t *testing.T) {
 }
 
 // TestSimulatorOverTCP has the box listen for the monitor's MLLP connection, the common
-// deployment, with 12 leads at 500 Hz.
+// deployment, with 12 leads at 500 Hz and a VT episode that raises and clears the alarm.
 func TestSimulatorOverTCP(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,7 +163,8 @@ func TestSimulatorOverTCP(t *testing.T) {
 	}
 	defer ln.Close()
 	rec := &sent{samples: map[telemetry.Code][]float32{}}
-	sim := NewSimulator(SimConfig{Leads: telemetry.ECG12, ECGRate: 500, Sent: rec.add, BlockEvery: 200 * time.Millisecond})
+	sim := NewSimulator(SimConfig{Leads: telemetry.ECG12, ECGRate: 500, Sent: rec.add, BlockEvery: 200 * time.Millisecond,
+		Scenario: &physio.Scenario{VTAt: 200 * time.Millisecond, VTFor: 700 * time.Millisecond}, NumericsEvery: 250 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	simDone := make(chan error, 1)
@@ -183,9 +186,9 @@ func TestSimulatorOverTCP(t *testing.T) {
 	defer drvCancel()
 	drvDone := make(chan error, 1)
 	go func() { drvDone <- New(Config{}).Run(drvCtx, ConnPort(conn), &sink) }()
-	wait.For(t, 20*time.Second, "the simulator to send 700 samples of V6", func() bool {
-		v6, _ := rec.counts(telemetry.MDC_ECG_ELEC_POTL_V6)
-		return v6 >= 700
+	wait.For(t, 20*time.Second, "the simulator to send 700 samples of V6 and the VT alarm raised and cleared", func() bool {
+		v6, alarms := rec.counts(telemetry.MDC_ECG_ELEC_POTL_V6)
+		return v6 >= 700 && alarms >= 2
 	})
 	cancel()
 	<-simDone
@@ -194,6 +197,9 @@ func TestSimulatorOverTCP(t *testing.T) {
 	conn.Close()
 	<-drvDone
 	rec.check(t, &sink)
+	if _, alarms := rec.counts(0); alarms != 2 || !rec.alarms[0].On || rec.alarms[1].On {
+		t.Errorf("alarms sent %d, want the VT alarm raised then cleared", alarms)
+	}
 	for _, lead := range telemetry.ECG12 {
 		if n, _ := rec.counts(lead); n < 700 {
 			t.Errorf("%s: only %d samples sent, want the twelve leads in step", lead.Name(), n)
