@@ -1,6 +1,7 @@
 // Package hubstate is the hub's state behind one small interface: the boxes it knows
-// and their enrolment codes, and the studies they upload (uploads in progress, the
-// archive index, study tracking, deliveries owed to the PACS).
+// and their enrolment codes, the studies they upload (uploads in progress, the
+// archive index, study tracking, deliveries owed to the PACS), and the people who
+// watch in the viewer (accounts, sessions, one-time sign-in links).
 //
 // Callers see Store and its parts, never an engine's types, so that another engine
 // can take the embedded one's place (bbolt in package boltstate; PostgreSQL when
@@ -20,7 +21,7 @@
 // Durability: every method that writes returns only once the write is committed to
 // stable storage, so the hub may acknowledge to a box as soon as it returns.
 //
-// Further parts (accounts and sessions, the vitals history, positions and missions,
+// Further parts (the vitals history, positions and missions,
 // which hub holds each box's live session) join Store as further small interfaces.
 // Runs on the hub only.
 package hubstate
@@ -34,6 +35,7 @@ import (
 type Store interface {
 	Registry
 	Studies
+	Accounts
 	// Close releases the state; the Store must not be used afterwards.
 	Close() error
 }

@@ -39,6 +39,13 @@ func Run(t *testing.T, newState func(t *testing.T) Opener) {
 		{"DeliveryRetriesThenCompletes", testDeliveryRetriesThenCompletes},
 		{"RecentStudiesLatestFirst", testRecentStudiesLatestFirst},
 		{"EverythingSurvivesReopen", testEverythingSurvivesReopen},
+		{"UserCreatedOnce", testUserCreatedOnce},
+		{"ChangeUserIsAtomic", testChangeUserIsAtomic},
+		{"SessionLifecycle", testSessionLifecycle},
+		{"SessionsPerUserBounded", testSessionsPerUserBounded},
+		{"SignInLinkOnceUnderRace", testSignInLinkOnceUnderRace},
+		{"DropStale", testDropStale},
+		{"AccountsSurviveReopen", testAccountsSurviveReopen},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newState(t)) })
 	}
