@@ -142,6 +142,20 @@ func TestRTPSourceIgnoresStrangers(t *testing.T) {
 	if len(frames) != 60 || st.LostPackets != 0 || !st.BFrames || st.Forwardable || !hasProblem(st, "High profile") || !hasProblem(st, "B-frames") {
 		t.Errorf("%d frames, status %+v", len(frames), st)
 	}
+	// The capture's timestamps are presentation times, back and forth across the
+	// B-frames. From the first B-frame on (picture 2; the P-frame before it is timed
+	// by its gap, as B-frames are not known yet) every picture must last one frame by
+	// the SPS, and all must add up to the two seconds played, give or take that one.
+	var total time.Duration
+	for i, f := range frames {
+		if i >= 2 && f.Duration != time.Second/30 {
+			t.Errorf("frame %d lasts %s, want 33.3 ms", i, f.Duration)
+		}
+		total += f.Duration
+	}
+	if total < 1950*time.Millisecond || total > 2100*time.Millisecond {
+		t.Errorf("60 frames last %s, want about 2 s", total)
+	}
 }
 
 // TestRTPSourceOnlyGarbage sends datagrams that are not H.264 RTP, steadily, and

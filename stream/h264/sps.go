@@ -3,6 +3,7 @@ package h264
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SPS is what the box needs from a sequence parameter set (H.264 clause 7.3.2.1.1):
@@ -21,6 +22,23 @@ type SPS struct {
 	FrameMBsOnly bool
 	// Width and Height are the displayed picture size in pixels, after cropping.
 	Width, Height int
+	// NumUnitsInTick and TimeScale are the VUI timing information, zero when the
+	// SPS has none (H.264 Annex E.2.1).
+	NumUnitsInTick, TimeScale uint32
+}
+
+// FrameDuration returns how long one frame lasts by the VUI timing information
+// (two ticks a frame, H.264 equation E-6 for progressive video), and false when the
+// SPS has none or it is not a plausible frame rate (1 to 1000 frames a second).
+func (s SPS) FrameDuration() (time.Duration, bool) {
+	if s.NumUnitsInTick == 0 || s.TimeScale == 0 {
+		return 0, false
+	}
+	d := time.Duration(2 * uint64(s.NumUnitsInTick) * uint64(time.Second) / uint64(s.TimeScale))
+	if d < time.Millisecond || d > time.Second {
+		return 0, false
+	}
+	return d, true
 }
 
 // highProfiles are the profile_idc values whose SPS carries the chroma format, bit
@@ -233,7 +251,70 @@ func (s *SPS) parseSize(r *bitReader) error {
 		height -= int(ch)
 	}
 	s.Width, s.Height = width, height
+	if err := s.parseVUITiming(r); err != nil {
+		// A VUI cut short costs only the frame rate; what came before stands.
+		s.NumUnitsInTick, s.TimeScale = 0, 0
+	}
 	return nil
+}
+
+// parseVUITiming reads the VUI as far as its timing information (H.264 Annex E.1.1).
+func (s *SPS) parseVUITiming(r *bitReader) error {
+	// skip reads past a field of n bits when the flag before it is set.
+	skip := func(n int) error {
+		on, err := r.flag()
+		if err == nil && on {
+			_, err = r.bits(n)
+		}
+		return err
+	}
+	present, err := r.flag() // vui_parameters_present_flag
+	if err != nil || !present {
+		return err
+	}
+	if on, err := r.flag(); err != nil { // aspect_ratio_info_present_flag
+		return err
+	} else if on {
+		idc, err := r.bits(8)
+		if err == nil && idc == 255 { // Extended_SAR: sar_width, sar_height
+			_, err = r.bits(32)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := skip(1); err != nil { // overscan_info_present_flag, overscan_appropriate_flag
+		return err
+	}
+	if on, err := r.flag(); err != nil { // video_signal_type_present_flag
+		return err
+	} else if on {
+		if _, err := r.bits(4); err != nil { // video_format, video_full_range_flag
+			return err
+		}
+		if err := skip(24); err != nil { // colour_description_present_flag and its 3 bytes
+			return err
+		}
+	}
+	if on, err := r.flag(); err != nil { // chroma_loc_info_present_flag
+		return err
+	} else if on {
+		if _, err := r.ue(); err != nil {
+			return err
+		}
+		if _, err := r.ue(); err != nil {
+			return err
+		}
+	}
+	timing, err := r.flag()
+	if err != nil || !timing {
+		return err
+	}
+	if s.NumUnitsInTick, err = r.bits(32); err != nil {
+		return err
+	}
+	s.TimeScale, err = r.bits(32)
+	return err
 }
 
 // cropUnits returns CropUnitX and CropUnitY (H.264 equations 7-19 to 7-22).

@@ -3,6 +3,7 @@ package h264
 import (
 	"encoding/hex"
 	"testing"
+	"time"
 )
 
 // SPSs written by ffmpeg's libx264 (`ffmpeg -f lavfi -i testsrc2=size=WxH -frames:v 1
@@ -71,5 +72,26 @@ func TestLevel(t *testing.T) {
 		if got := c.s.Level(); got != c.want {
 			t.Errorf("level of %+v = %q, want %q", c.s, got, c.want)
 		}
+	}
+}
+
+// TestSPSFrameDuration reads the VUI timing of libx264's SPSs: 30 fps, written as a
+// time scale of 60 ticks a second, two ticks a frame.
+func TestSPSFrameDuration(t *testing.T) {
+	for _, h := range []string{
+		"6764000dacd941419f9f0110000003001000000303c0f1429960", // the RTP capture's sprop
+		"6742c01fd9005005bb0110000003001000000303c0f1832480",   // 720p Baseline
+	} {
+		nal, _ := hex.DecodeString(h)
+		s, err := ParseSPS(nal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := s.FrameDuration(); !ok || d != time.Second/30 {
+			t.Errorf("%s: frame duration %s, %v (ticks %d/%d); want 33.3 ms", h, d, ok, s.NumUnitsInTick, s.TimeScale)
+		}
+	}
+	if d, ok := (SPS{NumUnitsInTick: 1, TimeScale: 1}).FrameDuration(); ok {
+		t.Errorf("a 2 s frame accepted: %s", d)
 	}
 }
