@@ -104,8 +104,37 @@ func publishBox(t *testing.T, h *hub, device string) *testBox {
 }
 
 // publishBoxWithAudio connects a pion box that also sends G.711 audio (mime
-// audio/PCMU or audio/PCMA) as a camera's microphone would, a 440 Hz tone.
+// audio/PCMU or audio/PCMA) as a camera's microphone would.
 func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBox {
+	t.Helper()
+	pc, err := boxAPI(t, audioMime).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testBox{t: t, hub: h, device: device, pc: pc, channels: map[string]*webrtc.DataChannel{},
+		received: map[string][][]byte{}, stop: make(chan struct{})}
+	t.Cleanup(b.close)
+	b.addTracks(audioMime)
+	b.openChannels()
+	code, hdr, body := h.do(t, http.MethodPost, "/whip", sdpType, completeOffer(t, pc, nil), map[string]string{"X-Device": device})
+	if code != http.StatusCreated {
+		t.Fatalf("WHIP POST: %d %s", code, body)
+	}
+	b.location, b.etag, b.answer = hdr.Get("Location"), hdr.Get("ETag"), body
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// boxH264 is the format the test box sends: constrained baseline, as the box's
+// publisher offers it.
+var boxH264 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+	SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+
+// boxAPI is a box's pion stack: H.264, G.711 if asked, and the default
+// interceptors (it answers NACKs and reads TWCC, as the real box does).
+func boxAPI(t *testing.T, audioMime string) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if audioMime != "" {
@@ -118,49 +147,51 @@ func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBo
 			t.Fatal(err)
 		}
 	}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-	}}, webrtc.RTPCodecTypeVideo); err != nil {
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: boxH264}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		t.Fatal(err)
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir)).NewPeerConnection(webrtc.Configuration{})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
+}
+
+// addTracks adds the box's video track and, if asked, its G.711 track.
+func (b *testBox) addTracks(audioMime string) {
+	t := b.t
+	var err error
+	b.video, err = webrtc.NewTrackLocalStaticSample(boxH264, "video", b.device)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &testBox{t: t, hub: h, device: device, pc: pc, channels: map[string]*webrtc.DataChannel{},
-		received: map[string][][]byte{}, stop: make(chan struct{})}
-	t.Cleanup(b.close)
-	b.video, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", device)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := pc.AddTransceiverFromTrack(b.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := b.pc.AddTransceiverFromTrack(b.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go b.countRTCP(tr.Sender())
-	if audioMime != "" {
-		b.audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: audioMime, ClockRate: 8000}, "audio", device)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pc.AddTransceiverFromTrack(b.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
+	if audioMime == "" {
+		return
 	}
+	b.audio, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: audioMime, ClockRate: 8000}, "audio", b.device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pc.AddTransceiverFromTrack(b.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openChannels opens the three data channels of a Lifeline box and records what
+// arrives on them.
+func (b *testBox) openChannels() {
 	unordered, none := false, uint16(0)
 	for label, init := range map[string]*webrtc.DataChannelInit{
 		"vitals": nil, "vitals-wave": {Ordered: &unordered, MaxRetransmits: &none}, "control": nil,
 	} {
-		dc, err := pc.CreateDataChannel(label, init)
+		dc, err := b.pc.CreateDataChannel(label, init)
 		if err != nil {
-			t.Fatal(err)
+			b.t.Fatal(err)
 		}
 		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 			b.mu.Lock()
@@ -169,7 +200,23 @@ func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBo
 		})
 		b.channels[label] = dc
 	}
-	offer, err := pc.CreateOffer(nil)
+}
+
+// channelsOpen reports whether all the box's data channels are open.
+func (b *testBox) channelsOpen() bool {
+	for _, dc := range b.channels {
+		if dc.ReadyState() != webrtc.DataChannelStateOpen {
+			return false
+		}
+	}
+	return true
+}
+
+// completeOffer creates an offer (an ICE restart one if opts says so), sets it and
+// returns it once its candidates are in.
+func completeOffer(t *testing.T, pc *webrtc.PeerConnection, opts *webrtc.OfferOptions) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,16 +224,12 @@ func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBo
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
-	<-gathered
-	code, hdr, body := h.do(t, http.MethodPost, "/whip", sdpType, pc.LocalDescription().SDP, map[string]string{"X-Device": device})
-	if code != http.StatusCreated {
-		t.Fatalf("WHIP POST: %d %s", code, body)
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("gathering candidates timed out")
 	}
-	b.location, b.etag, b.answer = hdr.Get("Location"), hdr.Get("ETag"), body
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return pc.LocalDescription().SDP
 }
 
 // play sends the access units at fps, from the first, in a loop, until the box is
@@ -311,16 +354,7 @@ func watch(t *testing.T, h *hub, device string) *testViewer {
 	// already has; the NACK test sends exactly those, to see them come back.
 	var se webrtc.SettingEngine
 	se.DisableSRTPReplayProtection(true)
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		t.Fatal(err)
-	}
-	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := viewerAPI(t, se).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,16 +377,7 @@ func watch(t *testing.T, h *hub, device string) *testViewer {
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, pc.LocalDescription().SDP, nil)
+	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, completeOffer(t, pc, nil), nil)
 	v.code, v.body, v.location = code, body, hdr.Get("Location")
 	if code == http.StatusCreated {
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
@@ -360,6 +385,20 @@ func watch(t *testing.T, h *hub, device string) *testViewer {
 		}
 	}
 	return v
+}
+
+// viewerAPI is a pion viewer's stack with the given settings.
+func viewerAPI(t *testing.T, se webrtc.SettingEngine) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir))
 }
 
 // received returns the sequence numbers received so far.

@@ -1,10 +1,12 @@
 package sfu
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,19 +47,40 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	h.openPage(t, tab)
 	box := publishBoxWithAudio(t, h, "box-data", webrtc.MimeTypePCMU)
-	wait.For(t, 10*time.Second, "the box's data channels to open", func() bool {
-		for _, dc := range box.channels {
-			if dc.ReadyState() != webrtc.DataChannelStateOpen {
-				return false
-			}
-		}
-		return true
-	})
+	wait.For(t, 10*time.Second, "the box's data channels to open", box.channelsOpen)
 	box.speak()
 	js[string](t, tab, `view("/whep/box-data")`)
 	wait.For(t, 10*time.Second, "the viewer's data channels to open", func() bool { return js[bool](t, tab, `channelsOpen()`) })
 
-	// The box sends as a monitor does, one message per label every 5 ms.
+	want := sendVitals(t, box)
+	got := vitalsAtViewer(t, tab, want)
+	mu.Lock()
+	if min := len(want["vitals"]) + len(got["vitals-wave"]); len(stored) < min {
+		t.Errorf("the hub's hook saw %d messages, want at least the %d the viewer got", len(stored), min)
+	}
+	mu.Unlock()
+	wait.For(t, 5*time.Second, "the hub's acks at the box", func() bool { return len(box.messages("vitals")) == len(want["vitals"]) })
+	if got := string(box.messages("vitals")[0]); !strings.HasPrefix(got, "ack ") {
+		t.Errorf("box got %q on vitals, want the hub's ack", got)
+	}
+
+	wait.For(t, 10*time.Second, "the box's G.711 audio decoded at the viewer", func() bool {
+		a := js[audioStats](t, tab, `audioStats()`)
+		return a.Codec == "audio/PCMU" && a.PacketsReceived > 50 && a.TotalSamplesReceived > 8000
+	})
+
+	js[bool](t, tab, `channels.control.send(new Uint8Array([0, 1, 2, 250, 255])), true`)
+	wait.For(t, 5*time.Second, "the viewer's control message at the box", func() bool { return len(box.messages(ControlLabel)) == 1 })
+	if got := box.messages(ControlLabel)[0]; hex.EncodeToString(got) != "000102faff" {
+		t.Errorf("box got control %x, want 000102faff", got)
+	}
+}
+
+// sendVitals sends 40 random binary messages on each of vitals and vitals-wave, as
+// a monitor does (one per label every 5 ms), and one text message on vitals. It
+// returns what was sent per label, as the harness page records it: hex, or "text:".
+func sendVitals(t *testing.T, box *testBox) map[string][]string {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
 	var want = map[string][]string{}
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -81,10 +104,17 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 			want["vitals"] = append(want["vitals"], `text:{"seq":20,"code":"MDC_ECG_HEART_RATE"}`)
 		}
 	}
+	return want
+}
+
+// vitalsAtViewer waits for the box's messages at the viewer and checks them: every
+// vitals message in order, byte for byte; vitals-wave messages byte for byte, any
+// order, a rare loss allowed (it is sent without retransmission: a late sample is
+// useless). It returns what the viewer received.
+func vitalsAtViewer(t *testing.T, tab context.Context, want map[string][]string) map[string][]string {
+	t.Helper()
 	wait.For(t, 10*time.Second, "the viewer to receive every message", func() bool {
 		got := js[map[string][]string](t, tab, `received`)
-		// vitals-wave is sent without retransmission: a late sample is useless, so
-		// a lost one stays lost even on loopback, rarely.
 		return len(got["vitals"]) == len(want["vitals"]) && len(got["vitals-wave"]) >= len(want["vitals-wave"])-2
 	})
 	got := js[map[string][]string](t, tab, `received`)
@@ -96,24 +126,5 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 			t.Errorf("the viewer got a vitals-wave message the box never sent: %.40s…", m)
 		}
 	}
-	mu.Lock()
-	if min := len(want["vitals"]) + len(got["vitals-wave"]); len(stored) < min {
-		t.Errorf("the hub's hook saw %d messages, want at least the %d the viewer got", len(stored), min)
-	}
-	mu.Unlock()
-	wait.For(t, 5*time.Second, "the hub's acks at the box", func() bool { return len(box.messages("vitals")) == len(want["vitals"]) })
-	if got := string(box.messages("vitals")[0]); got != "ack 1" && got[:4] != "ack " {
-		t.Errorf("box got %q on vitals, want the hub's ack", got)
-	}
-
-	wait.For(t, 10*time.Second, "the box's G.711 audio decoded at the viewer", func() bool {
-		a := js[audioStats](t, tab, `audioStats()`)
-		return a.Codec == "audio/PCMU" && a.PacketsReceived > 50 && a.TotalSamplesReceived > 8000
-	})
-
-	js[bool](t, tab, `channels.control.send(new Uint8Array([0, 1, 2, 250, 255])), true`)
-	wait.For(t, 5*time.Second, "the viewer's control message at the box", func() bool { return len(box.messages(ControlLabel)) == 1 })
-	if got := box.messages(ControlLabel)[0]; hex.EncodeToString(got) != "000102faff" {
-		t.Errorf("box got control %x, want 000102faff", got)
-	}
+	return got
 }

@@ -27,10 +27,8 @@ type hub struct {
 	sfu *SFU
 	srv *httptest.Server
 
-	mu       sync.Mutex
-	events   []Event
-	messages []string // label + ":" + data, from OnPublisherMessage
-	controls []string // from OnViewerControl
+	mu     sync.Mutex
+	events []Event
 }
 
 func startHub(t *testing.T, cfg Config) *hub {
@@ -48,33 +46,7 @@ func startHub(t *testing.T, cfg Config) *hub {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	if cfg.AuthorizePublisher == nil {
-		cfg.AuthorizePublisher = func(r *http.Request) (string, error) {
-			if d := r.Header.Get("X-Device"); d != "" {
-				return d, nil
-			}
-			return "", errors.New("no device certificate")
-		}
-	}
-	if cfg.AuthorizeViewer == nil {
-		cfg.AuthorizeViewer = func(r *http.Request, device string) (string, error) { return "dr-test@" + r.RemoteAddr, nil }
-	}
-	cfg.OnEvent = func(e Event) { h.mu.Lock(); h.events = append(h.events, e); h.mu.Unlock() }
-	if cfg.OnPublisherMessage == nil {
-		cfg.OnPublisherMessage = func(device, label string, data []byte) []byte {
-			h.mu.Lock()
-			h.messages = append(h.messages, label+":"+string(data))
-			h.mu.Unlock()
-			return nil
-		}
-	}
-	if cfg.OnViewerControl == nil {
-		cfg.OnViewerControl = func(device, viewer string, data []byte) {
-			h.mu.Lock()
-			h.controls = append(h.controls, string(data))
-			h.mu.Unlock()
-		}
-	}
+	h.defaultHooks(&cfg)
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +78,23 @@ func startHub(t *testing.T, cfg Config) *hub {
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// defaultHooks fills the hooks a test left unset: boxes name themselves in the
+// X-Device header, every viewer may watch, and the hub records its events.
+func (h *hub) defaultHooks(cfg *Config) {
+	if cfg.AuthorizePublisher == nil {
+		cfg.AuthorizePublisher = func(r *http.Request) (string, error) {
+			if d := r.Header.Get("X-Device"); d != "" {
+				return d, nil
+			}
+			return "", errors.New("no device certificate")
+		}
+	}
+	if cfg.AuthorizeViewer == nil {
+		cfg.AuthorizeViewer = func(r *http.Request, device string) (string, error) { return "dr-test@" + r.RemoteAddr, nil }
+	}
+	cfg.OnEvent = func(e Event) { h.mu.Lock(); h.events = append(h.events, e); h.mu.Unlock() }
 }
 
 // do sends one request to the hub and returns its status, headers and body.

@@ -46,22 +46,46 @@ func TestICERestartKeepsTheSession(t *testing.T) {
 		t.Fatalf("trickle PATCH: %d %s", code, body)
 	}
 
+	states := watchICE(box.pc)
+	restartICE(t, h, box)
+
+	before := packets()
+	wait.For(t, 10*time.Second, "video at the hub after the restart", func() bool { return packets() > before+30 })
+	if got := states(); !strings.Contains(got, "checking connected") {
+		t.Errorf("box's ICE went %q after the restart, want it checking again and connected", got)
+	}
+	st := h.sfu.Status()
+	if len(st.Sessions) != 1 || "/whip/"+st.Sessions[0].Session != box.location {
+		t.Errorf("session after restart: %+v, want the same %s", st.Sessions, box.location)
+	}
+	if code, _, _ := h.do(t, http.MethodPatch, box.location, fragmentType, string(trickle.Marshal()),
+		map[string]string{"X-Device": box.device, "If-Match": box.etag}); code != http.StatusPreconditionFailed {
+		t.Errorf("PATCH with the ETag from before the restart: %d, want 412", code)
+	}
+}
+
+// watchICE records a peer's ICE states from now on.
+func watchICE(pc *webrtc.PeerConnection) func() string {
 	var mu sync.Mutex
 	var states []string
-	box.pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
+	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		mu.Lock()
 		states = append(states, s.String())
 		mu.Unlock()
 	})
-	offer, err := box.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		t.Fatal(err)
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(states, " ")
 	}
-	gathered := webrtc.GatheringCompletePromise(box.pc)
-	if err := box.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
+}
+
+// restartICE restarts the box's ICE through the hub as RFC 9725 §4.3.2 has it: a
+// PATCH with the box's new credentials and candidates and If-Match: *, answered 200
+// with the hub's new ones and a new ETag, which the box applies as a new answer.
+func restartICE(t *testing.T, h *hub, box *testBox) {
+	t.Helper()
+	completeOffer(t, box.pc, &webrtc.OfferOptions{ICERestart: true})
 	mine, err := localFragment(box.pc)
 	if err != nil {
 		t.Fatal(err)
@@ -85,21 +109,6 @@ func TestICERestartKeepsTheSession(t *testing.T) {
 		t.Fatalf("box applies the hub's restart answer: %v", err)
 	}
 
-	before := packets()
-	wait.For(t, 10*time.Second, "video at the hub after the restart", func() bool { return packets() > before+30 })
-	mu.Lock()
-	if got := strings.Join(states, " "); !strings.Contains(got, "checking connected") {
-		t.Errorf("box's ICE went %q after the restart, want it checking again and connected", got)
-	}
-	mu.Unlock()
-	st := h.sfu.Status()
-	if len(st.Sessions) != 1 || "/whip/"+st.Sessions[0].Session != box.location {
-		t.Errorf("session after restart: %+v, want the same %s", st.Sessions, box.location)
-	}
-	if code, _, _ := h.do(t, http.MethodPatch, box.location, fragmentType, string(trickle.Marshal()),
-		map[string]string{"X-Device": box.device, "If-Match": box.etag}); code != http.StatusPreconditionFailed {
-		t.Errorf("PATCH with the ETag from before the restart: %d, want 412", code)
-	}
 }
 
 // restartAnswer is the box's view of the hub's restart: its last answer with the new
