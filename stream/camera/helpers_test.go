@@ -72,7 +72,7 @@ func (r *recorder) count(codec Codec) int {
 
 // run starts src.Run in the background and returns a function that stops it and
 // returns Run's error.
-func run(t *testing.T, src Source, emit func(Frame)) (stop func() error) {
+func run(t testing.TB, src Source, emit func(Frame)) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
