@@ -126,13 +126,6 @@ func getJSON(t *testing.T, url string, v any) int {
 	return resp.StatusCode
 }
 
-// eventually is wait.For with its arguments in the order study_test.go still uses; it
-// goes once study_test.go calls wait.For.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	wait.For(t, timeout, what, cond)
-}
-
 type statusBody struct {
 	Role     string `json:"role"`
 	Device   string `json:"device"`
