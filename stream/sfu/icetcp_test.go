@@ -73,4 +73,7 @@ func TestViewerOverICETCP(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "lifeline_sfu_viewers"); err != nil || n != 1 {
 		t.Errorf("viewer gauge not registered: %d, %v", n, err)
 	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("metrics do not follow Prometheus conventions: %v %v", problems, err)
+	}
 }

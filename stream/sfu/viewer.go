@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,13 +56,20 @@ func (s *SFU) negotiateViewer(ctx context.Context, api *webrtc.API, v *viewer, p
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("the offer is not a usable SDP offer: %v", err)}
 	}
-	offered := map[webrtc.RTPCodecType]bool{}
+	offered := map[webrtc.RTPCodecType][]webrtc.RTPCodecParameters{}
 	for _, t := range pc.GetTransceivers() {
-		offered[t.Kind()] = true
+		if r := t.Receiver(); r != nil {
+			offered[t.Kind()] = r.GetParameters().Codecs
+		}
 	}
 	for kind, src := range pub.sources {
-		if !offered[kind] {
-			continue
+		codecs, ok := offered[kind]
+		if !ok {
+			continue // the viewer does not want this kind (e.g. video only)
+		}
+		if !slices.ContainsFunc(codecs, func(c webrtc.RTPCodecParameters) bool { return sameFormat(c, src.codec) }) {
+			return &httpError{code: http.StatusNotAcceptable, msg: fmt.Sprintf(
+				"the viewer cannot receive the box's %s format %s %s", kind, src.codec.MimeType, src.codec.SDPFmtpLine)}
 		}
 		track, err := webrtc.NewTrackLocalStaticRTP(src.codec.RTPCodecCapability, kind.String(), "lifeline-"+v.device)
 		if err != nil {
@@ -76,12 +84,6 @@ func (s *SFU) negotiateViewer(ctx context.Context, api *webrtc.API, v *viewer, p
 	}
 	if err := answer(ctx, pc); err != nil {
 		return &httpError{code: http.StatusBadRequest, msg: err.Error()}
-	}
-	for _, vt := range v.tracks {
-		if len(vt.sender.GetParameters().Codecs) == 0 {
-			return &httpError{code: http.StatusNotAcceptable, msg: fmt.Sprintf(
-				"the viewer cannot receive the box's %s format %s %s", vt.kind, vt.codec.MimeType, vt.codec.SDPFmtpLine)}
-		}
 	}
 	return nil
 }
