@@ -100,7 +100,8 @@ func (s *RTSPSource) run(ctx context.Context, emit func(Frame)) error {
 				continue
 			}
 			v.push(p.RTP, emit)
-			if (s.wantKeyframe.Swap(false) || v.depack.NeedKeyframe()) && time.Since(lastPLI) >= pliInterval {
+			// A request made within pliInterval of the last PLI waits for the next.
+			if time.Since(lastPLI) >= pliInterval && (v.depack.NeedKeyframe() || s.wantKeyframe.Swap(false)) {
 				lastPLI = time.Now()
 				s.sendPLI(conn, video, p.RTP.SSRC)
 			}

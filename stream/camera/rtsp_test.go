@@ -59,17 +59,22 @@ func TestRTSPSourceDigestCamera(t *testing.T) {
 	var rec recorder
 	stop := run(t, src, rec.emit)
 	wait.For(t, 10*time.Second, "90 video frames and some audio", func() bool { return rec.count(H264) >= 90 && rec.count(PCMU) >= 5 })
-	rs.RequestKeyframe()
-	wait.For(t, 10*time.Second, "a PLI at the camera", func() bool {
+	plis := func() int {
+		n := 0
 		for _, b := range srv.RTCP() {
 			if pkts, err := rtcp.Unmarshal(b); err == nil {
 				if _, ok := pkts[0].(*rtcp.PictureLossIndication); ok {
-					return true
+					n++
 				}
 			}
 		}
-		return false
-	})
+		return n
+	}
+	// The source asked for a keyframe once at the start, while it waited for the
+	// first IDR; RequestKeyframe must bring another PLI, at most a second later.
+	before := plis()
+	rs.RequestKeyframe()
+	wait.For(t, 10*time.Second, "a PLI at the camera", func() bool { return plis() > before })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
