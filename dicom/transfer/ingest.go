@@ -61,6 +61,12 @@ type Ingest struct {
 	finalize sync.Mutex     // one instance enters the archive at a time (check, move, index)
 	wake     chan struct{}  // tells the delivery loop that work arrived
 
+	// The decoder is shared by every request; Close may release it only once no
+	// handler still uses it, so handlers are counted and, after Close, refused.
+	closing  sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+
 	bytesReceived atomic.Int64 // decoded chunk bytes appended, re-sends included
 	wireBytes     atomic.Int64
 	corruptChunks atomic.Int64
@@ -151,8 +157,37 @@ func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, deli
 	return in, nil
 }
 
-// Close releases the decoder. Call it after the handler and Run have stopped.
-func (in *Ingest) Close() { in.decoder.Close() }
+// closeWait bounds how long Close waits for requests still in flight. A box that
+// trickles a chunk must not hold the hub's shutdown; the process is ending then, and
+// a decoder left open is released with it.
+const closeWait = 3 * time.Second
+
+// Close refuses new requests, waits (at most closeWait) for the ones in flight, and
+// then releases the decoder they share.
+func (in *Ingest) Close() {
+	in.closing.Lock()
+	in.closed = true
+	in.closing.Unlock()
+	done := make(chan struct{})
+	go func() { in.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		in.decoder.Close()
+	case <-time.After(closeWait):
+		in.log.Warn("transfer: requests still in flight at shutdown; leaving the chunk decoder to the process exit")
+	}
+}
+
+// enter admits a request unless the ingest is closing; the caller calls leave.
+func (in *Ingest) enter() bool {
+	in.closing.RLock()
+	defer in.closing.RUnlock()
+	if in.closed {
+		return false
+	}
+	in.inflight.Add(1)
+	return true
+}
 
 // Handler serves UploadsPath and StudiesPath. Every request must pass Authorize.
 func (in *Ingest) Handler() http.Handler {
@@ -166,6 +201,11 @@ func (in *Ingest) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() { in.m.requests.WithLabelValues(r.Method, fmt.Sprint(sw.status)).Inc() }()
+		if !in.enter() {
+			writeProblem(sw, http.StatusServiceUnavailable, ProblemInternalFailed, "hub is shutting down", "retry after it restarts")
+			return
+		}
+		defer in.inflight.Done()
 		device, err := in.authorize(r)
 		if err != nil {
 			in.m.refused.Inc()
