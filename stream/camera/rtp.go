@@ -76,6 +76,7 @@ func (s *RTPSource) Run(ctx context.Context, emit func(Frame)) error {
 func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Frame)) error {
 	buf := make([]byte, maxUDPPayload)
 	v := newRTPVideo(s.status, nil, nil)
+	var sniff hevcSniffer
 	var ssrc uint32
 	var following bool
 	var lastFromSSRC time.Time
@@ -110,5 +111,37 @@ func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Fr
 		}
 		lastFromSSRC, lastUsable = now, now
 		v.push(&p, emit)
+		if sniff.note(p.Payload) && v.depack.Stats().Keyframes == 0 {
+			s.status.update(func(st *Status) { st.noteCodec("H265") })
+		}
 	}
+}
+
+// hevcSniffer tells an H.265 stream (RFC 7798) sent where H.264 is expected: raw RTP
+// comes without an SDP to name its codec, and the H.264 depacketizer would only wait
+// for an IDR picture that never comes, leaving the viewers a black screen.
+type hevcSniffer struct {
+	packets, hevcLike int
+	decided           bool
+}
+
+// hevcSniffPackets is how many packets the sniffer looks at before it decides.
+const hevcSniffPackets = 100
+
+// note looks at one payload and returns true once, when the stream looks like H.265:
+// nine in ten payloads start with an H.265 NAL unit header of layer 0 and temporal id
+// 1 (the second byte 0x01), which an H.264 payload's second byte seldom is.
+func (h *hevcSniffer) note(payload []byte) bool {
+	if h.decided || len(payload) < 2 {
+		return false
+	}
+	h.packets++
+	if payload[0]&0x81 == 0 && payload[0]>>1 <= 49 && payload[1] == 0x01 {
+		h.hevcLike++
+	}
+	if h.packets < hevcSniffPackets {
+		return false
+	}
+	h.decided = true
+	return h.hevcLike*10 >= h.packets*9
 }

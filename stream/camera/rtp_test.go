@@ -186,3 +186,21 @@ func TestRTPSourceOnlyGarbage(t *testing.T) {
 		}
 	}
 }
+
+// TestRTPSourceNamesH265 has ffmpeg send H.265 (libx265) where H.264 is expected and
+// expects the status to say so, instead of leaving the viewers a black screen.
+func TestRTPSourceNamesH265(t *testing.T) {
+	ffmpeg := peers.Need(t, "ffmpeg")[0]
+	src := NewRTPSource("127.0.0.1:0", 10*time.Second)
+	run(t, src, func(Frame) {})
+	send := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i",
+		"testsrc2=size=640x360:rate=30:duration=2", "-c:v", "libx265", "-preset", "ultrafast",
+		"-x265-params", "log-level=error", "-f", "rtp", "rtp://"+<-src.Bound())
+	if msg, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, msg)
+	}
+	wait.For(t, 5*time.Second, "H.265 named in the status", func() bool { return hasProblem(src.Status(), "H.265") })
+	if st := src.Status(); st.Forwardable || st.Codec != H265 || st.Frames != 0 {
+		t.Errorf("status %+v", st)
+	}
+}
