@@ -40,7 +40,7 @@ func startOrthanc(ctx context.Context, link *linkemu.Link, bin, dir string) (*or
 	o := &orthanc{p: p, http: nsClient(link, linkemu.Hub), base: fmt.Sprintf("http://127.0.0.1:%d", orthancHTTP)}
 	err = waitUntil(ctx, "Orthanc answering", 30*time.Second, 100*time.Millisecond, func() (bool, error) {
 		if p.exited() {
-			return false, fmt.Errorf("Orthanc exited: %s", p.tail())
+			return false, fmt.Errorf("orthanc exited: %s", p.tail())
 		}
 		_, err := o.count(ctx)
 		return err == nil, err
@@ -69,7 +69,7 @@ func (o *orthanc) get(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("Orthanc GET %s: %s", path, resp.Status)
+		return nil, fmt.Errorf("orthanc: GET %s: %s", path, resp.Status)
 	}
 	return body, nil
 }
@@ -82,7 +82,7 @@ func (o *orthanc) count(ctx context.Context) (int, error) {
 	}
 	var st struct{ CountInstances int }
 	if err := json.Unmarshal(body, &st); err != nil {
-		return 0, fmt.Errorf("Orthanc /statistics: %w", err)
+		return 0, fmt.Errorf("orthanc: /statistics: %w", err)
 	}
 	return st.CountInstances, nil
 }
@@ -98,7 +98,7 @@ func (o *orthanc) instances(ctx context.Context) (map[string]string, error) {
 		MainDicomTags map[string]string
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("Orthanc /instances: %w", err)
+		return nil, fmt.Errorf("orthanc: /instances: %w", err)
 	}
 	out := make(map[string]string, len(list))
 	for _, it := range list {
@@ -116,7 +116,7 @@ func (o *orthanc) verify(ctx context.Context, s *study) error {
 		return err
 	}
 	if len(have) != len(s.MD5) {
-		return fmt.Errorf("Orthanc holds %d instances, the study has %d", len(have), len(s.MD5))
+		return fmt.Errorf("orthanc holds %d instances, the study has %d", len(have), len(s.MD5))
 	}
 	for sop, want := range s.MD5 {
 		id, ok := have[sop]
