@@ -3,6 +3,7 @@ package camera
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"lifeline/internal/wait"
 	"lifeline/stream/h264"
 	"lifeline/stream/rtsp"
+	"lifeline/stream/rtsp/rtsptest"
 )
 
 // width returns the picture width of a keyframe's SPS, or 0.
@@ -111,5 +113,52 @@ func TestCameraMainFailureEndsRun(t *testing.T) {
 	err := cam.Run(ctx, func(Frame) {})
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no RTP") {
 		t.Fatalf("Run: %v, want the RTP source's silence", err)
+	}
+}
+
+// profileOf returns the profile_idc of a keyframe's SPS, or 0.
+func profileOf(f Frame) uint8 {
+	for _, nal := range h264.SplitNALUs(f.Data) {
+		if h264.TypeOf(nal) == h264.NALSPS {
+			if sps, err := h264.ParseSPS(nal); err == nil {
+				return sps.ProfileIDC
+			}
+		}
+	}
+	return 0
+}
+
+// TestCameraSwitchesBetweenRTSPStreams switches a camera's main stream (Baseline) to
+// its sub stream (High, another RTSP session) and expects the switch at the sub's
+// IDR, the main session torn down, and the pictures going on meanwhile.
+func TestCameraSwitchesBetweenRTSPStreams(t *testing.T) {
+	mainSrv := testCamera(t, rtsptest.Config{})
+	subSrv := testCamera(t, rtsptest.Config{AccessUnits: fixture(t, "high_bframes_4slices.h264")})
+	cam := NewCamera(NewRTSPSource(mainSrv.URL, rtsp.Config{}), NewRTSPSource(subSrv.URL, rtsp.Config{}))
+	var mu sync.Mutex
+	var profiles []uint8
+	current := uint8(0)
+	run(t, cam, func(f Frame) {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.Keyframe {
+			current = profileOf(f)
+		}
+		profiles = append(profiles, current)
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(profiles) }
+	wait.For(t, 10*time.Second, "main stream frames", func() bool { return count() >= 20 })
+	cam.UseSub(true)
+	wait.For(t, 10*time.Second, "the sub stream", func() bool { return cam.Status().Stream == "sub" })
+	wait.For(t, 10*time.Second, "TEARDOWN of the main stream", func() bool { return slices.Contains(mainSrv.Requests(), "TEARDOWN") })
+	n := count()
+	wait.For(t, 10*time.Second, "sub stream frames", func() bool { return count() >= n+20 })
+	mu.Lock()
+	defer mu.Unlock()
+	if profiles[0] != 66 || profiles[len(profiles)-1] != 100 {
+		t.Fatalf("profiles from %d to %d, want Baseline (66) to High (100)", profiles[0], profiles[len(profiles)-1])
+	}
+	if st := cam.Status(); st.Stream != "sub" || !st.BFrames {
+		t.Errorf("status %+v", st)
 	}
 }
