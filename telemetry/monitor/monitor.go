@@ -146,27 +146,39 @@ func New(cfg Config) (*Reader, error) {
 	if cfg.Lister == nil {
 		cfg.Lister = serialport.Ports
 	}
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	r := &Reader{cfg: cfg, endpoint: ep, log: log.With("monitor", cfg.Name, "port", cfg.Port)}
+	r := &Reader{cfg: cfg, endpoint: ep, log: telemetry.DiscardLogger(cfg.Log).With("monitor", cfg.Name, "port", cfg.Port)}
 	r.status = Status{Name: cfg.Name, Port: cfg.Port, Protocol: cfg.Protocol, State: StateStarting, Since: time.Now()}
-	labels := prometheus.Labels{"monitor": cfg.Name}
-	r.mFrames = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_frames_total", Help: "Valid protocol frames/messages read from the monitor.", ConstLabels: labels})
-	r.mBad = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_skipped_bytes_total", Help: "Bytes skipped as noise, bad checksum or unparseable.", ConstLabels: labels})
-	r.mEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_events_total", Help: "Numerics, wave blocks, alarms and device events published.", ConstLabels: labels})
-	r.mReconnects = prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_telemetry_reconnects_total", Help: "Times the port was lost and opened again.", ConstLabels: labels})
-	r.mUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_telemetry_monitor_up", Help: "1 while the monitor sends valid frames, 0 when silent or disconnected.", ConstLabels: labels})
-	r.mLast = prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_telemetry_last_frame_timestamp_seconds", Help: "Unix time of the last valid frame.", ConstLabels: labels})
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.mFrames, r.mBad, r.mEvents, r.mReconnects, r.mUp, r.mLast} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("monitor %s: register metrics: %w", cfg.Name, err)
-			}
-		}
+	if err := r.registerMetrics(); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// registerMetrics makes the reader's lifeline_telemetry_* metrics, labelled by
+// monitor, and registers them when the config has a registerer.
+func (r *Reader) registerMetrics() error {
+	labels := prometheus.Labels{"monitor": r.cfg.Name}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	r.mFrames = counter("lifeline_telemetry_frames_total", "Valid protocol frames/messages read from the monitor.")
+	r.mBad = counter("lifeline_telemetry_skipped_bytes_total", "Bytes skipped as noise, bad checksum or unparseable.")
+	r.mEvents = counter("lifeline_telemetry_events_total", "Numerics, wave blocks, alarms and device events published.")
+	r.mReconnects = counter("lifeline_telemetry_reconnects_total", "Times the port was lost and opened again.")
+	r.mUp = gauge("lifeline_telemetry_monitor_up", "1 while the monitor sends valid frames, 0 when silent or disconnected.")
+	r.mLast = gauge("lifeline_telemetry_last_frame_timestamp_seconds", "Unix time of the last valid frame.")
+	if r.cfg.Registerer == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{r.mFrames, r.mBad, r.mEvents, r.mReconnects, r.mUp, r.mLast} {
+		if err := r.cfg.Registerer.Register(c); err != nil {
+			return fmt.Errorf("monitor %s: register metrics: %w", r.cfg.Name, err)
+		}
+	}
+	return nil
 }
 
 func driverFor(ds []telemetry.Driver, proto string) telemetry.Driver {

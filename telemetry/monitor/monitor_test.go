@@ -282,7 +282,8 @@ func TestHL7OverTCPListening(t *testing.T) {
 	bus := telemetry.NewBus(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, err := New(Config{Name: "bedside", Port: "tcp://" + addr, Protocol: "auto", Bus: bus})
+	reg := prometheus.NewRegistry()
+	r, err := New(Config{Name: "bedside", Port: "tcp://" + addr, Protocol: "auto", Bus: bus, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,6 +339,22 @@ func TestHL7OverTCPListening(t *testing.T) {
 	stop1()
 	if s := r.Status(); s.Protocol != "hl7" || s.Frames == 0 {
 		t.Errorf("status %+v", s)
+	}
+	// The same counts reach /metrics, labelled by monitor.
+	metrics := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "bedside" {
+				metrics[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	if metrics["lifeline_telemetry_frames_total"] == 0 || metrics["lifeline_telemetry_events_total"] == 0 || metrics["lifeline_telemetry_monitor_up"] != 1 {
+		t.Errorf("metrics of the bedside monitor: %v", metrics)
 	}
 	cancel()
 	<-done
