@@ -52,3 +52,26 @@ func TestBasicAuthorization(t *testing.T) {
 		t.Errorf("got %q (RFC 7617's example)", got)
 	}
 }
+
+// TestDigestRFC7616Example computes the responses of RFC 7616 §3.9.1's example, in
+// SHA-256 and in MD5.
+func TestDigestRFC7616Example(t *testing.T) {
+	const (
+		nonce  = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
+		cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+	)
+	for algorithm, want := range map[string]string{
+		"SHA-256": "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+		"MD5":     "8ca523f5e9506fed4657c9700eebdbec",
+	} {
+		h, err := digestHash(algorithm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ha1 := hexHash(h, "Mufasa", "http-auth@example.org", "Circle of Life")
+		ha2 := hexHash(h, "GET", "/dir/index.html")
+		if got := hexHash(h, ha1, nonce, "00000001", cnonce, "auth", ha2); got != want {
+			t.Errorf("%s: response %s, RFC 7616 says %s", algorithm, got, want)
+		}
+	}
+}
