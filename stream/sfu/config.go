@@ -56,6 +56,11 @@ type Config struct {
 	// forgotten; it must outlast a tunnel (30 s) so the box can restart ICE instead
 	// of starting over. Default 60 s.
 	SessionTimeout time.Duration
+	// ReconnectGrace is how long viewers stay connected, without media, when a
+	// box's session is lost without a goodbye (longer outage, reboot): when the box
+	// publishes again within it, they see it again without reconnecting. Default 2
+	// minutes.
+	ReconnectGrace time.Duration
 
 	// AuthorizePublisher decides who may publish: it returns the box's device ID
 	// (the appliance derives it from the box's mTLS identity) or an error, which is
@@ -128,6 +133,9 @@ func (c Config) populate() Config {
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 60 * time.Second
 	}
+	if c.ReconnectGrace == 0 {
+		c.ReconnectGrace = 2 * time.Minute
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -165,6 +173,8 @@ func (c Config) validate() error {
 		return errors.New("sfu: limits must not be negative")
 	case c.PacketCache < 64 || c.PacketCache > 1<<15:
 		return fmt.Errorf("sfu: packet cache %d is outside 64…32768", c.PacketCache)
+	case c.ReconnectGrace < 0:
+		return errors.New("sfu: reconnect grace must not be negative")
 	case c.KeyframeInterval < 0 || c.SessionTimeout < 5*time.Second:
 		return fmt.Errorf("sfu: session timeout %s is under 5 s or keyframe interval negative", c.SessionTimeout)
 	}

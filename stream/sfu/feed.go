@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +21,34 @@ type feed struct {
 	mu           sync.Mutex
 	pub          *publication
 	viewers      map[*viewer]struct{}
-	pending      int       // viewers being negotiated, counted against MaxViewers
-	lastKeyframe time.Time // the last PLI sent to the box
+	pending      int         // viewers being negotiated, counted against MaxViewers
+	lastKeyframe time.Time   // the last PLI sent to the box
+	expiry       *time.Timer // while the box is gone and its viewers wait for it
+}
+
+// waitForBox keeps the viewers of a box whose session was lost, for grace, and
+// detaches them from its tracks meanwhile. Called with f.mu held.
+func (f *feed) waitForBox(grace time.Duration) {
+	for v := range f.viewers {
+		for _, vt := range v.tracks {
+			if src := vt.currentSource(); src != nil {
+				src.detach(vt)
+			}
+			vt.detach()
+		}
+	}
+	f.stopWaiting()
+	f.expiry = time.AfterFunc(grace, func() {
+		f.sfu.expireFeed(f, fmt.Sprintf("the box did not publish again within %s", grace))
+	})
+}
+
+// stopWaiting cancels the grace timer. Called with f.mu held.
+func (f *feed) stopWaiting() {
+	if f.expiry != nil {
+		f.expiry.Stop()
+		f.expiry = nil
+	}
 }
 
 // requestKeyframe asks the box for a keyframe unless one was asked for within the
@@ -81,6 +108,7 @@ func (f *feed) attachViewer(v *viewer) bool {
 func (f *feed) replace(pub *publication) (old *publication, lost []*viewer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.stopWaiting()
 	old, f.pub = f.pub, pub
 	for v := range f.viewers {
 		if !v.attached.Load() {
@@ -110,6 +138,10 @@ func (f *feed) replace(pub *publication) (old *publication, lost []*viewer) {
 func (f *feed) viewerList() []*viewer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.viewerListLocked()
+}
+
+func (f *feed) viewerListLocked() []*viewer {
 	out := make([]*viewer, 0, len(f.viewers))
 	for v := range f.viewers {
 		out = append(out, v)

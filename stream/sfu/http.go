@@ -169,7 +169,7 @@ func (s *SFU) whipDelete(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.endPublication(pub, "the box ended it")
+	s.endPublication(pub, "the box ended it", false)
 	w.WriteHeader(http.StatusOK)
 }
 

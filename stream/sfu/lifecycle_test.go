@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"lifeline/internal/peers"
 	"lifeline/internal/wait"
 )
 
@@ -69,5 +70,66 @@ func TestRepublishKeepsViewersAndRevokeEndsThem(t *testing.T) {
 		if !strings.Contains(joined, want) {
 			t.Errorf("events lack %q; got:\n%s", want, joined)
 		}
+	}
+}
+
+// TestChromiumKeepsWatchingWhenTheBoxRepublishes: after an outage longer than the
+// session timeout the box starts a new session; a doctor's Chromium, still on its
+// old WHEP session, must go on decoding the new session's picture without
+// reconnecting.
+func TestChromiumKeepsWatchingWhenTheBoxRepublishes(t *testing.T) {
+	aus := h264Clip(t, 2, 30, 30)
+	h := startHub(t, Config{})
+	tab := peers.Browser(t, peers.BrowserOptions{})
+	h.openPage(t, tab)
+	first := publishBox(t, h, "box-again")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool { return first.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	first.play(aus, 30)
+	js[string](t, tab, `view("/whep/box-again")`)
+	wait.For(t, 10*time.Second, "frames from the first session", func() bool { return js[videoStats](t, tab, `videoStats()`).FramesDecoded > 15 })
+
+	first.close()
+	second := publishBox(t, h, "box-again")
+	wait.For(t, 10*time.Second, "the second session's connection", func() bool { return second.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	before := js[videoStats](t, tab, `videoStats()`).FramesDecoded
+	second.play(aus, 30)
+	wait.For(t, 5*time.Second, "a second of frames from the new session", func() bool {
+		return js[videoStats](t, tab, `videoStats()`).FramesDecoded > before+30
+	})
+	if st := js[string](t, tab, `viewer.connectionState`); st != "connected" {
+		t.Errorf("viewer is %s, want still connected on its first WHEP session", st)
+	}
+}
+
+// TestViewersWaitForALostBoxThenLeave: when a box's connection is lost, its viewers
+// stay for ReconnectGrace and are then let go, with the reason in the audit; a new
+// viewer meanwhile hears that the box is not publishing.
+func TestViewersWaitForALostBoxThenLeave(t *testing.T) {
+	h := startHub(t, Config{ReconnectGrace: 500 * time.Millisecond})
+	box := publishBox(t, h, "box-gone")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	v := watch(t, h, "box-gone")
+	if v.code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", v.code, v.body)
+	}
+	wait.For(t, 10*time.Second, "the viewer's connection", func() bool { return v.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	lostAt := time.Now()
+	box.close()
+	wait.For(t, 5*time.Second, "the box's session to end", func() bool { return len(h.sfu.Status().Sessions) == 0 })
+	if late := watch(t, h, "box-gone"); late.code != http.StatusNotFound {
+		t.Errorf("a new viewer of the lost box got %d, want 404", late.code)
+	}
+	if st := v.pc.ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+		t.Errorf("viewer is %s right after the box was lost, want still connected", st)
+	}
+	wait.For(t, 5*time.Second, "the viewer to be let go", func() bool { return v.pc.ConnectionState() != webrtc.PeerConnectionStateConnected })
+	if waited := time.Since(lostAt); waited < 500*time.Millisecond {
+		t.Errorf("viewer let go %s after the box was lost, before the 500 ms grace", waited)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last := h.events[len(h.events)-1]
+	if last.Kind != ViewerLeft || !strings.Contains(last.Reason, "did not publish again within 500ms") {
+		t.Errorf("last event %+v, want the viewer leaving because the box did not come back", last)
 	}
 }

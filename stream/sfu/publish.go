@@ -113,9 +113,9 @@ func (s *SFU) startPublication(pub *publication) {
 		s.log.Info("sfu: box connection", "device", pub.device, "session", pub.id, "state", st)
 		switch st {
 		case webrtc.PeerConnectionStateFailed:
-			s.endPublication(pub, fmt.Sprintf("no media from the box for %s", s.cfg.SessionTimeout))
+			s.endPublication(pub, fmt.Sprintf("no media from the box for %s", s.cfg.SessionTimeout), true)
 		case webrtc.PeerConnectionStateClosed:
-			s.endPublication(pub, "connection closed")
+			s.endPublication(pub, "connection closed", true)
 		}
 	})
 }

@@ -11,6 +11,11 @@
 // Keyframe requests reach the box at most once per KeyframeInterval. Every viewer has
 // its own bounded queue: one that does not keep up loses packets, nobody else does.
 //
+// A box keeps its session across an outage shorter than SessionTimeout by
+// restarting ICE with a PATCH. When it publishes anew instead (the hub forgot it, or
+// it rebooted), the new session replaces the old one and the viewers follow it on
+// their existing connections, as long as it comes within ReconnectGrace.
+//
 // Data channels are relayed by label, byte for byte: what a box sends on "vitals" or
 // "vitals-wave" reaches every viewer that opened a channel of that label (viewers open
 // them: "vitals" ordered and reliable, "vitals-wave" unordered with maxRetransmits 0,
@@ -116,9 +121,10 @@ func (s *SFU) addPublication(pub *publication) error {
 	return nil
 }
 
-// endPublication ends a box's session and, unless it was already replaced, the
-// views of it.
-func (s *SFU) endPublication(pub *publication, reason string) {
+// endPublication ends a box's session. Unless the session was already replaced,
+// its views end too, or, when the box may come back (lost is true: the connection
+// failed or closed without a DELETE), they wait for it for ReconnectGrace.
+func (s *SFU) endPublication(pub *publication, reason string, lost bool) {
 	if pub.ended.Swap(true) {
 		return
 	}
@@ -129,11 +135,12 @@ func (s *SFU) endPublication(pub *publication, reason string) {
 	f.mu.Lock()
 	if f.pub == pub {
 		f.pub = nil
-		viewers = make([]*viewer, 0, len(f.viewers))
-		for v := range f.viewers {
-			viewers = append(viewers, v)
+		if lost && len(f.viewers) > 0 {
+			f.waitForBox(s.cfg.ReconnectGrace)
+		} else {
+			viewers = f.viewerListLocked()
+			delete(s.feeds, pub.device)
 		}
-		delete(s.feeds, pub.device)
 	}
 	f.mu.Unlock()
 	s.metrics.sessions.Set(float64(len(s.pubs)))
@@ -142,6 +149,25 @@ func (s *SFU) endPublication(pub *publication, reason string) {
 	s.event(SessionEnded, pub.device, pub.id, "", pub.remote, reason)
 	for _, v := range viewers {
 		s.endViewer(v, "the box's session ended: "+reason)
+	}
+}
+
+// expireFeed ends the views of a box that is gone for good: it did not come back
+// within ReconnectGrace, or was revoked meanwhile.
+func (s *SFU) expireFeed(f *feed, reason string) {
+	s.mu.Lock()
+	f.mu.Lock()
+	if f.pub != nil || s.feeds[f.device] != f {
+		f.mu.Unlock()
+		s.mu.Unlock()
+		return
+	}
+	viewers := f.viewerListLocked()
+	delete(s.feeds, f.device)
+	f.mu.Unlock()
+	s.mu.Unlock()
+	for _, v := range viewers {
+		s.endViewer(v, reason)
 	}
 }
 
@@ -181,9 +207,14 @@ func (s *SFU) Revoke(device string) bool {
 	pub := f.pub
 	f.mu.Unlock()
 	if pub == nil {
+		// Viewers waiting for the box to come back: it will not.
+		f.mu.Lock()
+		f.stopWaiting()
+		f.mu.Unlock()
+		s.expireFeed(f, "device revoked while its viewers waited for it")
 		return false
 	}
-	s.endPublication(pub, "device revoked")
+	s.endPublication(pub, "device revoked", false)
 	return true
 }
 
@@ -205,7 +236,7 @@ func (s *SFU) shutdown() {
 		s.endViewer(v, "hub shutting down")
 	}
 	for _, p := range pubs {
-		s.endPublication(p, "hub shutting down")
+		s.endPublication(p, "hub shutting down", false)
 	}
 	if t != nil {
 		t.close()
