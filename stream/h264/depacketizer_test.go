@@ -259,3 +259,29 @@ func TestDepacketizerSequenceNumbers(t *testing.T) {
 		t.Fatalf("emitted %d, stats %+v", len(got), st)
 	}
 }
+
+// TestDepacketizerBounds sends a picture of more NAL units than allowed, then one
+// over the size allowed, and expects both dropped and the next IDR emitted.
+func TestDepacketizerBounds(t *testing.T) {
+	d := NewDepacketizer()
+	d.SetParameterSets(testSPS, testPPS)
+	var pkts []*rtp.Packet
+	seq := uint16(1)
+	for range MaxNALUsPerAccessUnit + 1 {
+		pkts = append(pkts, packet(seq, 0, false, testP...))
+		seq++
+	}
+	pkts = append(pkts, packet(seq, 0, true, testP...))
+	seq++
+	big := make([]byte, 60000)
+	big[0] = 0x41
+	for range MaxAccessUnitSize/len(big) + 1 {
+		pkts = append(pkts, packet(seq, 3000, false, big...))
+		seq++
+	}
+	pkts = append(pkts, packet(seq, 3000, true, testP...), packet(seq+1, 6000, true, testIDR...))
+	got := depacketize(t, d, pkts)
+	if len(got) != 1 || !got[0].IDR || d.Stats().Dropped != 2 {
+		t.Fatalf("emitted %d, stats %+v; want both oversized pictures dropped and the IDR out", len(got), d.Stats())
+	}
+}
