@@ -195,18 +195,9 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	if st.State != service.Degraded || !strings.Contains(st.Detail, "NONIN on ") || !strings.Contains(st.Detail, "silent for 3s") || !strings.Contains(st.Detail, "check the cable") {
 		t.Errorf("service while the monitor is silent: %s %q; want degraded, naming the port, the silence and what to check", st.State, st.Detail)
 	}
-	// Every sample the oximeter sent before going quiet arrived, in order. The
-	// detection window consumed the first second: compare the tail.
-	got, want := col.pleth(0, -1), sent1.all()
-	if len(got) < 75 || len(got) > len(want) {
-		t.Fatalf("received %d samples, sent %d", len(got), len(want))
-	}
-	off := len(want) - len(got)
-	for i := range got {
-		if got[i] != want[off+i] {
-			t.Fatalf("sample %d = %v, want %v", i, got[i], want[off+i])
-		}
-	}
+	// Every sample the oximeter sent before going quiet arrived, in order; only what
+	// went by while the box detected the protocol is missing at the start.
+	checkUnbrokenTail(t, "before going quiet", col.pleth(0, -1), sent1.all())
 
 	// Pull the cable (its device node goes away with it); plug the adapter back in as
 	// another device name.
@@ -233,25 +224,8 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 		got, want := col.pleth(mark, -1), sent2.all()
 		return len(got) > 0 && len(want) > 0 && got[len(got)-1] == want[len(want)-1]
 	})
-	// After the replug the samples are one unbroken run of what the oximeter sent; only
-	// what went by while the box re-detected the protocol is missing at the start.
-	got2, want2 := col.pleth(mark, -1), sent2.all()
-	start := -1
-	for k := 0; k+len(got2) <= len(want2) && start < 0; k++ {
-		match := true
-		for i := range got2 {
-			if got2[i] != want2[k+i] {
-				match = false
-				break
-			}
-		}
-		if match {
-			start = k
-		}
-	}
-	if start < 0 || start+len(got2) != len(want2) {
-		t.Fatalf("after replug: %d samples received are not the unbroken tail of the %d sent (start %d)", len(got2), len(want2), start)
-	}
+	// After the replug, likewise.
+	checkUnbrokenTail(t, "after the replug", col.pleth(mark, -1), sent2.all())
 	if s := r.Status(); s.Device != c2.BoxEnd && s.Device != mustReal(c2.BoxEnd) {
 		t.Errorf("device after replug %q, want %s", s.Device, c2.BoxEnd)
 	}
@@ -261,6 +235,22 @@ func TestSerialAutoDetectSilenceAndReplug(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkUnbrokenTail checks that got is the unbroken tail of want: every sample sent
+// after the first one received arrived, in order. A reader misses the start while it
+// detects the protocol; nothing after that may be lost.
+func checkUnbrokenTail(t *testing.T, when string, got, want []float32) {
+	t.Helper()
+	if len(got) < 75 || len(got) > len(want) {
+		t.Fatalf("%s: received %d samples, sent %d", when, len(got), len(want))
+	}
+	off := len(want) - len(got)
+	for i := range got {
+		if got[i] != want[off+i] {
+			t.Fatalf("%s: sample %d of the %d received = %v, but the tail of the %d sent has %v", when, i, len(got), got[i], len(want), want[off+i])
+		}
 	}
 }
 
