@@ -61,9 +61,9 @@ type Intake struct {
 	// positional: the epoch has a position sentence (RMC, GGA, GNS); one without
 	// (GSV, GSA alone) says nothing about the fix and is not published.
 	positional bool
-	usedPRN  map[System]map[string]bool
-	inView   map[string]int64 // talker (and 4.11 system) → satellites in view
-	date     nmea.Date
+	usedPRN    map[System]map[string]bool
+	inView     map[string]int64 // talker (and 4.11 system) → satellites in view
+	date       nmea.Date
 
 	latest       Fix
 	lastSentence time.Time
