@@ -190,8 +190,8 @@ func (e *endpoint) forgetConnections() { e.client.CloseIdleConnections() }
 
 // do sends one request bounded by the endpoint's timeout and reads at most maxBody
 // bytes of the answer; a longer answer is an error, not a truncated SDP.
-func (e *endpoint) do(ctx context.Context, method string, u *url.URL, contentType, body string, hdr http.Header) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+func (e *endpoint) do(parent context.Context, method string, u *url.URL, contentType, body string, hdr http.Header) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(parent, e.timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != "" {
@@ -212,6 +212,9 @@ func (e *endpoint) do(ctx context.Context, method string, u *url.URL, contentTyp
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
+		if parent.Err() == nil && ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("whip: %s %s: no answer within %s: %w", method, u, e.timeout, err)
+		}
 		return nil, nil, fmt.Errorf("whip: %s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()

@@ -25,17 +25,19 @@ type videoGate struct {
 	waitKeyframe bool
 }
 
+// setBudget changes the budget from now on; the first budget starts with a full
+// bucket, so that the first IDR passes at once.
 func (g *videoGate) setBudget(bps int, now time.Time) {
+	if g.last.IsZero() {
+		g.budget, g.last = bps, now
+		g.tokens = float64(bps) / 8 * gateBurst.Seconds()
+		return
+	}
 	g.refill(now)
 	g.budget = bps
 }
 
 func (g *videoGate) refill(now time.Time) {
-	if g.last.IsZero() {
-		g.last = now
-		g.tokens = float64(g.budget) / 8 * gateBurst.Seconds()
-		return
-	}
 	dt := now.Sub(g.last).Seconds()
 	g.last = now
 	limit := float64(g.budget) / 8 * gateBurst.Seconds()
