@@ -83,7 +83,7 @@ func (g *Gate) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "sign-in is unavailable: "+err.Error())
 		return
 	}
-	hash := g.decoy
+	hash := g.decoyHash()
 	if known {
 		hash = u.PasswordHash
 	}

@@ -38,6 +38,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -130,25 +131,34 @@ type Gate struct {
 	address  *throttle
 	hashing  chan struct{}
 	// decoy is verified against when a sign-in names no account, so that an
-	// unknown name takes as long as a wrong password.
-	decoy string
+	// unknown name takes as long as a wrong password. It is made at the first
+	// sign-in, so that an administration command does not pay for it.
+	decoyOnce sync.Once
+	decoy     string
 }
 
 // New returns a gate on the accounts in state. It starts nothing; Run sweeps ended
 // sessions.
 func New(cfg Config, state hubstate.Accounts, audit Auditor, log *slog.Logger) *Gate {
 	cfg.populate()
-	decoy, err := HashPassword("decoy password, never valid", cfg.Password)
-	if err != nil {
-		panic("signin: hashing the decoy password: " + err.Error()) // only fails without randomness
-	}
 	return &Gate{
 		cfg: cfg, state: state, audit: audit, log: log,
 		accounts: newThrottle(accountFree, throttleBase, throttleCeiling, throttleForget, accountTableSize),
 		address:  newThrottle(addressFree, throttleBase, throttleCeiling, throttleForget, addressTableSize),
 		hashing:  make(chan struct{}, maxHashing),
-		decoy:    decoy,
 	}
+}
+
+// decoyHash returns the hash an unknown name's password is checked against.
+func (g *Gate) decoyHash() string {
+	g.decoyOnce.Do(func() {
+		var err error
+		g.decoy, err = HashPassword("decoy password, never valid", g.cfg.Password)
+		if err != nil {
+			panic("signin: hashing the decoy password: " + err.Error()) // only fails without randomness
+		}
+	})
+	return g.decoy
 }
 
 // Run forgets ended sessions and used or expired links every few minutes until ctx
