@@ -15,6 +15,7 @@ import (
 
 	"lifeline/internal/audit"
 	"lifeline/internal/hubstate"
+	"lifeline/internal/signin"
 	"lifeline/internal/trust"
 )
 
@@ -72,6 +73,7 @@ func (h *Hub) adminMux() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, devs)
 	})
+	h.addAccountRoutes(mux)
 	return mux
 }
 
@@ -112,15 +114,26 @@ func revokeDevice(ctx context.Context, reg *trust.Registry, a trust.Auditor, dev
 type HubAdmin struct {
 	DataDir  string
 	Lifetime time.Duration
+	Viewer   ViewerSection // sign-in policy for commands run on the store; zero: defaults
 	Log      *slog.Logger
 }
+
+// hubLocal is what a command run on the store (no hub running) works with.
+type hubLocal struct {
+	devices *trust.Registry
+	audit   *audit.Log
+	gate    *signin.Gate
+}
+
+// byLocal names, for the audit, who ran a command on the store.
+func byLocal() string { return fmt.Sprintf("lifeline hub command on the store, uid %d", os.Getuid()) }
 
 // Enrol issues a one-time enrolment code for device.
 func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 	var out EnrolCode
-	err := a.do("enroll", url.Values{"device": {device}}, &out, func(reg *trust.Registry, au *audit.Log) error {
+	err := a.do("enroll", url.Values{"device": {device}}, &out, func(l hubLocal) error {
 		var err error
-		out, err = issueCode(context.Background(), reg, au, device, a.Lifetime)
+		out, err = issueCode(context.Background(), l.devices, l.audit, device, a.Lifetime)
 		return err
 	})
 	return out, err
@@ -128,23 +141,23 @@ func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 
 // Revoke refuses device from now on.
 func (a HubAdmin) Revoke(device string) error {
-	return a.do("revoke", url.Values{"device": {device}}, nil, func(reg *trust.Registry, au *audit.Log) error {
-		return revokeDevice(context.Background(), reg, au, device)
+	return a.do("revoke", url.Values{"device": {device}}, nil, func(l hubLocal) error {
+		return revokeDevice(context.Background(), l.devices, l.audit, device)
 	})
 }
 
 // Devices lists the hub's devices.
 func (a HubAdmin) Devices() ([]trust.Device, error) {
 	var out []trust.Device
-	err := a.do("devices", nil, &out, func(reg *trust.Registry, _ *audit.Log) error {
+	err := a.do("devices", nil, &out, func(l hubLocal) error {
 		var err error
-		out, err = reg.Devices(context.Background())
+		out, err = l.devices.Devices(context.Background())
 		return err
 	})
 	return out, err
 }
 
-func (a HubAdmin) do(op string, form url.Values, out any, local func(*trust.Registry, *audit.Log) error) error {
+func (a HubAdmin) do(op string, form url.Values, out any, local func(hubLocal) error) error {
 	store, err := openHubState(a.DataDir, 300*time.Millisecond)
 	if errors.Is(err, hubstate.ErrHeld) {
 		return a.viaSocket(op, form, out)
@@ -162,7 +175,8 @@ func (a HubAdmin) do(op string, form url.Values, out any, local func(*trust.Regi
 		return err
 	}
 	defer au.Close()
-	return local(trust.NewRegistry(store, auth), au)
+	gate := signin.New(signinConfig(a.Viewer), store, au, a.Log)
+	return local(hubLocal{devices: trust.NewRegistry(store, auth), audit: au, gate: gate})
 }
 
 func (a HubAdmin) viaSocket(op string, form url.Values, out any) error {

@@ -4,7 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
+
+	"lifeline/internal/signin"
 )
 
 // ViewerSection is the hub's side for doctors' browsers ([viewer] in hub.toml): the
@@ -66,11 +69,25 @@ func (c *checker) viewer(v ViewerSection, server HubServer) {
 	}
 }
 
-// loadBrowserCertificate reads the hospital's certificate and key and checks that they
-// belong together and that the certificate is valid at now, so that a wrong file is
-// found when the hub starts or reloads, not by a doctor's browser.
+// loadBrowserCertificate reads the hospital's certificate and key and checks them as
+// parseBrowserCertificate does.
 func loadBrowserCertificate(certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return parseBrowserCertificate(certPEM, keyPEM, certFile, keyFile, now)
+}
+
+// parseBrowserCertificate checks that a certificate and key belong together and that
+// the certificate is valid at now, so that a wrong file is found when the hub starts
+// or reloads, not by a doctor's browser.
+func parseBrowserCertificate(certPEM, keyPEM []byte, certFile, keyFile string, now time.Time) (*tls.Certificate, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("certificate %s with key %s: %w", certFile, keyFile, err)
 	}
@@ -84,4 +101,13 @@ func loadBrowserCertificate(certFile, keyFile string, now time.Time) (*tls.Certi
 	}
 	cert.Leaf = leaf
 	return &cert, nil
+}
+
+// signinConfig is the sign-in policy [viewer] sets.
+func signinConfig(v ViewerSection) signin.Config {
+	return signin.Config{
+		IdleTimeout:     v.IdleTimeout.Duration,
+		SessionLifetime: v.SessionLifetime.Duration,
+		LinkLifetime:    v.LinkLifetime.Duration,
+	}
 }

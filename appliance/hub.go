@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"lifeline/internal/hubstate"
 	"lifeline/internal/hubstate/boltstate"
 	"lifeline/internal/service"
+	"lifeline/internal/signin"
 	"lifeline/internal/trust"
 )
 
@@ -33,8 +35,12 @@ type Hub struct {
 	audit    *audit.Log
 	sup      *service.Supervisor
 	started  time.Time
-	mux      *http.ServeMux // the public side, 8443
+	mux      *http.ServeMux // the boxes' side, server.listen (8443)
 	lastSeen sync.Map       // device ID → time.Time of its last request
+
+	gate       *signin.Gate
+	viewer     *http.ServeMux         // the browsers' side, viewer.listen (8444)
+	viewerAddr atomic.Pointer[string] // bound by Run
 }
 
 // Paths of the hub's state under its data directory.
@@ -78,7 +84,10 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
 		state: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
 		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
+		viewer: http.NewServeMux(),
 	}
+	h.gate = signin.New(signinConfig(cfg.Viewer), store, auditLog, log.With("service", "signin"))
+	h.gate.Mount(h.viewer)
 	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
 	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
 	if err := h.addIngest(); err != nil {
@@ -130,17 +139,31 @@ func (h *Hub) Run(ctx context.Context) error {
 		statusLn.Close()
 		return fmt.Errorf("server.listen %s: %w", h.cfg.Server.Listen, err)
 	}
-	adminLn, err := listenAdmin(adminSocket(h.dataDir))
+	viewerLn, err := listen("viewer.listen", h.cfg.Viewer.Listen)
 	if err != nil {
 		statusLn.Close()
 		public.Close()
 		return err
 	}
+	addr := viewerLn.Addr().String()
+	h.viewerAddr.Store(&addr)
+	adminLn, err := listenAdmin(adminSocket(h.dataDir))
+	if err != nil {
+		statusLn.Close()
+		public.Close()
+		viewerLn.Close()
+		return err
+	}
 	statusMux := statusMux(h.reg, h.Status)
 	h.sup.Add(httpService("status-http", statusLn, statusMux, h.log))
 	h.sup.Add(publicService(public))
+	h.sup.Add(h.viewerService(viewerLn, tlsConf.Certificates[0]))
+	h.sup.Add(service.Service{Name: "signin", Run: func(ctx context.Context, health *service.Health) error {
+		health.Ready("sweeping ended sessions and used sign-in links")
+		return h.gate.Run(ctx)
+	}})
 	h.sup.Add(httpService("admin", adminLn, h.adminMux(), h.log))
-	h.log.Info("hub serving", "public", public.Addr(), "status", statusLn.Addr().String(), "data", h.dataDir)
+	h.log.Info("hub serving", "public", public.Addr(), "viewer", h.ViewerURL(), "status", statusLn.Addr().String(), "data", h.dataDir)
 	return h.sup.Run(ctx, 5*time.Second)
 }
 

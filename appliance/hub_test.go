@@ -22,29 +22,8 @@ import (
 // of the hub's transports — HTTP/3 over QUIC, which uploads use, and HTTPS over TCP —
 // admit it with its certificate, and refuse it, with an audit line, once revoked.
 func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
-	dir := t.TempDir()
-	cfg := DefaultHubConfig()
-	d := &demo{hub: cfg, edge: DefaultEdgeConfig()}
-	if err := d.pickPorts(); err != nil {
-		t.Fatal(err)
-	}
-	cfg = d.hub
-	hub, err := OpenHub(cfg, filepath.Join(dir, "hub"), "test", quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- hub.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	}()
-	if err := waitReady(ctx, errc, func() bool { return serviceState(hub.Status(), "hub-server") == service.Ready }); err != nil {
-		t.Fatal(err)
-	}
+	_, cfg, dir := startHub(t, nil)
+	ctx := context.Background()
 	admin := HubAdmin{DataDir: filepath.Join(dir, "hub"), Lifetime: time.Hour, Log: quietLog()}
 	code, err := admin.Enrol("AMB-0009")
 	if err != nil {
@@ -102,6 +81,47 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 	if strings.Count(string(logData), `"device.refused"`) != 2 {
 		t.Fatalf("want 2 refusals audited:\n%s", logData)
 	}
+}
+
+// startHub runs a hub on free loopback ports, its state in dir/hub, until the test
+// ends; configure may change its configuration first.
+func startHub(t *testing.T, configure func(*HubConfig)) (*Hub, HubConfig, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d := &demo{hub: DefaultHubConfig(), edge: DefaultEdgeConfig()}
+	if err := d.pickPorts(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := d.hub
+	viewer, err := freeLoopbackPort(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Viewer.Listen = viewer
+	if configure != nil {
+		configure(&cfg)
+	}
+	hub, err := OpenHub(cfg, filepath.Join(dir, "hub"), "test", quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- hub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	})
+	ready := func() bool {
+		st := hub.Status()
+		return serviceState(st, "hub-server") == service.Ready && serviceState(st, "viewer-https") == service.Ready
+	}
+	if err := waitReady(ctx, errc, ready); err != nil {
+		t.Fatal(err)
+	}
+	return hub, cfg, dir
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,126 @@
+package appliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"lifeline/internal/signin"
+)
+
+// `lifeline hub user …`: the viewer's accounts, managed like the boxes (admin.go),
+// on the store when no hub runs and through the admin socket when one does. Passwords
+// are hashed by the command that read them, so only the hash crosses the socket.
+
+// bySocket names, for the audit, who asked through the admin socket: whoever may
+// open it (its mode is 0600, so the hub's own user or root).
+const bySocket = "admin socket"
+
+// addAccountRoutes serves the account commands on the admin socket.
+func (h *Hub) addAccountRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /user/add", func(w http.ResponseWriter, r *http.Request) {
+		var u signin.NewUser
+		if err := json.Unmarshal([]byte(r.FormValue("user")), &u); err != nil {
+			writeAdminError(w, errors.New("user: "+err.Error()))
+			return
+		}
+		answerAdmin(w, h.gate.AddUser(r.Context(), u, bySocket), map[string]string{"added": u.ID})
+	})
+	mux.HandleFunc("POST /user/passwd", func(w http.ResponseWriter, r *http.Request) {
+		id := r.FormValue("user")
+		answerAdmin(w, h.gate.SetPassword(r.Context(), id, r.FormValue("hash"), bySocket), map[string]string{"changed": id})
+	})
+	mux.HandleFunc("POST /user/disabled", func(w http.ResponseWriter, r *http.Request) {
+		id := r.FormValue("user")
+		disabled, err := strconv.ParseBool(r.FormValue("disabled"))
+		if err == nil {
+			err = h.gate.SetDisabled(r.Context(), id, disabled, bySocket)
+		}
+		answerAdmin(w, err, map[string]string{"changed": id})
+	})
+	mux.HandleFunc("GET /user/list", func(w http.ResponseWriter, r *http.Request) {
+		users, err := h.gate.Users(r.Context())
+		answerAdmin(w, err, users)
+	})
+	mux.HandleFunc("POST /user/link", func(w http.ResponseWriter, r *http.Request) {
+		link, err := h.gate.IssueLink(r.Context(), r.FormValue("user"), bySocket)
+		answerAdmin(w, err, link)
+	})
+}
+
+func answerAdmin(w http.ResponseWriter, err error, out any) {
+	if err != nil {
+		writeAdminError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func writeAdminError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	if errors.Is(err, signin.ErrNotAudited) {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+// AddUser adds an account to the viewer. The password must already be hashed with
+// signin.HashPassword.
+func (a HubAdmin) AddUser(u signin.NewUser) error {
+	raw, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return a.do("user/add", url.Values{"user": {string(raw)}}, nil, func(l hubLocal) error {
+		return l.gate.AddUser(context.Background(), u, byLocal())
+	})
+}
+
+// SetPassword replaces a user's password with the hashed one and signs the user out
+// everywhere.
+func (a HubAdmin) SetPassword(id, hash string) error {
+	return a.do("user/passwd", url.Values{"user": {id}, "hash": {hash}}, nil, func(l hubLocal) error {
+		return l.gate.SetPassword(context.Background(), id, hash, byLocal())
+	})
+}
+
+// SetDisabled disables (signing the user out everywhere) or enables a user.
+func (a HubAdmin) SetDisabled(id string, disabled bool) error {
+	form := url.Values{"user": {id}, "disabled": {strconv.FormatBool(disabled)}}
+	return a.do("user/disabled", form, nil, func(l hubLocal) error {
+		return l.gate.SetDisabled(context.Background(), id, disabled, byLocal())
+	})
+}
+
+// Users lists the viewer's accounts.
+func (a HubAdmin) Users() ([]signin.Account, error) {
+	var out []signin.Account
+	err := a.do("user/list", nil, &out, func(l hubLocal) error {
+		var err error
+		out, err = l.gate.Users(context.Background())
+		return err
+	})
+	return out, err
+}
+
+// SignInLink issues a one-time sign-in link's token for a user; the caller puts it
+// after '#' in the viewer's URL (signin.LinkPagePath), which `lifeline hub user link`
+// prints.
+func (a HubAdmin) SignInLink(id string) (signin.LinkToken, error) {
+	var out signin.LinkToken
+	err := a.do("user/link", url.Values{"user": {id}}, &out, func(l hubLocal) error {
+		var err error
+		out, err = l.gate.IssueLink(context.Background(), id, byLocal())
+		return err
+	})
+	return out, err
+}
+
+// SignInLinkURL is the URL a one-time link's token opens on the viewer at base
+// (e.g. https://ed.hospital.example:8444).
+func SignInLinkURL(base string, link signin.LinkToken) string {
+	return base + signin.LinkPagePath + "#" + link.Token
+}
