@@ -201,3 +201,24 @@ func TestSlowViewerDoesNotHoldBackOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestPacerHoldsBurstToRate: 20 packets of 1250 bytes at 2 Mbit/s take 100 ms, not
+// the microseconds an unpaced burst would, and closing done frees a waiting writer.
+func TestPacerHoldsBurstToRate(t *testing.T) {
+	p := pacer{rate: 2e6}
+	done := make(chan struct{})
+	start := time.Now()
+	for range 20 {
+		if !p.wait(1250, done) {
+			t.Fatal("pacer gave up with done open")
+		}
+	}
+	if el := time.Since(start); el < 80*time.Millisecond || el > time.Second {
+		t.Errorf("20 × 1250 B at 2 Mbit/s took %s, want about 100 ms", el)
+	}
+	slow := pacer{rate: 8} // one byte per second
+	close(done)
+	if slow.wait(1, done) && slow.wait(1000, done) {
+		t.Error("pacer kept a writer waiting after done closed")
+	}
+}

@@ -116,10 +116,10 @@ func (vt *viewerTrack) start(s *source, burst []*rtp.Packet, params [][]byte) {
 	att.seqOffset = seq - burst[0].SequenceNumber
 	vt.att = att
 	if att.prelude != nil {
-		vt.send(att.prelude)
+		vt.send(att.prelude, true)
 	}
 	for _, p := range burst {
-		vt.send(att.rewrite(p))
+		vt.send(att.rewrite(p), true)
 	}
 }
 
@@ -147,16 +147,16 @@ func (vt *viewerTrack) forward(p *rtp.Packet) {
 		seq, ts := vt.nextNumbers(time.Now())
 		vt.att = &attachment{src: vt.src, seqOffset: seq - p.SequenceNumber, tsOffset: ts - p.Timestamp, firstSeq: seq}
 	}
-	vt.send(vt.att.rewrite(p))
+	vt.send(vt.att.rewrite(p), false)
 }
 
-// send queues a rewritten packet and remembers the newest numbers. Called with
-// vt.mu held.
-func (vt *viewerTrack) send(out *rtp.Packet) {
+// send queues a rewritten packet and remembers the newest numbers; burst packets
+// are paced. Called with vt.mu held.
+func (vt *viewerTrack) send(out *rtp.Packet, burst bool) {
 	if !vt.sentAny || seqNewer(out.SequenceNumber, vt.lastSeq) {
 		vt.lastSeq, vt.lastTS, vt.lastAt, vt.sentAny = out.SequenceNumber, out.Timestamp, time.Now(), true
 	}
-	vt.viewer.enqueue(vt, out)
+	vt.viewer.enqueue(queued{vt: vt, p: out, paced: burst})
 }
 
 // detach leaves the current source, keeping the numbering for the next one.
@@ -180,7 +180,7 @@ func (vt *viewerTrack) retransmit(seqs []uint16) {
 			continue
 		}
 		if att.prelude != nil && seq == att.firstSeq {
-			vt.viewer.enqueue(vt, att.prelude)
+			vt.viewer.enqueue(queued{vt: vt, p: att.prelude})
 			vt.nacksServed.Add(1)
 			continue
 		}
@@ -189,7 +189,7 @@ func (vt *viewerTrack) retransmit(seqs []uint16) {
 			vt.nacksMissed.Add(1)
 			continue
 		}
-		vt.viewer.enqueue(vt, att.rewrite(p))
+		vt.viewer.enqueue(queued{vt: vt, p: att.rewrite(p)})
 		vt.nacksServed.Add(1)
 	}
 }

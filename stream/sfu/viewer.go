@@ -40,9 +40,11 @@ type viewer struct {
 	rate                                       rateMeter
 }
 
+// queued is a packet waiting for the viewer's writer.
 type queued struct {
-	vt *viewerTrack
-	p  *rtp.Packet
+	vt    *viewerTrack
+	p     *rtp.Packet
+	paced bool // part of a keyframe burst: sent no faster than BurstRate
 }
 
 // negotiateViewer answers a viewer's offer with one track for each of the box's
@@ -113,13 +115,19 @@ func (s *SFU) startViewer(v *viewer) {
 	})
 }
 
-// write sends the viewer's queued packets until the viewer ends.
+// write sends the viewer's queued packets until the viewer ends. A keyframe burst
+// (seconds of GOP at once) is paced to BurstRate, so that it does not overflow the
+// viewer's network path or socket buffer and turn into a storm of NACKs.
 func (v *viewer) write() {
+	pace := pacer{rate: v.feed.sfu.cfg.BurstRate}
 	for {
 		select {
 		case <-v.done:
 			return
 		case q := <-v.queue:
+			if q.paced && !pace.wait(q.p.MarshalSize(), v.done) {
+				return
+			}
 			if err := q.vt.track.WriteRTP(q.p); err != nil {
 				continue
 			}
@@ -134,9 +142,9 @@ func (v *viewer) write() {
 
 // enqueue queues a packet for the viewer, or drops and counts it when the viewer's
 // queue is full: the box's fan-out never waits for one viewer.
-func (v *viewer) enqueue(vt *viewerTrack, p *rtp.Packet) {
+func (v *viewer) enqueue(q queued) {
 	select {
-	case v.queue <- queued{vt: vt, p: p}:
+	case v.queue <- q:
 	default:
 		v.dropped.Add(1)
 		v.feed.sfu.metrics.dropped.WithLabelValues("rtp").Inc()
@@ -165,7 +173,7 @@ func (s *SFU) readViewerRTCP(v *viewer, vt *viewerTrack) {
 				s.metrics.nacksServed.Add(float64(served))
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				if vt.kind == webrtc.RTPCodecTypeVideo {
-					go v.feed.requestKeyframe()
+					v.feed.requestKeyframe()
 				}
 			}
 		}
@@ -218,5 +226,35 @@ func (v *viewer) sendData(label string, msg webrtc.DataChannelMessage) {
 	if err != nil {
 		v.dataDropped.Add(1)
 		v.feed.sfu.metrics.dropped.WithLabelValues("data").Inc()
+	}
+}
+
+// pacer spaces packets so that they leave at no more than rate bits per second on
+// average, sleeping only when the debt exceeds a couple of milliseconds (timers are
+// not finer than that).
+type pacer struct {
+	rate float64
+	next time.Time // when the next packet may leave
+}
+
+// wait blocks until a packet of n bytes may leave; it reports false when done
+// closed first.
+func (p *pacer) wait(n int, done <-chan struct{}) bool {
+	now := time.Now()
+	if p.next.Before(now) {
+		p.next = now
+	}
+	p.next = p.next.Add(time.Duration(float64(n*8) / p.rate * float64(time.Second)))
+	d := p.next.Sub(now)
+	if d < 2*time.Millisecond {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
 	}
 }
