@@ -1,7 +1,9 @@
 package vitals
 
 import (
+	"context"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -86,4 +88,58 @@ func BenchmarkDecode12Lead500Hz(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed()/time.Duration(b.N))/float64(time.Second)*100, "core-%")
+}
+
+// BenchmarkPublishToSend measures the box's own share of the vitals latency: from a
+// monitor event on the bus to the data channel's send call, for a wave chunk (sent
+// directly) and a numeric (numbered, queued for the group commit, sent by the
+// reliable sender), while the 12-lead stream runs.
+func BenchmarkPublishToSend(b *testing.B) {
+	store := openStore(b, "box.db")
+	bus := telemetry.NewBus(nil)
+	out, err := NewOutbox(OutboxConfig{Store: store, Bus: bus, Device: "amb-07"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	arrived := make(chan time.Time, 4096)
+	stamp := func([]byte) error {
+		arrived <- time.Now()
+		return nil
+	}
+	out.Attach(stamp, stamp)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- out.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p := newPatient(time.Now())
+	var waveDelays, numDelays []time.Duration
+	for b.Loop() {
+		for _, ev := range p.next() {
+			sent := time.Now()
+			bus.Publish("monitor0", ev)
+			var d time.Duration
+			select {
+			case at := <-arrived:
+				d = at.Sub(sent)
+			case <-time.After(5 * time.Second):
+				b.Fatalf("a %s event never reached the channel", ev.Kind())
+			}
+			if ev.Kind() == telemetry.KindWave {
+				waveDelays = append(waveDelays, d)
+			} else {
+				numDelays = append(numDelays, d)
+			}
+		}
+	}
+	report := func(name string, d []time.Duration) {
+		if len(d) == 0 {
+			return
+		}
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds()), name+"-p50-µs")
+		b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), name+"-p99-µs")
+	}
+	report("wave", waveDelays)
+	report("numeric", numDelays)
 }

@@ -153,7 +153,7 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 	o.next, o.nextWave = meta.Reserved+1, meta.WaveReserved+1
 	o.acked, o.sent, o.ctrlSeen = meta.Acked, meta.Acked, meta.ControlSeen
 	meta.Reserved += reserveStep
-	meta.WaveReserved += reserveStep
+	meta.WaveReserved += waveReserveStep
 	st, _, err := r.commit(nil, meta)
 	if err != nil {
 		return nil, err
@@ -236,6 +236,9 @@ func (o *Outbox) enqueue(msg Message) error {
 		o.metrics.dropped.Inc()
 	}
 	o.metrics.queued.Inc()
+	if o.next+reserveStep/2 > o.ring.state.meta.Reserved {
+		signal(o.flushNow) // reserve the next block before this one runs out
+	}
 	signal(o.wake)
 	return nil
 }
@@ -277,7 +280,7 @@ func (o *Outbox) flush() error {
 	pendingDropped := o.pendingDropped
 	// Keep a full step reserved beyond what is assigned, so the senders never wait.
 	meta.Reserved = max(meta.Reserved, o.next-1+reserveStep)
-	meta.WaveReserved = max(meta.WaveReserved, o.nextWave-1+reserveStep)
+	meta.WaveReserved = max(meta.WaveReserved, o.nextWave-1+waveReserveStep)
 	if len(group) > 0 {
 		o.committing = group[len(group)-1].seq
 	}

@@ -124,6 +124,9 @@ func (o *Outbox) sendWave(msg Message) {
 		o.metrics.waveLost.Inc()
 		return
 	}
+	if o.nextWave+waveReserveStep/2 > o.ring.state.meta.WaveReserved {
+		signal(o.flushNow) // reserve the next block before this one runs out
+	}
 	lossGen := o.lossGen
 	if o.waves[key] != lossGen {
 		msg.Gap = true

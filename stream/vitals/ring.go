@@ -17,10 +17,17 @@ const (
 	metaBucket = "stream/vitals/outbox-meta" // "meta" → ringMeta JSON
 )
 
-// reserveStep is how many sequence numbers each durable reservation covers. The box
-// never sends a seq beyond what is reserved on disk, so after a power cut it resumes
-// above anything it may have sent: a hub never takes a new message for a duplicate.
-const reserveStep = 1024
+// reserveStep and waveReserveStep are how many sequence numbers each durable
+// reservation covers. The box never sends a seq beyond what is reserved on disk, so
+// after a power cut it resumes above anything it may have sent: a hub never takes a
+// new message for a duplicate. A new block is reserved when half of one is used, so
+// a slow disk must stall for half a block before anything waits: over a minute of a
+// monitor's numerics, and about four minutes of a 12-lead stream's wave chunks (which
+// are dropped, not delayed, when they cannot be numbered).
+const (
+	reserveStep     = 4096
+	waveReserveStep = 1 << 16
+)
 
 // ringMeta is the ring's durable bookkeeping, rewritten in every group commit.
 type ringMeta struct {
