@@ -52,3 +52,49 @@ func TestCodecMismatchIsRefused(t *testing.T) {
 		t.Errorf("after the refusals: %+v, want the one box and no viewer", st.Sessions)
 	}
 }
+
+// TestAnnouncedAddresses: a hub behind 1:1 NAT announces its public address, not the
+// one it listens on, in every candidate of its answers, for UDP and TCP alike.
+func TestAnnouncedAddresses(t *testing.T) {
+	h := startHub(t, Config{Listen: "127.0.0.1:0", Addresses: []string{"127.0.0.2"}})
+	box := boxAPIPeer(t)
+	code, _, answer := h.do(t, http.MethodPost, "/whip", sdpType, completeOffer(t, box, nil), map[string]string{"X-Device": "box-nat"})
+	if code != http.StatusCreated {
+		t.Fatalf("WHIP POST: %d %s", code, answer)
+	}
+	var udp, tcp int
+	for _, line := range strings.Split(answer, "\r\n") {
+		if !strings.HasPrefix(line, "a=candidate:") {
+			continue
+		}
+		if !strings.Contains(line, " 127.0.0.2 ") {
+			t.Errorf("candidate announces another address: %s", line)
+		}
+		if strings.Contains(strings.ToLower(line), " udp ") {
+			udp++
+		} else {
+			tcp++
+		}
+	}
+	if udp == 0 || tcp == 0 {
+		t.Errorf("answer has %d UDP and %d TCP candidates, want both:\n%s", udp, tcp, answer)
+	}
+}
+
+// boxAPIPeer is a box's peer connection with a video track, not yet offered.
+func boxAPIPeer(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	pc, err := boxAPI(t, "").NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticSample(boxH264, "video", "box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
