@@ -58,7 +58,10 @@ async function received(id) {
   if (!s) return null;
   const out = {framesDecoded: 0, audioPackets: 0, width: 0, ice: s.pc.iceConnectionState, messages: s.messages};
   (await s.pc.getStats()).forEach(r => {
-    if (r.type === 'inbound-rtp' && r.kind === 'video') { out.framesDecoded = r.framesDecoded || 0; out.width = r.frameWidth || 0; }
+    if (r.type === 'inbound-rtp' && r.kind === 'video') {
+      out.framesDecoded = r.framesDecoded || 0; out.width = r.frameWidth || 0;
+      out.nacks = r.nackCount || 0; out.plis = r.pliCount || 0; out.lost = r.packetsLost || 0;
+    }
     if (r.type === 'inbound-rtp' && r.kind === 'audio') out.audioPackets = r.packetsReceived || 0;
   });
   return out;
@@ -76,6 +79,9 @@ type received struct {
 	FramesDecoded int                 `json:"framesDecoded"`
 	AudioPackets  int                 `json:"audioPackets"`
 	Width         int                 `json:"width"`
+	NACKs         int                 `json:"nacks"`
+	PLIs          int                 `json:"plis"`
+	Lost          int                 `json:"lost"`
 	ICE           string              `json:"ice"`
 	Messages      map[string][]string `json:"messages"`
 }

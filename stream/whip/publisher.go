@@ -3,6 +3,20 @@
 // control data channels) to the hub or to any standard WHIP endpoint, keeps it alive
 // across the 5G link's drops with ICE restarts over PATCH, and tells the camera side
 // how much video the link carries. It runs on the box.
+//
+// # Vitals and audio first
+//
+// Google Congestion Control, fed by transport-wide feedback from the far end, gives
+// an estimate of what the uplink carries (TargetBitrate). Audio and the data
+// channels are not limited by the box at all: a reserve for each (Config.AudioReserve,
+// Config.DataReserve) is taken off the estimate, and only the rest is the video budget
+// (VideoBudget). Video is the one stream the box holds back, in two ways: the camera
+// side is told the budget and switches to its sub stream when the main stream does
+// not fit, and a gate drops whole video frames (up to the next IDR) when video runs
+// over its budget, rather than queue them where vitals would wait behind them. The
+// vitals travel on SCTP, which has its own congestion control; with video kept below
+// the estimate it always finds room. The gate never shuts below Config.VideoFloor, or
+// the estimate, which only grows with what arrives, could never recover.
 package whip
 
 import (
@@ -16,6 +30,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"lifeline/internal/service"
 	"lifeline/stream/camera"
 )
 
@@ -227,6 +242,13 @@ type Publisher struct {
 
 	targetBitrate atomic.Int64
 	keyframeReqs  atomic.Uint64
+	running       atomic.Bool
+}
+
+// Service returns the publisher as a service for the appliance's supervisor, with its
+// Status in /api/v1/status.
+func (p *Publisher) Service(name string) service.Service {
+	return service.Service{Name: name, Run: p.Run, Status: func() any { return p.Status() }}
 }
 
 // New checks cfg and returns a publisher that has not connected yet.

@@ -22,6 +22,8 @@ type udpRelay struct {
 	box         *net.UDPAddr // the box's candidate
 	browser     *net.UDPAddr // Chromium's candidate
 	down        bool
+	lossEvery   int // when set, every lossEvery-th packet from the box is lost
+	fromBox     int
 	wg          sync.WaitGroup
 }
 
@@ -60,6 +62,10 @@ func (r *udpRelay) pump(from *net.UDPConn, sender **net.UDPAddr, dest func() (*n
 		if !down {
 			*sender = src
 		}
+		if from == r.boxSide && r.lossEvery > 0 {
+			r.fromBox++
+			down = down || r.fromBox%r.lossEvery == 0
+		}
 		out, to := dest()
 		r.mu.Unlock()
 		if down || to == nil {
@@ -73,6 +79,13 @@ func (r *udpRelay) pump(from *net.UDPConn, sender **net.UDPAddr, dest func() (*n
 func (r *udpRelay) cut() {
 	r.mu.Lock()
 	r.down = true
+	r.mu.Unlock()
+}
+
+// lose makes every n-th packet from the box get lost from now on.
+func (r *udpRelay) lose(n int) {
+	r.mu.Lock()
+	r.lossEvery = n
 	r.mu.Unlock()
 }
 

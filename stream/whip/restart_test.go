@@ -89,3 +89,26 @@ func TestRestartRefusedOpensNewSession(t *testing.T) {
 		t.Errorf("vitals channel opened %d times, closed %d times, want 2 and 1", b.opened["vitals"], b.closed["vitals"])
 	}
 }
+
+// TestLossRepairedByNACK loses one packet in twenty from the box: Chromium asks for
+// them again, the box's NACK responder resends them, and the picture keeps its rate.
+func TestLossRepairedByNACK(t *testing.T) {
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	b := startBox(t, e.url(), "", nil)
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode before the loss")
+
+	relay.lose(20)
+	start, from := time.Now(), e.framesDecoded("1")
+	waitDecoding(t, e, "1", 90, 15*time.Second, "90 frames decoded through 5 % loss")
+	rate := float64(e.framesDecoded("1")-from) / time.Since(start).Seconds()
+	r := e.received("1")
+	t.Logf("through 5 %% loss: %.1f frames/s; Chromium sent %d NACKs and %d PLIs, %d packets stayed lost; box status %+v",
+		rate, r.NACKs, r.PLIs, r.Lost, b.p.Status())
+	if r.NACKs == 0 {
+		t.Error("Chromium sent no NACK: no loss reached it")
+	}
+	if rate < 0.8*clipRate {
+		t.Errorf("only %.1f frames/s decoded through the loss", rate)
+	}
+}

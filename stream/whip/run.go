@@ -16,6 +16,10 @@ import (
 // the old one or it cannot be restarted. It reports through h and returns nil when ctx
 // ends, after DELETEing the session.
 func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("whip: publisher already running")
+	}
+	defer p.running.Store(false)
 	defer p.setState(StateStopped)
 	delay := p.cfg.RetryInitial
 	for {
@@ -119,16 +123,17 @@ func (l *sessionLoop) onState(st webrtc.PeerConnectionState) error {
 	case webrtc.PeerConnectionStateConnected:
 		stopTimer(l.connect)
 		stopTimer(l.restart)
-		first := !l.connected
+		if l.connected && !l.restarting {
+			return nil // DTLS or ICE settled again without the box noticing a loss
+		}
 		l.connected, l.restarting = true, false
 		p.media.setConnected(true)
 		p.setState(StateConnected)
 		l.h.Ready("publishing to " + p.cfg.Endpoint)
-		if first {
-			// A new decoder at the far end needs an IDR; the camera may have one soon
-			// anyway, but a long GOP would leave the doctor a black screen.
-			p.keyframeWanted()
-		}
+		// The far end's decoder is new, or lost the frames of the outage: the gate
+		// now waits for an IDR, and a camera with a long GOP should send one now
+		// rather than leave the doctor a frozen picture.
+		p.keyframeWanted()
 	case webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateFailed:
 		if !l.connected {
 			return nil // still within the connect timer

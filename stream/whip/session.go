@@ -29,6 +29,8 @@ const (
 	// during an outage leave within a second of the link returning, not after a
 	// back-off grown to a minute.
 	sctpRTOMax = time.Second
+	// maxDataMessage bounds one data channel message either way.
+	maxDataMessage = 64 << 10
 )
 
 // session is one WHIP session: a peer connection and the resource the endpoint
@@ -143,6 +145,9 @@ func (p *Publisher) newAPI() (*webrtc.API, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	se.SetSCTPRTOMax(sctpRTOMax)
+	// The hospital's control messages are short; a far end may not make the box
+	// buffer more than this for one message.
+	se.SetSCTPMaxMessageSize(maxDataMessage)
 	se.SetIncludeLoopbackCandidate(p.cfg.Loopback)
 	if len(p.cfg.Interfaces) > 0 {
 		ifaces := slices.Clone(p.cfg.Interfaces)
