@@ -111,7 +111,7 @@ func newClipSource(url string, aus []h264.AccessUnit, fps int) (*ClipSource, err
 		for _, au := range aus {
 			if au.BFrame {
 				st.BFrames = true
-				st.addProblem(problemB, true)
+				st.addProblem(problemB, false)
 				break
 			}
 		}

@@ -47,17 +47,22 @@ type Status struct {
 
 // browserProfiles are the H.264 profile_idc values Debian's Chromium advertises for
 // receiving (42 Baseline, 4d Main, f4 High 4:4:4 Predictive; see shared/PEERS.md).
-// High (64), which most IP cameras send by default, is not among them.
 var browserProfiles = map[uint8]bool{66: true, 77: true, 244: true}
+
+// profileHigh is High profile (64), the default of most IP cameras. Chromium does not
+// advertise it, but decodes it when the box offers the stream as Constrained Baseline,
+// as the publisher does (TestWhatChromiumDecodes).
+const profileHigh = 100
 
 // Sentences for the status page. They say what happens and what to do about it.
 const (
-	problemH265  = "The camera sends H.265 (HEVC): browsers cannot show it and the box does not transcode. Set the camera's stream to H.264."
-	problemHigh  = "The camera sends H.264 %s profile: the viewers' browser (Chromium) does not offer to decode it, so the picture may stay black. Set the camera's stream to Main or Baseline profile, or use its sub stream."
-	problemB     = "The camera sends B-frames: WebRTC plays pictures in the order they arrive, so the picture stutters or freezes. Turn B-frames off in the camera's encoder settings (often called 'GOP structure' or 'H.264+')."
-	problemNoPS  = "No SPS/PPS received, neither in the stream nor in the SDP: no picture can be decoded. Enable 'send parameter sets in band' on the camera, or use RTSP."
-	problemCodec = "The camera sends %s video: browsers cannot show it as it is and the box does not transcode. Set the camera's stream to H.264."
-	problemAudio = "The camera's audio is %s, which browsers cannot play as it is: the stream goes without camera audio. Set the camera's audio to G.711 (PCMU/PCMA) or Opus."
+	problemH265    = "The camera sends H.265 (HEVC): browsers cannot show it and the box does not transcode. Set the camera's stream to H.264."
+	problemHigh    = "The camera sends H.264 High profile, which browsers do not negotiate: the box offers it as Constrained Baseline, and Chromium decodes it, but other browsers (Firefox with OpenH264) may show nothing. Set the camera's stream to Main or Baseline profile to be safe."
+	problemProfile = "The camera sends H.264 %s profile, which browsers do not decode: the picture stays black. Set the camera's stream to Main or Baseline profile, or use its sub stream."
+	problemB       = "The camera sends B-frames: Chromium then decodes only the keyframes, so the picture freezes between them. Turn B-frames off in the camera's encoder settings (often called 'GOP structure', 'Smart codec' or 'H.264+')."
+	problemNoPS    = "No SPS/PPS received, neither in the stream nor in the SDP: no picture can be decoded. Enable 'send parameter sets in band' on the camera, or use RTSP."
+	problemCodec   = "The camera sends %s video: browsers cannot show it as it is and the box does not transcode. Set the camera's stream to H.264."
+	problemAudio   = "The camera's audio is %s, which browsers cannot play as it is: the stream goes without camera audio. Set the camera's audio to G.711 (PCMU/PCMA) or Opus."
 )
 
 // statusBox holds a source's Status for concurrent readers.
@@ -100,8 +105,12 @@ func (s *Status) noteSPS(sps h264.SPS) {
 	s.Profile = sps.Profile() + " " + sps.Level()
 	s.ProfileLevelID = sps.ProfileLevelID()
 	s.Width, s.Height = sps.Width, sps.Height
-	if !browserProfiles[sps.ProfileIDC] {
-		s.addProblem(fmt.Sprintf(problemHigh, sps.Profile()), false)
+	switch {
+	case browserProfiles[sps.ProfileIDC]:
+	case sps.ProfileIDC == profileHigh:
+		s.addProblem(problemHigh, true)
+	default:
+		s.addProblem(fmt.Sprintf(problemProfile, sps.Profile()), false)
 	}
 }
 

@@ -50,7 +50,7 @@ func (v *rtpVideo) push(p *rtp.Packet, emit func(Frame)) {
 		}
 		if au.BFrame && !v.sawB {
 			v.sawB = true
-			v.status.update(func(s *Status) { s.BFrames = true; s.addProblem(problemB, true) })
+			v.status.update(func(s *Status) { s.BFrames = true; s.addProblem(problemB, false) })
 		}
 		emit(Frame{Codec: H264, Data: au.Data, Keyframe: au.IDR, Received: now, Duration: v.duration(au.Timestamp)})
 	})
