@@ -115,7 +115,7 @@ type Outbox struct {
 	durable        uint64 // highest seq committed by this run
 	reliable       func([]byte) error
 	wave           func([]byte) error
-	gen            uint64 // bumped by Attach and Detach
+	gen            uint64 // bumped when the reliable channel changes or the hub asks for a replay
 	lossGen        uint64 // bumped whenever wave chunks may have been lost for every signal
 	waves          map[waveKey]uint64
 	wake           chan struct{}
@@ -185,6 +185,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			stop()
 			wg.Wait()
+			o.drainReliable()
 			if err := o.flush(); err != nil {
 				return fmt.Errorf("vitals: outbox final commit: %w", err)
 			}
@@ -199,6 +200,24 @@ func (o *Outbox) Run(ctx context.Context) error {
 				o.markWaveLoss()
 			}
 			o.handle(m)
+		}
+	}
+}
+
+// drainReliable numbers what the bus still holds for us at shutdown, so that an
+// orderly stop loses no reliable message; wave chunks could not be sent anyway.
+func (o *Outbox) drainReliable() {
+	for {
+		select {
+		case m, ok := <-o.sub.C():
+			if !ok {
+				return
+			}
+			if m.Event.Kind() != telemetry.KindWave {
+				o.handle(m)
+			}
+		default:
+			return
 		}
 	}
 }

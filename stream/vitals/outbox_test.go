@@ -484,3 +484,16 @@ func TestBusDropsMarkEverySignal(t *testing.T) {
 		seen[m.Code] = true
 	}
 }
+
+func TestAnOrderlyStopKeepsWhatTheBusStillHeld(t *testing.T) {
+	store := openStore(t, "box.db")
+	b := startBox(t, store, OutboxConfig{})
+	total := b.publish(newPatient(t0), 20*time.Second)
+	b.stop(t) // at once: most events are still in the bus buffer
+	b2 := startBox(t, store, OutboxConfig{})
+	l := newLink(t, openStore(t, "hub.db"), b2.out)
+	l.connect()
+	if err := wait.Until(5*time.Second, func() bool { return len(l.history(t)) == total }); err != nil {
+		t.Fatalf("hub holds %d of the %d reliable messages published before the stop", len(l.history(t)), total)
+	}
+}
