@@ -167,7 +167,11 @@ type conn struct {
 	skipped  uint64
 
 	phase     phase
-	sentAt    time.Time // association request
+	// nextRequest is when the next association request goes out: a Retry after a
+	// refusal or a lost association, or, while one is unanswered, once it has had time
+	// to be answered. Zero: at once.
+	nextRequest time.Time
+	unanswered  bool // an association request is out and no answer came
 	heard     time.Time // last valid message from the monitor
 	keepAlive time.Time
 	invoke    uint16
@@ -195,10 +199,16 @@ func (c *conn) send(userData []byte) error {
 }
 
 func (c *conn) associate(now time.Time) error {
-	c.phase, c.sentAt, c.heard = phaseAssociating, now, now
+	c.phase, c.heard = phaseAssociating, now
+	c.nextRequest, c.unanswered = now.Add(2*c.d.cfg.Retry+time.Second), true
 	c.polls = map[uint16]*pollState{}
 	c.waves = map[uint16]*waveSpec{}
 	return c.send(AssociationRequest(ClientInfo))
+}
+
+// associateAfterRetry gives an association up: a new request goes out after Retry.
+func (c *conn) associateAfterRetry(now time.Time) {
+	c.phase, c.nextRequest, c.unanswered = phaseAssociating, now.Add(c.d.cfg.Retry), false
 }
 
 // release ends the association politely when Run ends with the port still open.
@@ -212,8 +222,8 @@ func (c *conn) timers(now time.Time) error {
 	cfg := c.d.cfg
 	switch c.phase {
 	case phaseAssociating:
-		if c.sentAt.IsZero() || now.Sub(c.sentAt) >= 2*cfg.Retry+time.Second {
-			if !c.sentAt.IsZero() {
+		if !now.Before(c.nextRequest) {
+			if c.unanswered {
 				c.d.log.Warn("intellivue: no association response, asking again")
 			}
 			return c.associate(now)
@@ -225,7 +235,7 @@ func (c *conn) timers(now time.Time) error {
 			if err := c.send(Abort()); err != nil {
 				return err
 			}
-			c.phase, c.sentAt = phaseAssociating, now.Add(-2*cfg.Retry) // retry after one Retry
+			c.associateAfterRetry(now)
 			return nil
 		}
 	}
@@ -320,7 +330,7 @@ func (c *conn) message(m []byte, now time.Time) error {
 	case SPDURefuse:
 		c.out.Frame()
 		c.d.log.Warn("intellivue: association refused; aborting any old association and retrying")
-		c.sentAt = now.Add(-c.d.cfg.Retry - time.Second) // the next request goes out after Retry
+		c.associateAfterRetry(now)
 		return c.send(Abort())
 	case SPDUAbort, SPDUDisconnect:
 		c.out.Frame()
@@ -328,12 +338,12 @@ func (c *conn) message(m []byte, now time.Time) error {
 			c.d.log.Warn("intellivue: the monitor ended the association", "spdu", fmt.Sprintf("0x%02x", m[0]))
 			c.lossGen++
 		}
-		c.phase, c.sentAt = phaseAssociating, now.Add(-c.d.cfg.Retry-time.Second)
+		c.associateAfterRetry(now)
 	case SPDUFinish:
 		c.out.Frame()
 		c.d.log.Warn("intellivue: the monitor released the association")
 		c.lossGen++
-		c.phase, c.sentAt = phaseAssociating, now.Add(-c.d.cfg.Retry-time.Second)
+		c.associateAfterRetry(now)
 		return c.send(ReleaseResponse())
 	case SPDUData:
 		msg, err := ParseMessage(m)
