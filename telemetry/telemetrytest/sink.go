@@ -1,7 +1,8 @@
 // Package telemetrytest has helpers for driver tests and benchmarks: a Sink that records
 // everything a driver emits, a socat null-modem Cable (internal/peers) opened at a
 // protocol's mode with a simulator and a driver running on its ends, the
-// sent-versus-received comparison, and latency and CPU measurement.
+// sent-versus-received comparison (and Delivered, the condition to wait for before it),
+// a summary of the pty tests' scenario, and latency and CPU measurement.
 package telemetrytest
 
 import (
