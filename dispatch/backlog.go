@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"errors"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -123,6 +124,15 @@ func (b *Backlog) ack(seqs ...uint64) error {
 
 func seqBytes(s uint64) []byte {
 	return []byte{byte(s >> 56), byte(s >> 48), byte(s >> 40), byte(s >> 32), byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}
+}
+
+// get returns the report with sequence seq, if it is still waiting.
+func (b *Backlog) get(seq uint64) ([]byte, bool, error) {
+	v, err := b.store.Get("queue/"+backlogQueue, seqBytes(seq))
+	if errors.Is(err, durable.ErrNotFound) {
+		return nil, false, nil
+	}
+	return v, err == nil, err
 }
 
 // Len is the number of reports waiting.

@@ -242,6 +242,14 @@ func (r *Reporter) count(f func(*Stats)) {
 	r.mu.Unlock()
 }
 
+// LastReport is the GNSS time of the last report made (stored, so it survives a
+// restart).
+func (r *Reporter) LastReport() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mark.Time, r.hasMark
+}
+
 // Status is the reporter's entry in the box's /api/v1/status details.
 type Status struct {
 	Server     string `json:"server"`

@@ -112,7 +112,7 @@ func (r *Reporter) serve(ctx context.Context, s *jt808.Session, h *service.Healt
 }
 
 // sendPending sends the newest report live, then one batch of the backlog, oldest
-// first. It returns whether it sent anything.
+// first (a lone report goes as 0x0200). It returns whether it sent anything.
 func (r *Reporter) sendPending(ctx context.Context, s *jt808.Session) (bool, error) {
 	select {
 	case cmd := <-s.Commands():
@@ -121,25 +121,29 @@ func (r *Reporter) sendPending(ctx context.Context, s *jt808.Session) (bool, err
 		}
 	default:
 	}
-	items, err := r.backlog.oldest(maxBatchItems + 1)
-	if err != nil || len(items) == 0 {
-		return false, err
-	}
+	// The newest report goes live first, so dispatch sees where the ambulance is now
+	// even while a blind zone's backlog is still going up behind it.
 	r.mu.Lock()
 	live := r.liveSeq
+	r.liveSeq = 0
 	r.mu.Unlock()
-	// The newest report goes live (as does a lone one); the rest is backlog.
-	if last := items[len(items)-1]; last.Seq == live || len(items) == 1 {
-		if err := r.sendLive(ctx, s, last); err != nil {
+	sent := false
+	if live != 0 {
+		if body, ok, err := r.backlog.get(live); err != nil {
 			return false, err
+		} else if ok {
+			if err := r.sendLive(ctx, s, durable.Item{Seq: live, Value: body}); err != nil {
+				return false, err // it stays in the backlog and goes up in a batch
+			}
+			sent = true
 		}
-		items = items[:len(items)-1]
 	}
-	if len(items) > maxBatchItems {
-		items = items[:maxBatchItems]
+	items, err := r.backlog.oldest(maxBatchItems)
+	if err != nil || len(items) == 0 {
+		return sent, err
 	}
-	if len(items) == 0 {
-		return true, nil
+	if len(items) == 1 {
+		return true, r.sendLive(ctx, s, items[0])
 	}
 	return true, r.sendBatch(ctx, s, items)
 }
