@@ -1,8 +1,8 @@
 package dispatch
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"

@@ -200,4 +200,3 @@ func checkExactlyOnceInOrder(t *testing.T, got []jt808.Report, want int) {
 		t.Errorf("only %d reports came up as blind-zone batches", len(blind))
 	}
 }
-
