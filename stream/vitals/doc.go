@@ -10,6 +10,26 @@
 // and the hub's SFU carry its messages as opaque bytes. stream/VITALS.md documents the
 // format for the hospital's own systems.
 //
-// Runs on both sides: Outbox on the box, Archive on the hub, Decode on either and in
-// the ED viewer's JavaScript.
+// Runs on both sides: Outbox on the box, Archive on the hub, Decode on either.
+//
+// On the box, the appliance runs one Outbox on the telemetry bus and the box's store
+// and hands it the publisher's data channels:
+//
+//	out, _ := vitals.NewOutbox(vitals.OutboxConfig{Store: store, Bus: bus, Device: id, OnControl: showToCrew})
+//	go out.Run(ctx)
+//	// "vitals":      OnOpen out.OpenReliable, OnClose out.CloseReliable, OnMessage out.HandleFromHub
+//	// "vitals-wave": OnOpen out.OpenWave,     OnClose out.CloseWave
+//	// "control":     OnMessage out.HandleFromHub
+//	// status page:   out.Stats(); the crew read a message: out.ConfirmRead(seq)
+//
+// On the hub, one Archive over the hub's store takes what the SFU receives and sends
+// the acks back:
+//
+//	a, _ := vitals.NewArchive(vitals.ArchiveConfig{History: vitals.NewBoltHistory(store, vitals.HistoryBounds{}),
+//		SendAck: func(device string, ack []byte) { sfu.SendToPublisher(device, vitals.LabelReliable, ack) }})
+//	go a.Run(ctx)
+//	// every box message:       a.Receive(device, label, data)
+//	// the box's vitals opened: a.Ack(device), sent on "vitals"
+//	// a doctor writes:         a.Control(device, vitals.Control{From: who, Text: text}), sent on "control"
+//	// mux.Handle("GET /api/v1/devices/{device}/vitals", viewerAuth(a.HistoryHandler()))
 package vitals
