@@ -17,6 +17,9 @@ type BrowserOptions struct {
 	FakeAudio string
 	// Timeout bounds the whole browser session; zero means two minutes.
 	Timeout time.Duration
+	// Flags are further command-line switches, e.g. "ignore-certificate-errors-spki-list"
+	// to trust a test's own certificate.
+	Flags map[string]any
 }
 
 // Browser starts Debian's headless Chromium for the test, with WebRTC allowed on
@@ -48,6 +51,9 @@ func Browser(t testing.TB, o BrowserOptions) context.Context {
 	}
 	if o.FakeAudio != "" {
 		opts = append(opts, chromedp.Flag("use-file-for-fake-audio-capture", o.FakeAudio))
+	}
+	for name, value := range o.Flags {
+		opts = append(opts, chromedp.Flag(name, value))
 	}
 	timeout := o.Timeout
 	if timeout == 0 {
