@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -110,4 +111,11 @@ func signinConfig(v ViewerSection) signin.Config {
 		SessionLifetime: v.SessionLifetime.Duration,
 		LinkLifetime:    v.LinkLifetime.Duration,
 	}
+}
+
+// ViewerURL is the address doctors' browsers open: the first of server.names (the
+// hospital's certificate must name it) on viewer.listen's port.
+func (cfg HubConfig) ViewerURL() string {
+	_, port, _ := net.SplitHostPort(cfg.Viewer.Listen)
+	return "https://" + net.JoinHostPort(cfg.Server.Names[0], port)
 }

@@ -39,12 +39,11 @@ func (h *Hub) HandleViewer(pattern string, handler http.Handler) { h.viewer.Hand
 // ViewerURL is the address a doctor's browser opens: the first of server.names on the
 // viewer listener's port. It is known once Run has bound the listener.
 func (h *Hub) ViewerURL() string {
+	cfg := h.cfg
 	if addr := h.viewerAddr.Load(); addr != nil {
-		_, port, _ := net.SplitHostPort(*addr)
-		return "https://" + net.JoinHostPort(h.cfg.Server.Names[0], port)
+		cfg.Viewer.Listen = *addr
 	}
-	_, port, _ := net.SplitHostPort(h.cfg.Viewer.Listen)
-	return "https://" + net.JoinHostPort(h.cfg.Server.Names[0], port)
+	return cfg.ViewerURL()
 }
 
 // viewerReadTimeout bounds reading one request on the viewer side: a sign-in or a
