@@ -132,12 +132,17 @@ func publishBoxWithAudio(t *testing.T, h *hub, device, audioMime string) *testBo
 var boxH264 = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 	SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
 
-// boxAPI is a box's pion stack: H.264, G.711 if asked, and the default
+// boxAPI is a box's pion stack: H.264, G.711 or Opus if asked, and the default
 // interceptors (it answers NACKs and reads TWCC, as the real box does).
 func boxAPI(t *testing.T, audioMime string) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
-	if audioMime != "" {
+	if audioMime == webrtc.MimeTypeOpus {
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}}, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	} else if audioMime != "" {
 		pt := webrtc.PayloadType(0)
 		if audioMime == webrtc.MimeTypePCMA {
 			pt = 8

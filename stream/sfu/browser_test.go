@@ -13,19 +13,26 @@ import (
 // fakeCamera makes the y4m clip and wav tone Chromium uses as camera and microphone.
 func fakeCamera(t *testing.T) (y4m, wav string) {
 	t.Helper()
+	y4m = filepath.Join(t.TempDir(), "camera.y4m")
+	runFFmpeg(t, "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "5", "-pix_fmt", "yuv420p", y4m)
+	return y4m, fakeMicrophone(t)
+}
+
+// fakeMicrophone makes a 440 Hz wav tone for Chromium's fake microphone.
+func fakeMicrophone(t *testing.T) string {
+	t.Helper()
+	wav := filepath.Join(t.TempDir(), "mic.wav")
+	runFFmpeg(t, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5", wav)
+	return wav
+}
+
+func runFFmpeg(t *testing.T, args ...string) {
+	t.Helper()
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
-	dir := t.TempDir()
-	y4m, wav = filepath.Join(dir, "camera.y4m"), filepath.Join(dir, "mic.wav")
-	for _, args := range [][]string{
-		{"-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "5", "-pix_fmt", "yuv420p", y4m},
-		{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5", wav},
-	} {
-		out, err := exec.Command(ffmpeg, append([]string{"-v", "error", "-y"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-		}
+	out, err := exec.Command(ffmpeg, append([]string{"-v", "error", "-y"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
 	}
-	return y4m, wav
 }
 
 // TestChromiumPublishesChromiumViews puts Chromium on both ends: one publishes its

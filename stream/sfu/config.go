@@ -82,8 +82,9 @@ type Config struct {
 	// of one channel arrive in order, and a slow hook delays that channel only.
 	OnPublisherMessage func(device, label string, data []byte) (reply []byte)
 	// OnViewerControl, if set, is called with every message a viewer sends on its
-	// control channel; it may forward it to the box with SendToPublisher.
-	OnViewerControl func(device, viewer string, data []byte)
+	// control channel; it may forward it to the box with SendToPublisher, or start
+	// the viewer's talk-back with Talkback(v.Device, v.Session).
+	OnViewerControl func(v ViewerInfo, data []byte)
 	// OnEvent, if set, receives session and viewer events for the audit. It must
 	// not block for long: it runs on the SFU's goroutines.
 	OnEvent func(Event)
@@ -209,4 +210,15 @@ const (
 	SessionEnded   EventKind = "stream.session.ended"
 	ViewerJoined   EventKind = "stream.viewer.joined"
 	ViewerLeft     EventKind = "stream.viewer.left"
+	// TalkbackStarted and TalkbackStopped: a viewer's microphone reaches the crew.
+	TalkbackStarted EventKind = "stream.talkback.started"
+	TalkbackStopped EventKind = "stream.talkback.stopped"
 )
+
+// ViewerInfo names one viewer session.
+type ViewerInfo struct {
+	Device  string // the box watched
+	Session string // the WHEP resource ID
+	Viewer  string // who, from AuthorizeViewer
+	Remote  string // the HTTP client's address
+}

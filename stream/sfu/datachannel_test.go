@@ -37,8 +37,8 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 			}
 			return nil
 		},
-		OnViewerControl: func(device, viewer string, data []byte) {
-			if err := sfu.SendToPublisher(device, ControlLabel, data); err != nil {
+		OnViewerControl: func(v ViewerInfo, data []byte) {
+			if err := sfu.SendToPublisher(v.Device, ControlLabel, data); err != nil {
 				t.Errorf("forward control to box: %v", err)
 			}
 		},

@@ -31,8 +31,11 @@ func Example() {
 		OnPublisherMessage: func(device, label string, data []byte) []byte {
 			return nil // store data durably; return an acknowledgement if the box wants one
 		},
-		OnViewerControl: func(device, viewer string, data []byte) {
-			_ = s.SendToPublisher(device, sfu.ControlLabel, data) // once talk-back is authorised
+		OnViewerControl: func(v sfu.ViewerInfo, data []byte) {
+			// Once the ED screen has checked the doctor's role: text to the crew, or
+			// push-to-talk (and s.Talkback(v.Device, "") when released).
+			_ = s.SendToPublisher(v.Device, sfu.ControlLabel, data)
+			_ = s.Talkback(v.Device, v.Session)
 		},
 		OnEvent:    func(e sfu.Event) { slog.Info(string(e.Kind), "device", e.Device, "viewer", e.Viewer) },
 		Registerer: prometheus.NewRegistry(),

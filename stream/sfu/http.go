@@ -111,22 +111,20 @@ func (s *SFU) whipPost(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), negotiationTimeout)
 	defer cancel()
-	pc, sources, err := s.negotiatePublication(ctx, t.publisher, offer)
+	pub, err := s.negotiatePublication(ctx, t.publisher, offer)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	pub := &publication{
-		id: newID(), device: device, remote: r.RemoteAddr, started: time.Now(), pc: pc, sources: sources,
-		ice: iceResource{etag: newETag()}, channels: map[string]*webrtc.DataChannel{},
-	}
+	pub.id, pub.device, pub.remote, pub.started = newID(), device, r.RemoteAddr, time.Now()
+	pub.ice, pub.channels = iceResource{etag: newETag()}, map[string]*webrtc.DataChannel{}
 	if err := s.addPublication(pub); err != nil {
-		pc.Close()
+		pub.pc.Close()
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("sfu: box publishing", "device", device, "session", pub.id, "tracks", kindsOf(sources))
-	s.created(w, s.cfg.WHIPPath+"/"+pub.id, pub.ice.currentETag(), pc.LocalDescription().SDP)
+	s.log.Info("sfu: box publishing", "device", device, "session", pub.id, "tracks", kindsOf(pub.sources), "talkback", pub.talkback != nil)
+	s.created(w, s.cfg.WHIPPath+"/"+pub.id, pub.ice.currentETag(), pub.pc.LocalDescription().SDP)
 }
 
 // created answers 201 with the session's location, entity tag and SDP answer.

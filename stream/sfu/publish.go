@@ -22,6 +22,7 @@ type publication struct {
 	feed               *feed
 	pc                 *webrtc.PeerConnection
 	sources            map[webrtc.RTPCodecType]*source
+	talkback           *talkback // nil when the box offered no audio to receive
 	ice                iceResource
 
 	mu       sync.Mutex
@@ -30,26 +31,24 @@ type publication struct {
 }
 
 // negotiatePublication answers a box's offer: it keeps, per media section, the one
-// codec the hub prefers among those offered, so that the viewers' tracks can be
-// set up before the first packet arrives.
-func (s *SFU) negotiatePublication(ctx context.Context, api *webrtc.API, offer []byte) (*webrtc.PeerConnection, map[webrtc.RTPCodecType]*source, error) {
+// codec the hub prefers among those offered, so that the viewers' tracks can be set
+// up before the first packet arrives. An audio section the box offers to receive
+// becomes its talk-back channel.
+func (s *SFU) negotiatePublication(ctx context.Context, api *webrtc.API, offer []byte) (*publication, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("new peer connection: %w", err)
+		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
-	fail := func(code int, format string, a ...any) (*webrtc.PeerConnection, map[webrtc.RTPCodecType]*source, error) {
+	pub := &publication{pc: pc, sources: map[webrtc.RTPCodecType]*source{}}
+	fail := func(code int, format string, a ...any) (*publication, error) {
 		pc.Close()
-		return nil, nil, &httpError{code: code, msg: fmt.Sprintf(format, a...)}
+		return nil, &httpError{code: code, msg: fmt.Sprintf(format, a...)}
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		return fail(http.StatusBadRequest, "the offer is not a usable SDP offer: %v", err)
 	}
-	sources := map[webrtc.RTPCodecType]*source{}
 	for _, t := range pc.GetTransceivers() {
 		kind := t.Kind()
-		if sources[kind] != nil {
-			return fail(http.StatusBadRequest, "the offer has more than one %s section; a box publishes one of each", kind)
-		}
 		codec, ok := preferredCodec(t.Receiver().GetParameters().Codecs)
 		if !ok {
 			return fail(http.StatusNotAcceptable, "the offer's %s has no codec the hub forwards (H.264 packetization-mode 0 or 1, Opus, PCMU, PCMA)", kind)
@@ -57,12 +56,21 @@ func (s *SFU) negotiatePublication(ctx context.Context, api *webrtc.API, offer [
 		if err := t.SetCodecPreferences([]webrtc.RTPCodecParameters{codec}); err != nil {
 			return fail(http.StatusInternalServerError, "keep %s for %s: %v", codec.MimeType, kind, err)
 		}
-		sources[kind] = newSource(kind, codec, s.cfg.PacketCache, nil)
+		if kind == webrtc.RTPCodecTypeAudio && t.Direction() == webrtc.RTPTransceiverDirectionSendonly && pub.talkback == nil {
+			if pub.talkback, err = newTalkback(api, pc, t, codec); err != nil {
+				return fail(http.StatusInternalServerError, "talk-back track: %v", err)
+			}
+			continue
+		}
+		if pub.sources[kind] != nil {
+			return fail(http.StatusBadRequest, "the offer has more than one %s section to send; a box publishes one of each", kind)
+		}
+		pub.sources[kind] = newSource(kind, codec, s.cfg.PacketCache, nil)
 	}
 	if err := answer(ctx, pc); err != nil {
 		return fail(http.StatusBadRequest, "%v", err)
 	}
-	return pc, sources, nil
+	return pub, nil
 }
 
 // preferredCodec picks, among the codecs negotiated for a media section, the one

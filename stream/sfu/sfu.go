@@ -191,6 +191,7 @@ func (s *SFU) endViewer(v *viewer, reason string) {
 	}
 	close(v.done)
 	v.pc.Close()
+	s.stopTalkingIfSpeaker(v)
 	s.event(ViewerLeft, v.device, v.id, v.who, v.remote, reason)
 }
 

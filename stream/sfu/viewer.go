@@ -35,6 +35,7 @@ type viewer struct {
 
 	mu       sync.Mutex
 	channels map[string]*webrtc.DataChannel
+	mic      *webrtc.TrackRemote // the viewer's microphone, if its offer sends audio
 
 	packetsOut, bytesOut, dropped, dataDropped atomic.Uint64
 	rate                                       rateMeter
@@ -98,6 +99,15 @@ func (s *SFU) startViewer(v *viewer) {
 		go s.readViewerRTCP(v, vt)
 	}
 	v.pc.OnDataChannel(func(dc *webrtc.DataChannel) { s.viewerChannel(v, dc) })
+	v.pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if tr.Kind() != webrtc.RTPCodecTypeAudio {
+			return
+		}
+		v.mu.Lock()
+		v.mic = tr
+		v.mu.Unlock()
+		s.readMicrophone(v, tr)
+	})
 	v.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
@@ -197,7 +207,7 @@ func (s *SFU) viewerChannel(v *viewer, dc *webrtc.DataChannel) {
 	}
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 		if s.cfg.OnViewerControl != nil {
-			s.cfg.OnViewerControl(v.device, v.who, msg.Data)
+			s.cfg.OnViewerControl(ViewerInfo{Device: v.device, Session: v.id, Viewer: v.who, Remote: v.remote}, msg.Data)
 		}
 	})
 }
