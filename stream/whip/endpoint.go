@@ -117,7 +117,7 @@ func sessionGone(err error) bool {
 
 // publish POSTs the offer and returns the created session.
 func (e *endpoint) publish(ctx context.Context, offer string) (*published, error) {
-	resp, body, err := e.do(ctx, http.MethodPost, e.url, contentTypeSDP, offer, nil)
+	resp, body, err := e.do(ctx, e.timeout, http.MethodPost, e.url, contentTypeSDP, offer, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -149,15 +149,17 @@ func (e *endpoint) publish(ctx context.Context, offer string) (*published, error
 }
 
 // restartICE PATCHes the session with the box's new ICE credentials and candidates
-// and returns the endpoint's fragment and the session's new ETag.
-func (e *endpoint) restartICE(ctx context.Context, resource *url.URL, etag, frag string) (answerFrag, newETag string, err error) {
+// and returns the endpoint's fragment and the session's new ETag. Its timeout is the
+// caller's: a restart is retried soon, and one request hanging on a dead link must
+// not hold the picture back when the link returns.
+func (e *endpoint) restartICE(ctx context.Context, timeout time.Duration, resource *url.URL, etag, frag string) (answerFrag, newETag string, err error) {
 	hdr := http.Header{}
 	if etag != "" {
 		hdr.Set("If-Match", etag)
 	} else {
 		hdr.Set("If-Match", "*") // RFC 9725 §4.3.2: an ICE restart always carries If-Match
 	}
-	resp, body, err := e.do(ctx, http.MethodPatch, resource, contentTypeSDPFrag, frag, hdr)
+	resp, body, err := e.do(ctx, timeout, http.MethodPatch, resource, contentTypeSDPFrag, frag, hdr)
 	if err != nil {
 		return "", "", err
 	}
@@ -173,7 +175,7 @@ func (e *endpoint) restartICE(ctx context.Context, resource *url.URL, etag, frag
 // end DELETEs the session. A 404 means the endpoint already forgot it, which is what
 // the box wanted.
 func (e *endpoint) end(ctx context.Context, resource *url.URL) error {
-	resp, body, err := e.do(ctx, http.MethodDelete, resource, "", "", nil)
+	resp, body, err := e.do(ctx, e.timeout, http.MethodDelete, resource, "", "", nil)
 	if err != nil {
 		return err
 	}
@@ -190,8 +192,8 @@ func (e *endpoint) forgetConnections() { e.client.CloseIdleConnections() }
 
 // do sends one request bounded by the endpoint's timeout and reads at most maxBody
 // bytes of the answer; a longer answer is an error, not a truncated SDP.
-func (e *endpoint) do(parent context.Context, method string, u *url.URL, contentType, body string, hdr http.Header) (*http.Response, []byte, error) {
-	ctx, cancel := context.WithTimeout(parent, e.timeout)
+func (e *endpoint) do(parent context.Context, timeout time.Duration, method string, u *url.URL, contentType, body string, hdr http.Header) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != "" {
@@ -213,7 +215,7 @@ func (e *endpoint) do(parent context.Context, method string, u *url.URL, content
 	resp, err := e.client.Do(req)
 	if err != nil {
 		if parent.Err() == nil && ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("whip: %s %s: no answer within %s: %w", method, u, e.timeout, err)
+			return nil, nil, fmt.Errorf("whip: %s %s: no answer within %s: %w", method, u, timeout, err)
 		}
 		return nil, nil, fmt.Errorf("whip: %s %s: %w", method, u, err)
 	}

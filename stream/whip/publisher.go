@@ -94,7 +94,12 @@ type Config struct {
 	// RestartDelay is how long ICE may stay disconnected before the box restarts it;
 	// default 500 ms. RestartTimeout bounds one ICE restart, from the PATCH to ICE
 	// connected, and is also the pace of restarts while the link is down; default 2 s.
+	// A PATCH may take twice that (at most HTTPTimeout).
 	RestartDelay, RestartTimeout time.Duration
+	// RestartGiveUp is how long the box keeps restarting ICE in one session before it
+	// opens a new one; default 2 minutes, well past a 30 s tunnel, about when a WHIP
+	// server forgets a silent session.
+	RestartGiveUp time.Duration
 	// GatherTimeout bounds ICE candidate gathering before an offer is sent; default 3 s.
 	GatherTimeout time.Duration
 	// RetryInitial and RetryMax bound the back-off between failed sessions; defaults
@@ -150,6 +155,7 @@ func (c *Config) populate() {
 	setDefault(&c.ConnectTimeout, 10*time.Second)
 	setDefault(&c.RestartDelay, 500*time.Millisecond)
 	setDefault(&c.RestartTimeout, 2*time.Second)
+	setDefault(&c.RestartGiveUp, 2*time.Minute)
 	setDefault(&c.GatherTimeout, 3*time.Second)
 	setDefault(&c.RetryInitial, time.Second)
 	setDefault(&c.RetryMax, 30*time.Second)

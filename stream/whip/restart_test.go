@@ -1,6 +1,7 @@
 package whip
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,6 +26,11 @@ func TestICERestartKeepsSession(t *testing.T) {
 		_, patches := e.counts()
 		return patches >= 2
 	})
+	// A reliable vitals message written while the link is down waits in SCTP and
+	// arrives once it is back.
+	if !b.sendOn("vitals", "during the tunnel") {
+		t.Fatal("the vitals channel refused a message during the outage")
+	}
 	before := e.framesDecoded("1")
 	relay.restore()
 	restored := time.Now()
@@ -36,6 +42,10 @@ func TestICERestartKeepsSession(t *testing.T) {
 		t.Errorf("picture back only %s after the link returned", back)
 	}
 	waitDecoding(t, e, "1", 30, 10*time.Second, "Chromium to keep decoding after the restart")
+	wait.For(t, 5*time.Second, "the vitals message sent during the tunnel", func() bool {
+		r := e.received("1")
+		return len(r.Messages["vitals"]) > 0 && r.Messages["vitals"][len(r.Messages["vitals"])-1] == "during the tunnel"
+	})
 	waitMessage(t, e, b, "1", "vitals", "after the tunnel")
 
 	posts, _ := e.counts()
@@ -110,5 +120,37 @@ func TestLossRepairedByNACK(t *testing.T) {
 	}
 	if rate < 0.8*clipRate {
 		t.Errorf("only %.1f frames/s decoded through the loss", rate)
+	}
+}
+
+// TestLongOutageOpensNewSession: when ICE restarts find no path for RestartGiveUp,
+// the box stops restarting and opens a new session, which plays once the link is
+// back.
+func TestLongOutageOpensNewSession(t *testing.T) {
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	b := startBox(t, e.url(), "", func(c *Config) { c.RestartGiveUp = 3 * time.Second })
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode the first session")
+
+	relay.cut()
+	wait.For(t, 20*time.Second, "a new session after the restarts gave up", func() bool {
+		posts, _ := e.counts()
+		return posts >= 2
+	})
+	_, patches := e.counts()
+	relay.restore()
+	posts, _ := e.counts()
+	id := fmt.Sprint(posts)
+	wait.For(t, 30*time.Second, "Chromium to decode the newest session", func() bool {
+		posts, _ := e.counts()
+		id = fmt.Sprint(posts)
+		return e.framesDecoded(id) >= 30
+	})
+	st := b.p.Status()
+	if patches < 1 || !strings.Contains(st.LastError, "despite ICE restarts") && !strings.Contains(st.LastError, "did not connect") {
+		t.Errorf("%d PATCHes before giving up; status %+v", patches, st)
+	}
+	if !strings.HasSuffix(st.Session, "/whip/"+id) {
+		t.Errorf("status names session %s, Chromium plays %s", st.Session, id)
 	}
 }

@@ -79,8 +79,9 @@ type sessionLoop struct {
 	s *session
 	h *service.Health
 
-	connected  bool // the session connected at least once
-	restarting bool // an ICE restart is under way or due
+	connected  bool      // the session connected at least once
+	restarting bool      // an ICE restart is under way or due
+	lostAt     time.Time // when the link was lost, while restarting
 	connect    *time.Timer
 	restart    *time.Timer
 }
@@ -140,7 +141,7 @@ func (l *sessionLoop) onState(st webrtc.PeerConnectionState) error {
 		}
 		p.media.setConnected(false)
 		if !l.restarting {
-			l.restarting = true
+			l.restarting, l.lostAt = true, time.Now()
 			p.setState(StateRestarting)
 			l.h.Degraded("link lost; restarting ICE", nil)
 			l.restart.Reset(p.cfg.RestartDelay)
@@ -158,6 +159,9 @@ func (l *sessionLoop) restartICE(ctx context.Context) error {
 	p := l.p
 	if l.s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected && !l.restarting {
 		return nil
+	}
+	if lost := time.Since(l.lostAt); lost > p.cfg.RestartGiveUp {
+		return fmt.Errorf("whip: session %s: no path for %s despite ICE restarts", l.s.resourceURL(), lost.Round(time.Second))
 	}
 	err := p.restartICE(ctx, l.s)
 	switch {

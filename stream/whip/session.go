@@ -284,7 +284,7 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) error {
 	s.mu.Lock()
 	resource, etag := s.resource, s.etag
 	s.mu.Unlock()
-	answerFrag, newETag, err := p.endpoint.restartICE(ctx, resource, etag, frag)
+	answerFrag, newETag, err := p.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, 2*p.cfg.RestartTimeout), resource, etag, frag)
 	if err != nil {
 		return err
 	}
