@@ -21,30 +21,12 @@ import (
 
 // hospitalBrowser starts headless Chromium trusting the hub's browser certificate by
 // its public key, as a hospital's managed browsers trust the hospital's authority.
-// peers.Browser has no option for that flag, so the allocator is built here with
-// the flags peers.Browser uses.
 func hospitalBrowser(t *testing.T, leaf *x509.Certificate) context.Context {
 	t.Helper()
-	path := peers.Need(t, "chromium")[0]
 	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", "new"),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(spki[:])),
-	)
-	ctx, cancelTimeout := context.WithTimeout(context.Background(), 2*time.Minute)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(func() { cancelTab(); cancelAlloc(); cancelTimeout() })
-	if err := chromedp.Do(tab); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return tab
+	return peers.Browser(t, peers.BrowserOptions{Flags: map[string]any{
+		"ignore-certificate-errors-spki-list": base64.StdEncoding.EncodeToString(spki[:]),
+	}})
 }
 
 // fetchJS runs fetch in the page and returns "status body".
