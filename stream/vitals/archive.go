@@ -21,10 +21,12 @@ type ArchiveConfig struct {
 	// FlushEvery is the group commit interval: acks go out after each commit, so it is
 	// also how long a box waits at most for one (default 100 ms).
 	FlushEvery time.Duration
-	// MaxPending bounds the messages waiting for a commit, over all devices (default
-	// 65536). Beyond it, while the store does not take commits, wave chunks are
-	// refused, and reliable ones are refused and asked for again with a replay ack.
-	MaxPending int
+	// MaxPending and MaxPendingBytes bound the messages waiting for a commit, over
+	// all devices (defaults 65536 messages, 64 MiB). Beyond either, while the store
+	// does not take commits, wave chunks are refused, and reliable ones are refused
+	// and asked for again with a replay ack.
+	MaxPending      int
+	MaxPendingBytes int64
 	// SendAck sends an ack to a device on its "vitals" channel; the hub's session
 	// code routes it. It is called from the commit goroutine and must not block.
 	SendAck func(device string, ack []byte)
@@ -40,10 +42,11 @@ type Archive struct {
 
 	flushMu sync.Mutex // one commit at a time, so states reach the disk in order
 
-	mu      sync.Mutex
-	devices map[string]*deviceStream
-	pending []Record
-	states  map[string]StreamState // changed since the last commit
+	mu           sync.Mutex
+	devices      map[string]*deviceStream
+	pending      []Record
+	pendingBytes int64
+	states       map[string]StreamState // changed since the last commit
 
 	metrics archiveMetrics
 }
@@ -74,6 +77,9 @@ func NewArchive(cfg ArchiveConfig) (*Archive, error) {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 65536
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 64 << 20
 	}
 	a := &Archive{cfg: cfg, log: cfg.Log.With("service", "vitals-archive"),
 		devices: map[string]*deviceStream{}, states: map[string]StreamState{}}
@@ -140,7 +146,7 @@ func (a *Archive) acceptReliable(device string, d *deviceStream, m Message, data
 		a.metrics.refused.Inc()
 		return false, fmt.Errorf("%w: reliable seq %d of %s refused until seq %d is sent again", ErrBusy, m.Seq, device, d.holdFrom)
 	}
-	if len(a.pending) >= a.cfg.MaxPending {
+	if a.full() {
 		if d.holdFrom == 0 {
 			d.holdFrom = m.Seq
 		}
@@ -155,20 +161,27 @@ func (a *Archive) acceptReliable(device string, d *deviceStream, m Message, data
 }
 
 func (a *Archive) acceptWave(device string, d *deviceStream, m Message, data []byte) (bool, error) {
+	if a.full() {
+		// Checked first, so a refused chunk is not remembered as held.
+		a.metrics.refused.Inc()
+		return false, fmt.Errorf("%w: wave seq %d of %s not kept", ErrBusy, m.Seq, device)
+	}
 	if !d.waves.accept(m.Seq) {
 		a.metrics.duplicates.Inc()
 		return false, nil
-	}
-	if len(a.pending) >= a.cfg.MaxPending {
-		a.metrics.refused.Inc()
-		return false, fmt.Errorf("%w: wave seq %d of %s not kept", ErrBusy, m.Seq, device)
 	}
 	d.st.WaveHigh = max(d.st.WaveHigh, m.Seq)
 	a.add(device, LabelWave, d, m, data)
 	return true, nil
 }
 
+// full reports whether the pending batch has reached a bound; a.mu is held.
+func (a *Archive) full() bool {
+	return len(a.pending) >= a.cfg.MaxPending || a.pendingBytes >= a.cfg.MaxPendingBytes
+}
+
 func (a *Archive) add(device, channel string, d *deviceStream, m Message, data []byte) {
+	a.pendingBytes += int64(len(data))
 	a.pending = append(a.pending, Record{
 		Device: device, Channel: channel, Cursor: Cursor{EpochN: d.st.EpochN, Seq: m.Seq},
 		BoxTime: m.BoxTime, Data: append([]byte(nil), data...),
@@ -267,7 +280,7 @@ func (a *Archive) Flush() error {
 	defer a.flushMu.Unlock()
 	a.mu.Lock()
 	recs, states := a.pending, a.states
-	a.pending, a.states = nil, map[string]StreamState{}
+	a.pending, a.states, a.pendingBytes = nil, map[string]StreamState{}, 0
 	a.mu.Unlock()
 	if len(recs) > 0 || len(states) > 0 {
 		if err := a.cfg.History.Commit(recs, states); err != nil {
@@ -314,6 +327,9 @@ func (a *Archive) restore(recs []Record, states map[string]StreamState) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.pending = append(recs, a.pending...)
+	for _, r := range recs {
+		a.pendingBytes += int64(len(r.Data))
+	}
 	for device, st := range states {
 		if _, newer := a.states[device]; !newer {
 			a.states[device] = st

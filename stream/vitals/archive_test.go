@@ -372,3 +372,18 @@ func TestControlNumbersSurviveAHubRestartAndReachTheCrewOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestArchiveBoundsWhatWaitsForTheDiskInBytes(t *testing.T) {
+	a, err := NewArchive(ArchiveConfig{History: NewBoltHistory(openStore(t, "hub.db"), HistoryBounds{}), MaxPendingBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, a, LabelWave, waveMsg(t, "amb-07", "ep", 1, t0), true)
+	if _, err := a.Receive("amb-07", LabelWave, waveMsg(t, "amb-07", "ep", 2, t0)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second chunk beyond the byte bound: %v, want ErrBusy", err)
+	}
+	if err := a.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mustReceive(t, a, LabelWave, waveMsg(t, "amb-07", "ep", 2, t0), true)
+}

@@ -111,6 +111,7 @@ type Outbox struct {
 	// pendingDropped counts messages dropped from pending before any commit; the next
 	// commit adds them to the durable drop counter.
 	pendingDropped uint64
+	pendingBytes   int64  // the size of pending, bounded like the ring
 	committing     uint64 // last seq of the group being committed, 0 when none
 	durable        uint64 // highest seq committed by this run
 	reliable       func([]byte) error
@@ -246,10 +247,12 @@ func (o *Outbox) enqueue(msg Message) error {
 	}
 	o.next++
 	o.pending = append(o.pending, entry{seq: msg.Seq, data: data})
-	if len(o.pending) > o.cfg.RingMessages && o.pending[0].seq > o.committing {
+	o.pendingBytes += int64(len(data))
+	for (len(o.pending) > o.cfg.RingMessages || o.pendingBytes > o.cfg.RingBytes) && o.pending[0].seq > o.committing {
 		// The store has not taken a commit for a long time (disk full or failing):
 		// memory is bounded like the ring, oldest first. Entries of a commit under way
 		// stay, since they are about to be in the ring.
+		o.pendingBytes -= int64(len(o.pending[0].data))
 		o.pending = o.pending[1:]
 		o.pendingDropped++
 		o.metrics.dropped.Inc()
@@ -318,6 +321,7 @@ func (o *Outbox) flush() error {
 		last := group[len(group)-1].seq
 		i := 0
 		for i < len(o.pending) && o.pending[i].seq <= last {
+			o.pendingBytes -= int64(len(o.pending[i].data))
 			i++
 		}
 		o.pending = o.pending[i:]
