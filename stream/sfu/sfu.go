@@ -22,6 +22,13 @@
 // "control" reliable). A viewer's "control" messages go to Config.OnViewerControl,
 // which decides whether the crew gets them (SendToPublisher).
 //
+// What clients can rely on: the answer keeps one codec per media section (H.264
+// constrained baseline first, then the other profiles browsers decode; Opus, PCMU,
+// PCMA); a PATCH needs If-Match with the session's ETag, or * to restart ICE, and
+// gets 404 once the hub has forgotten the session, which tells the client to POST
+// again. A box that also offers an audio section to receive (recvonly) gets the
+// voice of the one viewer the hub lets talk (Talkback): push-to-talk for the crew.
+//
 // Policy stays with the caller: Config.AuthorizePublisher and AuthorizeViewer decide
 // who may publish and watch, OnEvent receives what to audit, Revoke ends a box's
 // session at once.

@@ -33,6 +33,10 @@ type SessionStatus struct {
 	Tracks    []TrackStatus  `json:"tracks"`
 	Viewers   []ViewerStatus `json:"viewers"`
 	BitrateIn float64        `json:"bitrate_in_bps"`
+	// Talkback is the viewer session whose microphone the crew hears, if any;
+	// TalkbackOffered whether the box offered to receive audio at all.
+	Talkback        string `json:"talkback,omitempty"`
+	TalkbackOffered bool   `json:"talkback_offered"`
 }
 
 // TrackStatus is one track of a box.
@@ -77,6 +81,14 @@ func (s *SFU) Status() Status {
 	s.mu.Unlock()
 	for _, p := range pubs {
 		ss := SessionStatus{Device: p.device, Session: p.id, Remote: p.remote, Started: p.started, State: p.pc.ConnectionState().String(), Viewers: []ViewerStatus{}}
+		if p.talkback != nil {
+			ss.TalkbackOffered = true
+			p.talkback.mu.Lock()
+			if p.talkback.speaker != nil {
+				ss.Talkback = p.talkback.speaker.id
+			}
+			p.talkback.mu.Unlock()
+		}
 		for _, src := range p.sources {
 			ts := TrackStatus{
 				Kind: src.kind.String(), Codec: src.codec.MimeType, Fmtp: src.codec.SDPFmtpLine, SSRC: src.ssrc.Load(),

@@ -90,6 +90,9 @@ func TestTalkbackReachesTheCrew(t *testing.T) {
 	if err := h.sfu.Talkback("box-talk", session); err != nil {
 		t.Fatal(err)
 	}
+	if st := h.sfu.Status(); len(st.Sessions) != 1 || st.Sessions[0].Talkback != session || !st.Sessions[0].TalkbackOffered {
+		t.Errorf("status does not name the speaker %s: %+v", session, st.Sessions)
+	}
 	wait.For(t, 5*time.Second, "the doctor's voice at the box", func() bool { n, _, _ := box.heard(); return n > 50 })
 	n, bytes, mime := box.heard()
 	if mime != webrtc.MimeTypeOpus || bytes/n < 20 {
