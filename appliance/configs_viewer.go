@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"lifeline/internal/signin"
@@ -23,6 +24,9 @@ import (
 // On a port of its own the viewer side asks for no client certificate, serves no box
 // endpoint, and can be opened to the hospital's network without opening the boxes'.
 type ViewerSection struct {
+	// Listen is where browsers connect. Unset, it is server.listen's host on the
+	// next port (8444 beside the default 8443; 0 beside 0), so that hubs started on
+	// chosen ports get a viewer port of their own without another setting.
 	Listen string `toml:"listen"`
 	// IdleTimeout ends a session nobody used for this long; SessionLifetime ends
 	// every session this long after sign-in, used or not.
@@ -33,12 +37,11 @@ type ViewerSection struct {
 	LinkLifetime Duration `toml:"link_lifetime"`
 }
 
-// defaultViewer is [viewer] with nothing set: loopback, 30 min idle (a wall screen
+// defaultViewer is [viewer] with nothing set: beside server.listen, 30 min idle (a wall screen
 // that is watched keeps its session; a tablet left on a counter does not), a 12 h
 // shift at most, and links that must be used within 10 min.
 func defaultViewer() ViewerSection {
 	return ViewerSection{
-		Listen:          "127.0.0.1:8444",
 		IdleTimeout:     Duration{30 * time.Minute},
 		SessionLifetime: Duration{12 * time.Hour},
 		LinkLifetime:    Duration{10 * time.Minute},
@@ -47,7 +50,11 @@ func defaultViewer() ViewerSection {
 
 // viewer checks [viewer] and the hospital's certificate in [server].
 func (c *checker) viewer(v ViewerSection, server HubServer) {
-	c.hostPort("viewer.listen", v.Listen)
+	if v.Listen != "" {
+		c.hostPort("viewer.listen", v.Listen)
+	} else if _, port, err := net.SplitHostPort(server.Listen); err == nil && port == "65535" {
+		c.fail("viewer.listen", "server.listen uses the last port, 65535, so the next one cannot be the viewer's; set viewer.listen")
+	}
 	c.positiveDuration("viewer.idle_timeout", v.IdleTimeout)
 	c.positiveDuration("viewer.session_lifetime", v.SessionLifetime)
 	c.positiveDuration("viewer.link_lifetime", v.LinkLifetime)
@@ -113,9 +120,26 @@ func signinConfig(v ViewerSection) signin.Config {
 	}
 }
 
+// ViewerListen is where the viewer listens: viewer.listen, or server.listen's host on
+// the next port.
+func (cfg HubConfig) ViewerListen() string {
+	if cfg.Viewer.Listen != "" {
+		return cfg.Viewer.Listen
+	}
+	host, port, err := net.SplitHostPort(cfg.Server.Listen)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		return cfg.Server.Listen // refused by validation before it is used
+	}
+	if n != 0 {
+		n++
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n))
+}
+
 // ViewerURL is the address doctors' browsers open: the first of server.names (the
-// hospital's certificate must name it) on viewer.listen's port.
+// hospital's certificate must name it) on the viewer's port.
 func (cfg HubConfig) ViewerURL() string {
-	_, port, _ := net.SplitHostPort(cfg.Viewer.Listen)
+	_, port, _ := net.SplitHostPort(cfg.ViewerListen())
 	return "https://" + net.JoinHostPort(cfg.Server.Names[0], port)
 }

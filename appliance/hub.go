@@ -139,7 +139,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		statusLn.Close()
 		return fmt.Errorf("server.listen %s: %w", h.cfg.Server.Listen, err)
 	}
-	viewerLn, err := listen("viewer.listen", h.cfg.Viewer.Listen)
+	viewerLn, err := listen("viewer.listen", h.cfg.ViewerListen())
 	if err != nil {
 		statusLn.Close()
 		public.Close()

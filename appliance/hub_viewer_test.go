@@ -201,3 +201,20 @@ func TestBrowserCertificateConfigErrors(t *testing.T) {
 		t.Fatalf("a good pair: %v", err)
 	}
 }
+
+func TestViewerListensBesideTheBoxesByDefault(t *testing.T) {
+	for server, want := range map[string]string{"127.0.0.1:8443": "127.0.0.1:8444", "0.0.0.0:9000": "0.0.0.0:9001", "127.0.0.1:0": "127.0.0.1:0"} {
+		cfg := DefaultHubConfig()
+		cfg.Server.Listen = server
+		if got := cfg.ViewerListen(); got != want {
+			t.Errorf("server.listen %s: viewer on %s, want %s", server, got, want)
+		}
+	}
+	cfg := DefaultHubConfig()
+	if cfg.ViewerURL() != "https://127.0.0.1:8444" {
+		t.Errorf("default viewer URL %s", cfg.ViewerURL())
+	}
+	if _, err := LoadHubConfig(writeConfig(t, "[server]\nlisten = \"127.0.0.1:65535\"\n")); err == nil || !strings.Contains(err.Error(), "viewer.listen") {
+		t.Errorf("server on 65535 without viewer.listen: %v", err)
+	}
+}
