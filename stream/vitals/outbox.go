@@ -122,6 +122,10 @@ type Outbox struct {
 	wake           chan struct{}
 	flushNow       chan struct{}
 
+	// sendFailing is owned by the reliable sender goroutine: it logs a failing
+	// channel once, not at every retry.
+	sendFailing bool
+
 	metrics outboxMetrics
 }
 

@@ -16,7 +16,7 @@ const replayBatch = 256
 const maxWaveSignals = 1024
 
 // sendReliable is the one goroutine that sends on the reliable channel: after every
-// Attach it starts from the hub's ack, so the replay and the live stream are the same
+// OpenReliable it starts from the hub's ack, so the replay and the live stream are the same
 // loop and stay in seq order.
 func (o *Outbox) sendReliable(ctx context.Context) {
 	for {
@@ -54,9 +54,14 @@ func (o *Outbox) sendBatch(ctx context.Context) bool {
 		}
 		if err := send(e.data); err != nil {
 			o.metrics.sendErrors.Inc()
-			o.log.Warn("vitals message not sent; will retry", "seq", e.seq, "err", err)
+			if !o.sendFailing {
+				// Once per outage: the publisher notices a dead link a little later.
+				o.log.Warn("vitals messages not sent; retrying until they go or the channel closes", "seq", e.seq, "err", err)
+				o.sendFailing = true
+			}
 			return o.pause(ctx, o.cfg.RetryEvery)
 		}
+		o.sendFailing = false
 		o.metrics.sent.WithLabelValues(LabelReliable).Inc()
 		o.mu.Lock()
 		if o.gen != gen {
