@@ -5,8 +5,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -80,17 +78,9 @@ func NewClipFileSource(path string, fps int) (*ClipSource, error) {
 	if fps <= 0 || fps > 240 {
 		return nil, fmt.Errorf("camera: clip %s: frame rate %d outside 1-240", path, fps)
 	}
-	f, err := os.Open(path)
+	data, err := readBounded(path, MaxClipFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("camera: clip: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxClipFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("camera: clip %s: %w", path, err)
-	}
-	if len(data) > MaxClipFileSize {
-		return nil, fmt.Errorf("camera: clip %s is over %d bytes", path, MaxClipFileSize)
 	}
 	return newClipSource("clip:"+path, h264.SplitAccessUnits(data, uint32(h264Clock/fps)), fps)
 }

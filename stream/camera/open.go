@@ -3,8 +3,10 @@ package camera
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +26,9 @@ type Options struct {
 // Open returns the source for a camera URL from the configuration:
 //
 //	rtsp://[user:pass@]host[:port]/path   an RTSP camera
-//	rtp://ADDRESS:PORT                    raw RTP/H.264 received on a UDP port
+//	rtp://ADDRESS:PORT[?sdp=/path.sdp]    raw RTP/H.264 received on a UDP port; the
+//	                                      sender's SDP file, if given, supplies the
+//	                                      SPS and PPS it does not send in band
 //	clip:                                 the test clip embedded in the binary
 //	clip:/path/file.h264[?fps=25]         an H.264 (Annex B) file played in a loop
 func Open(rawURL string, o Options) (Source, error) {
@@ -51,11 +55,7 @@ func Open(rawURL string, o Options) (Source, error) {
 		}
 		return NewRTSPSource(rawURL, o.RTSP), nil
 	case "rtp":
-		addr, err := rtpListenAddr(u)
-		if err != nil {
-			return nil, err
-		}
-		return NewRTPSource(addr, o.RTPTimeout), nil
+		return openRTP(u, o)
 	case "clip":
 		return openClip(u)
 	case "":
@@ -67,7 +67,7 @@ func Open(rawURL string, o Options) (Source, error) {
 // rtpListenAddr checks an rtp:// URL: an IP address (0.0.0.0 for every interface)
 // and a port, nothing else.
 func rtpListenAddr(u *url.URL) (string, error) {
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+	if u.User != nil || (u.Path != "" && u.Path != "/") {
 		return "", fmt.Errorf("camera: URL %q: rtp:// takes only an address and a port, as rtp://0.0.0.0:5004", u.Redacted())
 	}
 	host, port := u.Hostname(), u.Port()
@@ -116,4 +116,64 @@ func openClip(u *url.URL) (Source, error) {
 		fps = n
 	}
 	return NewClipFileSource(u.Path, fps)
+}
+
+// maxSDPFile bounds an SDP file read for an rtp:// source.
+const maxSDPFile = 64 << 10
+
+// openRTP opens an rtp:// source, with the SPS and PPS of the sender's SDP file when
+// the URL names one (?sdp=/path): `ffmpeg -c copy -f rtp` from an MP4 sends them only
+// in its SDP (-sdp_file), never in band, and no picture decodes without them.
+func openRTP(u *url.URL, o Options) (Source, error) {
+	addr, err := rtpListenAddr(u)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	for k := range q {
+		if k != "sdp" {
+			return nil, fmt.Errorf("camera: URL %q: unknown parameter %q (rtp:// takes sdp=/path/to/file.sdp)", u.Redacted(), k)
+		}
+	}
+	src := NewRTPSource(addr, o.RTPTimeout)
+	path := q.Get("sdp")
+	if path == "" {
+		return src, nil
+	}
+	body, err := readBounded(path, maxSDPFile)
+	if err != nil {
+		return nil, fmt.Errorf("camera: URL %q: SDP file: %w", u.Redacted(), err)
+	}
+	desc, err := rtsp.ParseDescription(body, "")
+	if err != nil {
+		return nil, fmt.Errorf("camera: URL %q: SDP file %s: %w", u.Redacted(), path, err)
+	}
+	v := desc.Video()
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("camera: URL %q: SDP file %s has no video", u.Redacted(), path)
+	case !strings.EqualFold(v.Codec, "H264"):
+		return nil, fmt.Errorf("camera: URL %q: SDP file %s says %s: %w", u.Redacted(), path, v.Codec, ErrNotForwardable)
+	case v.SPS == nil || v.PPS == nil:
+		return nil, fmt.Errorf("camera: URL %q: SDP file %s has no sprop-parameter-sets", u.Redacted(), path)
+	}
+	src.SetParameterSets(v.SPS, v.PPS)
+	return src, nil
+}
+
+// readBounded reads the file at path, failing when it is over limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is over %d bytes", path, limit)
+	}
+	return data, nil
 }

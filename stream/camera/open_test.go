@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -24,19 +26,23 @@ func TestOpen(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"":                          "empty",
-		"camera1":                   "no scheme",
-		"http://cam/stream":         "not one of rtsp, rtp, clip",
-		"rtsp:///stream":            "no host",
-		"rtsp://cam:99999/x":        "port",
-		"rtp://0.0.0.0":             "no port",
-		"rtp://camera.local:5004":   "not an IP address",
-		"rtp://0.0.0.0:5004/path":   "only an address and a port",
-		"rtp://0.0.0.0:0":           "port",
-		"clip:nothing":              "clip:",
-		"clip:/no/such/file.h264":   "no such file",
-		"clip:/etc/hostname?fps=x":  "fps",
-		"rtsp://user:secret@:1/%zz": "URL",
+		"":                                    "empty",
+		"camera1":                             "no scheme",
+		"http://cam/stream":                   "not one of rtsp, rtp, clip",
+		"rtsp:///stream":                      "no host",
+		"rtsp://cam:99999/x":                  "port",
+		"rtp://0.0.0.0":                       "no port",
+		"rtp://camera.local:5004":             "not an IP address",
+		"rtp://0.0.0.0:5004/path":             "only an address and a port",
+		"rtp://0.0.0.0:0":                     "port",
+		"clip:nothing":                        "clip:",
+		"clip:/no/such/file.h264":             "no such file",
+		"clip:/etc/hostname?fps=x":            "fps",
+		"rtsp://user:secret@:1/%zz":           "URL",
+		"rtp://0.0.0.0:5004?x=1":              "unknown parameter",
+		"rtp://0.0.0.0:5004?sdp=/no/such.sdp": "no such file",
+		"rtp://0.0.0.0:5004?sdp=" + writeFile(t, "h265.sdp", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n"):    "cannot be forwarded",
+		"rtp://0.0.0.0:5004?sdp=" + writeFile(t, "nosprop.sdp", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 5004 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"): "no sprop-parameter-sets",
 	}
 	for url, words := range bad {
 		_, err := Open(url, Options{})
@@ -59,4 +65,13 @@ func typeName(v any) string {
 		return "*camera.ClipSource"
 	}
 	return "?"
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -1,6 +1,7 @@
 package camera
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +19,10 @@ type RTPSource struct {
 	addr    string
 	timeout time.Duration
 	status  *statusBox
-	// bound is closed with the listening address once Run has bound the port, for
+	// bound receives the listening address once Run has bound the port, for
 	// callers that asked for port 0.
-	bound chan string
+	bound    chan string
+	sps, pps []byte // from the sender's SDP, if given
 }
 
 // NewRTPSource returns a source that listens on addr (host:port) when Run is called.
@@ -34,6 +36,12 @@ func NewRTPSource(addr string, timeout time.Duration) *RTPSource {
 
 // Status reports what arrives and what of it cannot be forwarded.
 func (s *RTPSource) Status() Status { return s.status.get() }
+
+// SetParameterSets gives the SPS and PPS of the sender's SDP, for senders that do not
+// send them in band. Call it before Run.
+func (s *RTPSource) SetParameterSets(sps, pps []byte) {
+	s.sps, s.pps = bytes.Clone(sps), bytes.Clone(pps)
+}
 
 // Bound returns the address Run listens on, once it does.
 func (s *RTPSource) Bound() <-chan string { return s.bound }
@@ -75,7 +83,7 @@ func (s *RTPSource) Run(ctx context.Context, emit func(Frame)) error {
 
 func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Frame)) error {
 	buf := make([]byte, maxUDPPayload)
-	v := newRTPVideo(s.status, nil, nil)
+	v := newRTPVideo(s.status, s.sps, s.pps)
 	var sniff hevcSniffer
 	var ssrc uint32
 	var following bool
@@ -107,7 +115,7 @@ func (s *RTPSource) receive(ctx context.Context, pc net.PacketConn, emit func(Fr
 		}
 		if !following || p.SSRC != ssrc {
 			ssrc, following = p.SSRC, true
-			v = newRTPVideo(s.status, nil, nil) // a new sender: new sequence and clock
+			v = newRTPVideo(s.status, s.sps, s.pps) // a new sender: new sequence and clock
 		}
 		lastFromSSRC, lastUsable = now, now
 		v.push(&p, emit)

@@ -204,3 +204,62 @@ func TestRTPSourceNamesH265(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestRTPFromFFmpegMP4WithSDP has ffmpeg send an MP4 recording as it is
+// (`-c copy -f rtp`, no bitstream filter): the SPS and PPS then travel only in the SDP
+// ffmpeg writes, never in band. With the SDP file named in the URL, every picture of
+// the recording plays; without it, the status says why nothing does.
+func TestRTPFromFFmpegMP4WithSDP(t *testing.T) {
+	ffmpeg := peers.Need(t, "ffmpeg")[0]
+	mp4 := encode(t, "rec.mp4", "320x180", 2, 30, "baseline", "mp4")
+	sdp := filepath.Join(t.TempDir(), "rec.sdp")
+	// ffmpeg writes the SDP when it starts; a first run to the discard port makes it.
+	if msg, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-i", mp4, "-c", "copy", "-t", "0.1",
+		"-f", "rtp", "-sdp_file", sdp, "rtp://127.0.0.1:9").CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, msg)
+	}
+	for _, withSDP := range []bool{true, false} {
+		url := "rtp://" + freeUDPPort(t)
+		if withSDP {
+			url += "?sdp=" + sdp
+		}
+		opened, err := Open(url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := opened.(*RTPSource)
+		var rec recorder
+		stop := run(t, src, rec.emit)
+		send := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-i", mp4, "-c", "copy", "-f", "rtp", "rtp://"+<-src.Bound())
+		if msg, err := send.CombinedOutput(); err != nil {
+			t.Fatalf("ffmpeg -f rtp: %v: %s", err, msg)
+		}
+		if withSDP {
+			wait.For(t, 5*time.Second, "60 frames", func() bool { return rec.count(H264) >= 60 })
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		frames, st := rec.video(), src.Status()
+		if withSDP {
+			checkKeyframes(t, frames)
+			if len(frames) != 60 || !frames[0].Keyframe || st.Keyframes != 2 {
+				t.Errorf("with the SDP: %d frames, status %+v", len(frames), st)
+			}
+		} else if len(frames) != 0 || !hasProblem(st, "No SPS/PPS") || st.Forwardable {
+			t.Errorf("without the SDP: %d frames, status %+v", len(frames), st)
+		}
+	}
+}
+
+// freeUDPPort returns a loopback address whose UDP port was free a moment ago, for
+// tests that must put the port in a URL.
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
