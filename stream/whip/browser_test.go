@@ -236,16 +236,22 @@ func (e *chromiumEndpoint) patch(w http.ResponseWriter, r *http.Request) {
 	s.etag++
 	etag := s.etag
 	e.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", mine.ufrag, mine.pwd)
-	for _, c := range mine.candidates {
-		fmt.Fprintf(&b, "a=%s\r\n", c)
-	}
-	b.WriteString("a=end-of-candidates\r\n")
 	w.Header().Set("Content-Type", contentTypeSDPFrag)
 	w.Header().Set("ETag", `"`+strconv.Itoa(etag)+`"`)
 	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, b.String())
+	io.WriteString(w, answerFragment(mine))
+}
+
+// answerFragment is the endpoint's side of an ICE restart: its new credentials and
+// candidates.
+func answerFragment(p iceParams) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "a=ice-ufrag:%s\r\na=ice-pwd:%s\r\n", p.ufrag, p.pwd)
+	for _, c := range p.candidates {
+		fmt.Fprintf(&b, "a=%s\r\n", c)
+	}
+	b.WriteString("a=end-of-candidates\r\n")
+	return b.String()
 }
 
 func (e *chromiumEndpoint) delete(w http.ResponseWriter, r *http.Request) {

@@ -96,8 +96,8 @@ func (l *sessionLoop) run(ctx context.Context) (bool, error) {
 		select {
 		case <-ctx.Done():
 			return l.connected, ctx.Err()
-		case st := <-l.s.events:
-			if err := l.onState(st); err != nil {
+		case <-l.s.stateChanged:
+			if err := l.onState(l.s.pc.ConnectionState()); err != nil {
 				return l.connected, err
 			}
 		case <-l.connect.C:

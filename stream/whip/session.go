@@ -37,8 +37,10 @@ const (
 // created for it. Its fields after creation are touched only by Run's goroutine,
 // except what the mutex guards for Status.
 type session struct {
-	pc     *webrtc.PeerConnection
-	events chan webrtc.PeerConnectionState
+	pc *webrtc.PeerConnection
+	// stateChanged tells Run that the connection's state changed; notices coalesce,
+	// so that pion never waits for Run and no change is lost.
+	stateChanged chan struct{}
 
 	mu       sync.Mutex
 	resource *url.URL
@@ -54,9 +56,9 @@ type session struct {
 
 // open builds a peer connection with the box's tracks and data channels, POSTs its
 // offer and applies the answer. The session then connects on its own; its events
-// channel reports how.
+// channel tells when its state changes.
 func (p *Publisher) open(ctx context.Context) (*session, error) {
-	s := &session{events: make(chan webrtc.PeerConnectionState, 16)}
+	s := &session{stateChanged: make(chan struct{}, 1)}
 	api, err := p.newAPI()
 	if err != nil {
 		return nil, err
@@ -80,10 +82,10 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 		}
 		s.channels = append(s.channels, ch)
 	}
-	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+	s.pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
 		select {
-		case s.events <- st:
-		default: // Run reads the state itself when it catches up
+		case s.stateChanged <- struct{}{}:
+		default: // a notice is pending; Run reads the state in force when it takes it
 		}
 	})
 	offer, err := p.localOffer(ctx, s.pc, nil, p.cfg.GatherTimeout)
