@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,7 @@ func pkt(seq uint16, ts uint32, payload []byte) *rtp.Packet {
 }
 
 // fakeViewer is a viewer with no connection: its queue is what the test reads.
-func fakeViewer(t *testing.T, queue int) *viewer {
+func fakeViewer(t testing.TB, queue int) *viewer {
 	t.Helper()
 	s, err := New(Config{
 		AuthorizePublisher: func(*http.Request) (string, error) { return "", nil },
@@ -220,5 +221,49 @@ func TestPacerHoldsBurstToRate(t *testing.T) {
 	close(done)
 	if slow.wait(1, done) && slow.wait(1000, done) {
 		t.Error("pacer kept a writer waiting after done closed")
+	}
+}
+
+// BenchmarkFanOut measures the hub's own work per packet of a box's video for 3 and
+// 20 viewers: caching, keyframe tracking, rewriting and queueing (not SRTP or the
+// socket, which pion and the kernel do per viewer in any SFU).
+func BenchmarkFanOut(b *testing.B) {
+	for _, viewers := range []int{3, 20} {
+		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
+			var requests atomic.Int32
+			src := h264Source(&requests)
+			src.cache = newPacketCache(4096)
+			src.push(pkt(0, 0, stapA(testSPS, testPPS)), time.Now())
+			src.push(pkt(1, 0, []byte{0x65, 0x88}), time.Now()) // an IDR: viewers start at once
+			stop := make(chan struct{})
+			defer close(stop)
+			for range viewers {
+				v := fakeViewer(b, 1024)
+				go func() {
+					for {
+						select {
+						case <-v.queue:
+						case <-stop:
+							return
+						}
+					}
+				}()
+				src.attach(&viewerTrack{viewer: v, kind: webrtc.RTPCodecTypeVideo, clockRate: 90000})
+			}
+			payload := make([]byte, 1200)
+			payload[0] = 0x41
+			now := time.Now()
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				src.push(pkt(uint16(i+2), uint32(3000+i/4*3000), payload), now)
+			}
+			b.StopTimer()
+			var dropped uint64
+			for vt := range src.sinks {
+				dropped += vt.viewer.dropped.Load()
+			}
+			b.ReportMetric(float64(dropped)/float64(b.N*viewers), "dropped/packet")
+		})
 	}
 }

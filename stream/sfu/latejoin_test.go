@@ -1,8 +1,12 @@
 package sfu
 
 import (
+	"math"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"lifeline/internal/peers"
 	"lifeline/internal/wait"
@@ -62,7 +66,28 @@ func TestLateViewerSeesPictureWithinTwoSeconds(t *testing.T) {
 	if decoded < sent*8/10 || decoded > sent+5 {
 		t.Errorf("viewer decoded %d frames while the box sent %d: it does not keep up with live", decoded, sent)
 	}
+	p50, p99 := bucketQuantile(t, h.sfu.metrics.forwardDelay, 0.5), bucketQuantile(t, h.sfu.metrics.forwardDelay, 0.99)
+	t.Logf("hub's forwarding delay, box track to viewer socket: p50 ≤ %s, p99 ≤ %s", p50, p99)
+	if p99 > 25*time.Millisecond {
+		t.Errorf("hub holds live packets up to %s (p99): something blocks the fan-out", p99)
+	}
 	if delay > 500 {
 		t.Errorf("viewer holds frames %.0f ms in its jitter buffer: the burst left it behind live", delay)
 	}
+}
+
+// bucketQuantile is the upper bound of the histogram bucket holding quantile q.
+func bucketQuantile(t *testing.T, h prometheus.Histogram, q float64) time.Duration {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	total := float64(m.GetHistogram().GetSampleCount())
+	for _, b := range m.GetHistogram().GetBucket() {
+		if float64(b.GetCumulativeCount()) >= q*total {
+			return time.Duration(b.GetUpperBound() * float64(time.Second))
+		}
+	}
+	return time.Duration(math.MaxInt64)
 }

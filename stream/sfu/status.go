@@ -155,6 +155,7 @@ type metrics struct {
 	plisForwarded, plisSuppressed, iceRestarts  prometheus.Counter
 	messagesIn                                  prometheus.Counter
 	dropped, rejected                           *prometheus.CounterVec
+	forwardDelay                                prometheus.Histogram
 }
 
 // newMetrics creates the series and registers them on reg, if any.
@@ -173,6 +174,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		plisSuppressed: counter("plis_suppressed_total", "Keyframe requests not sent because one was sent within the keyframe interval."),
 		iceRestarts:    counter("ice_restarts_total", "ICE restarts through PATCH."),
 		messagesIn:     counter("messages_received_total", "Data channel messages received from boxes."),
+		forwardDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "lifeline_sfu_forward_delay_seconds",
+			Help:    "Time a live packet spends in the hub, from the box's track to the viewer's socket (keyframe bursts excluded).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1},
+		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lifeline_sfu_viewer_dropped_total", Help: "What a slow viewer did not get: rtp packets or data messages.",
 		}, []string{"what"}),
@@ -184,7 +190,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.sessions, m.viewers, m.bytesIn, m.bytesOut, m.packetsLost, m.nacksServed,
-		m.plisForwarded, m.plisSuppressed, m.iceRestarts, m.messagesIn, m.dropped, m.rejected} {
+		m.plisForwarded, m.plisSuppressed, m.iceRestarts, m.messagesIn, m.dropped, m.rejected, m.forwardDelay} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("sfu: register metrics: %w", err)
 		}

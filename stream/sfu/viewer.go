@@ -45,7 +45,8 @@ type viewer struct {
 type queued struct {
 	vt    *viewerTrack
 	p     *rtp.Packet
-	paced bool // part of a keyframe burst: sent no faster than BurstRate
+	paced bool      // part of a keyframe burst: sent no faster than BurstRate
+	at    time.Time // when it was queued, for the forwarding delay
 }
 
 // negotiateViewer answers a viewer's offer with one track for each of the box's
@@ -141,6 +142,9 @@ func (v *viewer) write() {
 			if err := q.vt.track.WriteRTP(q.p); err != nil {
 				continue
 			}
+			if !q.paced {
+				v.feed.sfu.metrics.forwardDelay.Observe(time.Since(q.at).Seconds())
+			}
 			n := q.p.MarshalSize()
 			v.packetsOut.Add(1)
 			v.bytesOut.Add(uint64(n))
@@ -153,6 +157,7 @@ func (v *viewer) write() {
 // enqueue queues a packet for the viewer, or drops and counts it when the viewer's
 // queue is full: the box's fan-out never waits for one viewer.
 func (v *viewer) enqueue(q queued) {
+	q.at = time.Now()
 	select {
 	case v.queue <- q:
 	default:
