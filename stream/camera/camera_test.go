@@ -32,6 +32,7 @@ func width(f Frame) int {
 // must begin with a keyframe of the other stream, and no picture of the other stream
 // may come before it.
 func TestCameraSwitchesAtKeyframe(t *testing.T) {
+	t.Parallel()
 	mainClip, err := NewClipFileSource(encode(t, "main.h264", "640x360", 1, 15, "baseline", "h264"), 30)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,7 @@ func TestCameraSwitchesAtKeyframe(t *testing.T) {
 // TestCameraSubFailureKeepsMain asks for a sub stream whose camera does not answer:
 // the main stream must play on and the status must say why the sub did not.
 func TestCameraSubFailureKeepsMain(t *testing.T) {
+	t.Parallel()
 	dead := "rtsp://127.0.0.1:1/sub" // nothing listens on port 1 of loopback
 	cam := NewCamera(NewClipSource(), NewRTSPSource(dead, rtsp.Config{DialTimeout: time.Second}))
 	var rec recorder

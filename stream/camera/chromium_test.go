@@ -120,6 +120,7 @@ func chromiumDecodes(t *testing.T, tab context.Context, id, file string) chromiu
 // profile without B-frames decodes (so the status only warns); pictures with B-frames
 // do not, only the keyframes among them (so the status says it cannot be forwarded).
 func TestWhatChromiumDecodes(t *testing.T) {
+	t.Parallel()
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](chromiumPage)); err != nil {
 		t.Fatal(err)

@@ -84,6 +84,7 @@ func TestEmbeddedClipPlaysSoundWithPicture(t *testing.T) {
 // TestEmbeddedClipDecodes has ffmpeg decode the embedded clip whole and count its
 // pictures, so that a clip that only our own splitter accepts fails.
 func TestEmbeddedClipDecodes(t *testing.T) {
+	t.Parallel()
 	ffprobe := peers.Need(t, "ffprobe")[0]
 	cmd := exec.Command(ffprobe, "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
 		"stream=nb_read_frames,profile,width,height", "-of", "csv=p=0", "-f", "h264", "-")
@@ -100,6 +101,7 @@ func TestEmbeddedClipDecodes(t *testing.T) {
 // TestClipPacesAndLoops plays a one-second clip made by ffmpeg and expects its 30
 // pictures one frame apart in real time, then the first again: a seamless loop.
 func TestClipPacesAndLoops(t *testing.T) {
+	t.Parallel()
 	path := encode(t, "one.h264", "320x180", 1, 15, "baseline", "h264")
 	src, err := NewClipFileSource(path, 30)
 	if err != nil {

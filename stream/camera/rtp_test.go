@@ -22,6 +22,7 @@ import (
 // does, and expects every picture of the file, whole, with SPS and PPS before each
 // IDR and durations from the RTP clock.
 func TestRTPFromFFmpeg(t *testing.T) {
+	t.Parallel()
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
 	mp4 := encode(t, "clip.mp4", "320x240", 2, 30, "baseline", "mp4", "-x264-params", "slices=2")
 	ref := filepath.Join(t.TempDir(), "ref.h264")
@@ -190,6 +191,7 @@ func TestRTPSourceOnlyGarbage(t *testing.T) {
 // TestRTPSourceNamesH265 has ffmpeg send H.265 (libx265) where H.264 is expected and
 // expects the status to say so, instead of leaving the viewers a black screen.
 func TestRTPSourceNamesH265(t *testing.T) {
+	t.Parallel()
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
 	src := NewRTPSource("127.0.0.1:0", 10*time.Second)
 	run(t, src, func(Frame) {})
@@ -210,6 +212,7 @@ func TestRTPSourceNamesH265(t *testing.T) {
 // ffmpeg writes, never in band. With the SDP file named in the URL, every picture of
 // the recording plays; without it, the status says why nothing does.
 func TestRTPFromFFmpegMP4WithSDP(t *testing.T) {
+	t.Parallel()
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
 	mp4 := encode(t, "rec.mp4", "320x180", 2, 30, "baseline", "mp4")
 	sdp := filepath.Join(t.TempDir(), "rec.sdp")
