@@ -51,7 +51,7 @@ type EnrolCode struct {
 func (h *Hub) adminMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /enroll", func(w http.ResponseWriter, r *http.Request) {
-		code, err := issueCode(r.Context(), h.devices, h.audit, r.FormValue("device"), h.cfg.Enrol.CodeLifetime.Duration)
+		code, err := issueCode(r.Context(), h.devices, h.audit, r.FormValue("device"), h.cfg.Enrol.CodeLifetime.Duration, askedBy(r))
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -59,7 +59,7 @@ func (h *Hub) adminMux() http.Handler {
 		writeJSON(w, http.StatusOK, code)
 	})
 	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
-		if err := revokeDevice(r.Context(), h.devices, h.audit, r.FormValue("device")); err != nil {
+		if err := revokeDevice(r.Context(), h.devices, h.audit, r.FormValue("device"), askedBy(r)); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
@@ -80,12 +80,12 @@ func (h *Hub) adminMux() http.Handler {
 // issueCode audits the code before it exists, so that no code works that the audit
 // trail does not show (fail closed); a code that then could not be stored is audited
 // as such.
-func issueCode(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration) (EnrolCode, error) {
+func issueCode(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string, lifetime time.Duration, by string) (EnrolCode, error) {
 	if err := trust.ValidDeviceID(device); err != nil {
 		return EnrolCode{}, err
 	}
 	expires := time.Now().Add(lifetime).UTC().Truncate(time.Second)
-	if err := a.Record("enrol.code_issued", map[string]any{"device": device, "expires": expires}); err != nil {
+	if err := a.Record("enrol.code_issued", map[string]any{"device": device, "expires": expires, "by": by}); err != nil {
 		return EnrolCode{}, fmt.Errorf("no code issued for %s: %w", device, err)
 	}
 	code, err := reg.NewCode(ctx, device, lifetime)
@@ -97,8 +97,8 @@ func issueCode(ctx context.Context, reg *trust.Registry, a trust.Auditor, device
 }
 
 // revokeDevice audits the revocation before making it, like issueCode.
-func revokeDevice(ctx context.Context, reg *trust.Registry, a trust.Auditor, device string) error {
-	if err := a.Record("device.revoked", map[string]any{"device": device}); err != nil {
+func revokeDevice(ctx context.Context, reg *trust.Registry, a trust.Auditor, device, by string) error {
+	if err := a.Record("device.revoked", map[string]any{"device": device, "by": by}); err != nil {
 		return fmt.Errorf("%s not revoked: %w", device, err)
 	}
 	if err := reg.Revoke(ctx, device); err != nil {
@@ -133,7 +133,7 @@ func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 	var out EnrolCode
 	err := a.do("enroll", url.Values{"device": {device}}, &out, func(l hubLocal) error {
 		var err error
-		out, err = issueCode(context.Background(), l.devices, l.audit, device, a.Lifetime)
+		out, err = issueCode(context.Background(), l.devices, l.audit, device, a.Lifetime, byLocal())
 		return err
 	})
 	return out, err
@@ -142,7 +142,7 @@ func (a HubAdmin) Enrol(device string) (EnrolCode, error) {
 // Revoke refuses device from now on.
 func (a HubAdmin) Revoke(device string) error {
 	return a.do("revoke", url.Values{"device": {device}}, nil, func(l hubLocal) error {
-		return revokeDevice(context.Background(), l.devices, l.audit, device)
+		return revokeDevice(context.Background(), l.devices, l.audit, device, byLocal())
 	})
 }
 

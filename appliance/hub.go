@@ -162,7 +162,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		health.Ready("sweeping ended sessions and used sign-in links")
 		return h.gate.Run(ctx)
 	}})
-	h.sup.Add(httpService("admin", adminLn, h.adminMux(), h.log))
+	h.sup.Add(adminService(adminLn, h.adminMux(), h.log))
 	h.log.Info("hub serving", "public", public.Addr(), "viewer", h.ViewerURL(), "status", statusLn.Addr().String(), "data", h.dataDir)
 	return h.sup.Run(ctx, 5*time.Second)
 }

@@ -15,8 +15,9 @@ import (
 // on the store when no hub runs and through the admin socket when one does. Passwords
 // are hashed by the command that read them, so only the hash crosses the socket.
 
-// bySocket names, for the audit, who asked through the admin socket: whoever may
-// open it (its mode is 0600, so the hub's own user or root).
+// bySocket names, for the audit, who asked through the admin socket when the kernel
+// does not say more (admin_peer.go): whoever may open it (its mode is 0600, so the
+// hub's own user or root).
 const bySocket = "admin socket"
 
 // addAccountRoutes serves the account commands on the admin socket.
@@ -27,17 +28,17 @@ func (h *Hub) addAccountRoutes(mux *http.ServeMux) {
 			writeAdminError(w, errors.New("user: "+err.Error()))
 			return
 		}
-		answerAdmin(w, h.gate.AddUser(r.Context(), u, bySocket), map[string]string{"added": u.ID})
+		answerAdmin(w, h.gate.AddUser(r.Context(), u, askedBy(r)), map[string]string{"added": u.ID})
 	})
 	mux.HandleFunc("POST /user/passwd", func(w http.ResponseWriter, r *http.Request) {
 		id := r.FormValue("user")
-		answerAdmin(w, h.gate.SetPassword(r.Context(), id, r.FormValue("hash"), bySocket), map[string]string{"changed": id})
+		answerAdmin(w, h.gate.SetPassword(r.Context(), id, r.FormValue("hash"), askedBy(r)), map[string]string{"changed": id})
 	})
 	mux.HandleFunc("POST /user/disabled", func(w http.ResponseWriter, r *http.Request) {
 		id := r.FormValue("user")
 		disabled, err := strconv.ParseBool(r.FormValue("disabled"))
 		if err == nil {
-			err = h.gate.SetDisabled(r.Context(), id, disabled, bySocket)
+			err = h.gate.SetDisabled(r.Context(), id, disabled, askedBy(r))
 		}
 		answerAdmin(w, err, map[string]string{"changed": id})
 	})
@@ -46,7 +47,7 @@ func (h *Hub) addAccountRoutes(mux *http.ServeMux) {
 		answerAdmin(w, err, users)
 	})
 	mux.HandleFunc("POST /user/link", func(w http.ResponseWriter, r *http.Request) {
-		link, err := h.gate.IssueLink(r.Context(), r.FormValue("user"), bySocket)
+		link, err := h.gate.IssueLink(r.Context(), r.FormValue("user"), askedBy(r))
 		answerAdmin(w, err, link)
 	})
 }

@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,6 +81,12 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 	logData, _ := os.ReadFile(filepath.Join(dir, "hub", "audit.log"))
 	if strings.Count(string(logData), `"device.refused"`) != 2 {
 		t.Fatalf("want 2 refusals audited:\n%s", logData)
+	}
+	// The code and the revocation went through the admin socket, and the kernel told
+	// the hub who asked.
+	asker := fmt.Sprintf(`"by":"admin socket, uid %d, pid %d"`, os.Getuid(), os.Getpid())
+	if strings.Count(string(logData), asker) != 2 {
+		t.Fatalf("want the code and the revocation audited with %s:\n%s", asker, logData)
 	}
 }
 

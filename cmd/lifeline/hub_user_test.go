@@ -130,7 +130,7 @@ func TestHubUserCommands(t *testing.T) {
 			t.Errorf("audit trail lacks %s:\n%s", ev, trail)
 		}
 	}
-	if !strings.Contains(string(trail), `"by":"admin socket"`) || !strings.Contains(string(trail), "on the store, uid") {
+	if !strings.Contains(string(trail), fmt.Sprintf(`"by":"admin socket, uid %d, pid `, os.Getuid())) || !strings.Contains(string(trail), "on the store, uid") {
 		t.Errorf("audit trail does not say who changed accounts:\n%s", trail)
 	}
 }
