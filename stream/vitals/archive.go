@@ -105,7 +105,7 @@ func (a *Archive) Receive(device, label string, data []byte) (fresh bool, err er
 	}
 	switch {
 	case m.Device != device:
-		err = fmt.Errorf("%w: %s seq %d names device %q, the connection is %q", ErrInvalid, m.Type, m.Seq, clip(m.Device, maxShort), device)
+		err = fmt.Errorf("%w: %s seq %d names device %q, the connection is %q", ErrInvalid, m.Type, m.Seq, clip(m.Device, maxDevice), device)
 	case m.Type == TypeWave && label != LabelWave, Reliable(m.Type) && label != LabelReliable:
 		err = fmt.Errorf("%w: %s seq %d arrived on %q", ErrInvalid, m.Type, m.Seq, clip(label, 32))
 	case m.Type != TypeWave && !Reliable(m.Type):

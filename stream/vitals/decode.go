@@ -115,7 +115,7 @@ func (m *Message) checkLengths() error {
 		name, v string
 		max     int
 	}{
-		{"epoch", m.Epoch, maxShort}, {"device", m.Device, maxShort}, {"source", m.Source, maxSource},
+		{"epoch", m.Epoch, maxShort}, {"device", m.Device, maxDevice}, {"source", m.Source, maxSource},
 		{"mdc", m.MDC, maxShort}, {"label", m.Label, maxUnit}, {"unit", m.Unit, maxUnit},
 		{"priority", m.Priority, maxUnit}, {"state", m.State, maxUnit}, {"text", m.Text, maxText},
 		{"detail", m.Detail, maxDetail}, {"id", m.ID, maxShort}, {"from", m.From, maxShort},

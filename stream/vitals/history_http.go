@@ -73,8 +73,8 @@ func (a *Archive) HistoryHandler() http.Handler {
 
 func (a *Archive) parseHistoryQuery(r *http.Request) (historyQuery, error) {
 	q := historyQuery{device: r.PathValue("device"), channel: LabelReliable, limit: historyDefaultLimit}
-	if q.device == "" || len(q.device) > maxShort {
-		return q, fmt.Errorf("device must be 1 to %d bytes, named in the path", maxShort)
+	if q.device == "" || len(q.device) > maxDevice {
+		return q, fmt.Errorf("device must be 1 to %d bytes, named in the path", maxDevice)
 	}
 	v := r.URL.Query()
 	switch c := v.Get("channel"); c {

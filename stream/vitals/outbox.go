@@ -47,8 +47,8 @@ func (c *OutboxConfig) setDefaults() error {
 	if c.Store == nil || c.Bus == nil {
 		return errors.New("vitals: outbox needs a store and a bus")
 	}
-	if c.Device == "" || len(c.Device) > maxShort {
-		return fmt.Errorf("vitals: outbox device ID %q must be 1 to %d bytes", c.Device, maxShort)
+	if c.Device == "" || len(c.Device) > maxDevice {
+		return fmt.Errorf("vitals: outbox device ID %q must be 1 to %d bytes", clip(c.Device, maxDevice), maxDevice)
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

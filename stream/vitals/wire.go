@@ -46,6 +46,7 @@ const (
 	MaxSeq    = 1<<53 - 1
 	maxShort  = 64   // device, mdc, epoch, id, from
 	maxSource = 128  // monitor name or port path
+	maxDevice = 128  // device ID: enrolled IDs are short, an unenrolled box names itself by host
 	maxUnit   = 32   // UCUM unit, label
 	maxDetail = 512  // device event detail, alarm text
 	maxText   = 4096 // control text

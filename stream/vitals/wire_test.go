@@ -179,7 +179,7 @@ func TestDecodeRefusesWhatItCannotTrust(t *testing.T) {
 		{"rate zero", strings.Replace(strings.Replace(wave, "%s", `[1]`, 1), `"rate":500`, `"rate":0`, 1), "rate 0 outside"},
 		{"alarm priority", `{"v":1,"type":"alarm","seq":1,"epoch":"e","device":"d","priority":"urgent","state":"raised","box_time":"2026-12-02T04:30:00Z"}`, `priority "urgent" unknown`},
 		{"device state", `{"v":1,"type":"device","seq":1,"epoch":"e","device":"d","state":"exploded","box_time":"2026-12-02T04:30:00Z"}`, `state "exploded" unknown`},
-		{"long device", `{"v":1,"type":"ack","seq":1,"epoch":"e","device":"` + strings.Repeat("x", 65) + `"}`, "device is 65 bytes"},
+		{"long device", `{"v":1,"type":"ack","seq":1,"epoch":"e","device":"` + strings.Repeat("x", 129) + `"}`, "device is 129 bytes"},
 		{"too large", `{"v":1,"type":"text","seq":1,"text":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, "more than 16384"},
 		{"bad time", `{"v":1,"type":"numeric","seq":1,"epoch":"e","device":"d","code":1,"box_time":"yesterday"}`, "invalid"},
 	} {
