@@ -345,6 +345,7 @@ type testViewer struct {
 	code     int
 	body     string
 	location string
+	etag     string
 
 	mu      sync.Mutex
 	seqs    []uint16 // every video packet's sequence number, in arrival order
@@ -383,7 +384,7 @@ func watch(t *testing.T, h *hub, device string) *testViewer {
 		t.Fatal(err)
 	}
 	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, completeOffer(t, pc, nil), nil)
-	v.code, v.body, v.location = code, body, hdr.Get("Location")
+	v.code, v.body, v.location, v.etag = code, body, hdr.Get("Location"), hdr.Get("ETag")
 	if code == http.StatusCreated {
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 			t.Fatal(err)

@@ -47,7 +47,7 @@ func TestICERestartKeepsTheSession(t *testing.T) {
 	}
 
 	states := watchICE(box.pc)
-	restartICE(t, h, box)
+	restartICE(t, h, box.pc, box.location, box.etag, box.answer, map[string]string{"X-Device": box.device})
 
 	before := packets()
 	wait.For(t, 10*time.Second, "video at the hub after the restart", func() bool { return packets() > before+30 })
@@ -80,38 +80,43 @@ func watchICE(pc *webrtc.PeerConnection) func() string {
 	}
 }
 
-// restartICE restarts the box's ICE through the hub as RFC 9725 §4.3.2 has it: a
-// PATCH with the box's new credentials and candidates and If-Match: *, answered 200
-// with the hub's new ones and a new ETag, which the box applies as a new answer.
-func restartICE(t *testing.T, h *hub, box *testBox) {
+// restartICE restarts a client's ICE through the hub as RFC 9725 §4.3.2 has it: a
+// PATCH with the client's new credentials and candidates and If-Match: *, answered
+// 200 with the hub's new ones and a new ETag, which the client applies as a new
+// answer. It returns the new ETag.
+func restartICE(t *testing.T, h *hub, pc *webrtc.PeerConnection, location, etag, lastAnswer string, header map[string]string) string {
 	t.Helper()
-	completeOffer(t, box.pc, &webrtc.OfferOptions{ICERestart: true})
-	mine, err := localFragment(box.pc)
+	completeOffer(t, pc, &webrtc.OfferOptions{ICERestart: true})
+	mine, err := localFragment(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, hdr, body := h.do(t, http.MethodPatch, box.location, fragmentType, string(mine.Marshal()),
-		map[string]string{"X-Device": box.device, "If-Match": "*"})
+	patchHeader := map[string]string{"If-Match": "*"}
+	for k, v := range header {
+		patchHeader[k] = v
+	}
+	code, hdr, body := h.do(t, http.MethodPatch, location, fragmentType, string(mine.Marshal()), patchHeader)
 	if code != http.StatusOK || hdr.Get("Content-Type") != fragmentType {
 		t.Fatalf("restart PATCH: %d %s", code, body)
 	}
-	if etag := hdr.Get("ETag"); etag == "" || etag == box.etag {
-		t.Errorf("restart kept ETag %q, want a new one", etag)
+	newETag := hdr.Get("ETag")
+	if newETag == "" || newETag == etag {
+		t.Errorf("restart kept ETag %q, want a new one", newETag)
 	}
 	theirs, err := ParseFragment([]byte(body))
 	if err != nil {
 		t.Fatalf("hub's restart fragment: %v\n%s", err, body)
 	}
-	if theirs.Ufrag == "" || strings.Contains(box.answer, "ice-ufrag:"+theirs.Ufrag) || len(theirs.Candidates) == 0 {
+	if theirs.Ufrag == "" || strings.Contains(lastAnswer, "ice-ufrag:"+theirs.Ufrag) || len(theirs.Candidates) == 0 {
 		t.Fatalf("hub's restart fragment has no new credentials or no candidates:\n%s", body)
 	}
-	if err := box.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: restartAnswer(t, box.answer, theirs)}); err != nil {
-		t.Fatalf("box applies the hub's restart answer: %v", err)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: restartAnswer(t, lastAnswer, theirs)}); err != nil {
+		t.Fatalf("client applies the hub's restart answer: %v", err)
 	}
-
+	return newETag
 }
 
-// restartAnswer is the box's view of the hub's restart: its last answer with the new
+// restartAnswer is the client's view of the hub's restart: its last answer with the new
 // credentials and candidates.
 func restartAnswer(t *testing.T, last string, f *Fragment) string {
 	t.Helper()
@@ -135,4 +140,26 @@ func restartAnswer(t *testing.T, last string, f *Fragment) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestViewerICERestart: a doctor's viewer that changes network (Wi-Fi to cable)
+// restarts ICE on its WHEP session the same way, and keeps receiving video.
+func TestViewerICERestart(t *testing.T) {
+	aus := h264Clip(t, 2, 30, 30)
+	h := startHub(t, Config{})
+	box := publishBox(t, h, "box-ward")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	box.play(aus, 30)
+	v := watch(t, h, "box-ward")
+	if v.code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", v.code, v.body)
+	}
+	wait.For(t, 10*time.Second, "video at the viewer", func() bool { return len(v.received()) > 20 })
+	states := watchICE(v.pc)
+	restartICE(t, h, v.pc, v.location, v.etag, v.body, nil)
+	mark := len(v.received())
+	wait.For(t, 10*time.Second, "video after the viewer's restart", func() bool { return len(v.received()) > mark+30 })
+	if got := states(); !strings.Contains(got, "checking connected") {
+		t.Errorf("viewer's ICE went %q after the restart, want it checking again and connected", got)
+	}
 }
