@@ -52,43 +52,7 @@ func chromiumDecodes(t *testing.T, tab context.Context, id, file string) chromiu
 		t.Fatal(err)
 	}
 	aus := h264.SplitAccessUnits(data, 3000)
-	offer, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf("receive(%q)", id), chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
-	m := &webrtc.MediaEngine{}
-	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	track, err := webrtc.NewTrackLocalStaticSample(codec, "video", id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(track); err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](fmt.Sprintf("answer(%q, %q)", id, pc.LocalDescription().SDP), chromedp.EvalAwaitPromise)); err != nil {
-		t.Fatal(err)
-	}
+	track := publishTo(t, tab, id)
 	tick := time.NewTicker(time.Second / 30)
 	defer tick.Stop()
 	for i := range 90 {
@@ -144,4 +108,49 @@ func TestWhatChromiumDecodes(t *testing.T) {
 			t.Errorf("%s: Chromium decoded %d of %d pictures; the status assumes it decodes them: %v", c.name, res.Decoded, res.Received, c.decodes)
 		}
 	}
+}
+
+// publishTo connects a pion peer connection to a new receiving peer connection id in
+// the page, with an H.264 track offered as Constrained Baseline (42e01f) as the box's
+// publisher offers it, and returns the track. The connection closes with the test.
+func publishTo(t *testing.T, tab context.Context, id string) *webrtc.TrackLocalStaticSample {
+	t.Helper()
+	offer, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf("receive(%q)", id), chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: codec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	track, err := webrtc.NewTrackLocalStaticSample(codec, "video", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](fmt.Sprintf("answer(%q, %q)", id, pc.LocalDescription().SDP), chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	return track
 }

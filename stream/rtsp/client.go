@@ -56,6 +56,7 @@ type StatusError struct {
 	Reason      string
 }
 
+// Error says which request got which answer.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("rtsp: %s %s: %d %s", e.Method, e.URL, e.StatusCode, truncate(e.Reason))
 }
