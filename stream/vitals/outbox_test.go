@@ -3,6 +3,7 @@ package vitals
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -495,5 +496,36 @@ func TestAnOrderlyStopKeepsWhatTheBusStillHeld(t *testing.T) {
 	l.connect()
 	if err := wait.Until(5*time.Second, func() bool { return len(l.history(t)) == total }); err != nil {
 		t.Fatalf("hub holds %d of the %d reliable messages published before the stop", len(l.history(t)), total)
+	}
+}
+
+func TestAReplayAckMakesTheBoxSendTheRestAgainInOrder(t *testing.T) {
+	b := startBox(t, openStore(t, "box.db"), OutboxConfig{})
+	var mu sync.Mutex
+	var sent []uint64
+	b.out.OpenReliable(func(data []byte) error {
+		m, err := Decode(data)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		sent = append(sent, m.Seq)
+		mu.Unlock()
+		return nil
+	})
+	total := b.publish(newPatient(t0), 2*time.Second)
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(sent) }
+	wait.For(t, 5*time.Second, "everything sent once", func() bool { return count() == total })
+	ack := fmt.Sprintf(`{"v":1,"type":"ack","seq":3,"epoch":%q,"replay":true}`, b.out.Epoch())
+	if err := b.out.HandleFromHub([]byte(ack)); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 5*time.Second, "the rest sent again", func() bool { return count() == 2*total-3 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, seq := range sent[total:] {
+		if seq != uint64(4+i) {
+			t.Fatalf("after the replay ack the box sent %v, want 4..%d in order", sent[total:], total)
+		}
 	}
 }
