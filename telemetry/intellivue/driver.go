@@ -166,17 +166,17 @@ type conn struct {
 	deframer Deframer
 	skipped  uint64
 
-	phase     phase
+	phase phase
 	// nextRequest is when the next association request goes out: a Retry after a
 	// refusal or a lost association, or, while one is unanswered, once it has had time
 	// to be answered. Zero: at once.
 	nextRequest time.Time
-	unanswered  bool // an association request is out and no answer came
-	heard     time.Time // last valid message from the monitor
-	keepAlive time.Time
-	invoke    uint16
-	polls     map[uint16]*pollState // by object class
-	pollNum   uint16
+	unanswered  bool      // an association request is out and no answer came
+	heard       time.Time // last valid message from the monitor
+	keepAlive   time.Time
+	invoke      uint16
+	polls       map[uint16]*pollState // by object class
+	pollNum     uint16
 
 	baseAbs  time.Time // monitor wall clock at baseRel (from the MDS create event)
 	baseRel  RelativeTime
