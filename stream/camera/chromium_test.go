@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,6 +131,13 @@ func publishTo(t *testing.T, tab context.Context, id string) *webrtc.TrackLocalS
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
+	connected := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
 	track, err := webrtc.NewTrackLocalStaticSample(codec, "video", id)
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +159,11 @@ func publishTo(t *testing.T, tab context.Context, id string) *webrtc.TrackLocalS
 	<-gathered
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](fmt.Sprintf("answer(%q, %q)", id, pc.LocalDescription().SDP), chromedp.EvalAwaitPromise)); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-connected:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Chromium did not connect")
 	}
 	return track
 }
