@@ -68,6 +68,14 @@ func (h *Hub) viewerService(ln net.Listener, own tls.Certificate) service.Servic
 		srv := &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(viewerReadTimeout))
+				header := w.Header()
+				header.Set("X-Content-Type-Options", "nosniff")
+				if cert.certFile != "" {
+					// With the hospital's certificate, browsers may insist on HTTPS
+					// for this host from now on; not with the hub's own, which a
+					// browser that was told so could then never be shown.
+					header.Set("Strict-Transport-Security", "max-age=31536000")
+				}
 				h.viewer.ServeHTTP(w, r)
 			}),
 			TLSConfig: &tls.Config{

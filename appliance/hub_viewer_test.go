@@ -120,8 +120,8 @@ func TestViewerServesHospitalCertificateWhileBoxesPinTheHub(t *testing.T) {
 		t.Fatalf("a browser trusting the hospital's root: %v", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("whoami without a session: %d, want 401", resp.StatusCode)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("whoami without a session: %d %v, want 401 with HSTS", resp.StatusCode, resp.Header)
 	}
 	// … and the boxes' port is not (boxes pin the hub's own authority there).
 	if _, err := client.Get("https://localhost:" + port(cfg.Server.Listen) + "/api/v1/hello"); err == nil {

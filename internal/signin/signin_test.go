@@ -418,3 +418,58 @@ func TestSignInRefusesForeignOriginAndNonJSON(t *testing.T) {
 		t.Fatalf("5 kB sign-in body: %d", status)
 	}
 }
+
+// TestSweepForgetsEndedSessions checks that Run's sweep removes sessions that timed
+// out from the state, so that it does not grow with every sign-in.
+func TestSweepForgetsEndedSessions(t *testing.T) {
+	tg := startGate(t)
+	tg.browser(t).signIn("dr.li", "correct horse battery")
+	tg.browser(t).signIn("obs.wang", "observer password")
+	tg.clock.advance(20 * time.Minute)
+	b := tg.browser(t)
+	b.signIn("dr.li", "correct horse battery")
+	tg.clock.advance(15 * time.Minute) // the first two idle 35 min, the last 15
+	if err := tg.gate.sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := tg.state.EndUserSessions(context.Background(), "dr.li")
+	if err != nil || n != 1 {
+		t.Fatalf("dr.li has %d sessions after the sweep (%v), want the one still in use", n, err)
+	}
+	if n, _ := tg.state.EndUserSessions(context.Background(), "obs.wang"); n != 0 {
+		t.Fatalf("obs.wang has %d sessions after 35 idle minutes", n)
+	}
+}
+
+// FuzzSignInBody sends the sign-in handler whatever a stranger might: it must not
+// panic, and nothing but the right password for an enabled account may sign in.
+func FuzzSignInBody(f *testing.F) {
+	f.Add(`{"user":"dr.li","password":"wrong"}`)
+	f.Add(`{"user":"dr.li","password":"correct horse battery","x":1}`)
+	f.Add(`{"user":"` + strings.Repeat("a", 100) + `","password":""}`)
+	f.Add(`{"user":"dr.li"}{"user":"dr.li"}`)
+	f.Add(`[]`)
+	state, err := boltstate.Open(filepath.Join(f.TempDir(), "hub.db"), 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer state.Close()
+	gate := New(Config{Password: cheap}, state, &audittest.Recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	hash, _ := HashPassword("correct horse battery", cheap)
+	gate.AddUser(context.Background(), NewUser{ID: "dr.li", Name: "Li", Role: RoleDoctor, Language: LanguageEnglish, PasswordHash: hash}, "fuzz")
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest("POST", "https://hub.test"+SignInPath, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "https://hub.test")
+		rec := httptest.NewRecorder()
+		gate.signIn(rec, req)
+		if rec.Code == http.StatusOK {
+			var sent struct{ User, Password string }
+			if json.Unmarshal([]byte(body), &sent) != nil || sent.Password != "correct horse battery" {
+				t.Fatalf("signed in with %q", body)
+			}
+		}
+		gate.address.succeed(addressKey(req.RemoteAddr)) // keep fuzzing past the throttle
+		gate.accounts.succeed("dr.li")
+	})
+}
