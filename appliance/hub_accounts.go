@@ -2,12 +2,15 @@ package appliance
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 
+	"lifeline/internal/hubstate"
 	"lifeline/internal/signin"
 )
 
@@ -124,4 +127,40 @@ func (a HubAdmin) SignInLink(id string) (signin.LinkToken, error) {
 // (e.g. https://ed.hospital.example:8444).
 func SignInLinkURL(base string, link signin.LinkToken) string {
 	return base + signin.LinkPagePath + "#" + link.Token
+}
+
+// DemoDoctor is the account `lifeline demo` signs in with.
+const DemoDoctor = "demo.doctor"
+
+// DemoSignInLink makes sure the demo doctor's account exists, with a random password
+// nobody is shown (the demo signs in by link only), and returns a one-time sign-in
+// link for it on this hub's viewer. Call it once the hub serves, so that the link
+// names the port the viewer is bound to.
+func (h *Hub) DemoSignInLink(ctx context.Context) (string, error) {
+	if _, err := h.state.User(ctx, DemoDoctor); errors.Is(err, hubstate.ErrNotFound) {
+		hash, err := signin.HashPassword(randomPassword(), signin.PasswordParams{})
+		if err != nil {
+			return "", err
+		}
+		u := signin.NewUser{ID: DemoDoctor, Name: "演示医生 Demo doctor", Role: signin.RoleDoctor, Language: signin.LanguageChinese, PasswordHash: hash}
+		if err := h.gate.AddUser(ctx, u, "lifeline demo"); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	link, err := h.gate.IssueLink(ctx, DemoDoctor, "lifeline demo")
+	if err != nil {
+		return "", err
+	}
+	return SignInLinkURL(h.ViewerURL(), link), nil
+}
+
+// randomPassword is 160 random bits in base32, for an account that signs in by link.
+func randomPassword() string {
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		panic("no randomness: " + err.Error())
+	}
+	return base32.StdEncoding.EncodeToString(b)
 }

@@ -52,13 +52,14 @@ func fetchJS(t *testing.T, tab context.Context, method, path, body string, heade
 // TestChromiumSignsInThroughTheHub signs a real browser in to a running hub over HTTPS
 // with the hospital's certificate: refused without a session and with a wrong
 // password, signed in with the right one into a cookie its scripts cannot read, its
-// sign-out refused without the CSRF token, and signed in again by a one-time link.
+// sign-out refused without the CSRF token, and signed in again by the demo's one-time
+// link.
 func TestChromiumSignsInThroughTheHub(t *testing.T) {
 	pki := newHospitalPKI(t)
 	files := t.TempDir()
 	certFile, keyFile := filepath.Join(files, "ed.crt"), filepath.Join(files, "ed.key")
 	leaf := pki.issue(t, 200, certFile, keyFile)
-	_, cfg, dir := startHub(t, func(c *HubConfig) { c.Server.CertFile, c.Server.KeyFile = certFile, keyFile })
+	hub, cfg, dir := startHub(t, func(c *HubConfig) { c.Server.CertFile, c.Server.KeyFile = certFile, keyFile })
 	admin := HubAdmin{DataDir: filepath.Join(dir, "hub"), Log: quietLog()}
 	hash, err := signin.HashPassword("correct horse battery", signin.PasswordParams{Time: 1, Memory: 1024, Threads: 1})
 	if err != nil {
@@ -113,19 +114,22 @@ func TestChromiumSignsInThroughTheHub(t *testing.T) {
 		t.Fatalf("whoami after sign-out: %s", got)
 	}
 
-	// A one-time link, as `lifeline hub user link` prints it, signs the browser in.
-	link, err := admin.SignInLink("dr.li")
+	// A one-time link, as `lifeline demo` prints it, signs the browser in.
+	linkURL, err := hub.DemoSignInLink(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(tab, chromedp.Navigate(SignInLinkURL(base, link))); err != nil {
+	if !strings.HasPrefix(linkURL, "https://127.0.0.1:"+port(cfg.Viewer.Listen)+signin.LinkPagePath+"#") {
+		t.Fatalf("demo link %s is not on the viewer", linkURL)
+	}
+	if err := chromedp.Do(tab, chromedp.Navigate(linkURL)); err != nil {
 		t.Fatal(err)
 	}
 	wait.For(t, 10*time.Second, "the link page to sign in and move on", func() bool {
 		loc, err := chromedp.Run(tab, chromedp.Location())
 		return err == nil && loc == base+"/"
 	})
-	if got := fetchJS(t, tab, "GET", signin.WhoamiPath, "", nil); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"user":"dr.li"`) {
+	if got := fetchJS(t, tab, "GET", signin.WhoamiPath, "", nil); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"user":"`+DemoDoctor+`"`) {
 		t.Fatalf("whoami after the link: %s", got)
 	}
 }
