@@ -164,3 +164,52 @@ func TestCameraSwitchesBetweenRTSPStreams(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 }
+
+// TestCameraManySwitchRequests toggles the stream asked for many times, faster than
+// keyframes come, and expects no deadlock: pictures keep coming, every stream change
+// is at a keyframe, and Run ends when asked.
+func TestCameraManySwitchRequests(t *testing.T) {
+	t.Parallel()
+	mainClip, err := NewClipFileSource(encode(t, "main.h264", "640x360", 1, 10, "baseline", "h264"), 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subClip, err := NewClipFileSource(encode(t, "sub.h264", "320x180", 1, 10, "baseline", "h264"), 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam := NewCamera(mainClip, subClip)
+	var mu sync.Mutex
+	var widths []int
+	var keys []bool
+	current := 0
+	stop := run(t, cam, func(f Frame) {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.Keyframe {
+			current = width(f)
+		}
+		widths = append(widths, current)
+		keys = append(keys, f.Keyframe)
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(widths) }
+	for i := range 200 {
+		cam.UseSub(i%2 == 0)
+		if i%20 == 0 {
+			n := count()
+			wait.For(t, 10*time.Second, "pictures while switching", func() bool { return count() > n })
+		}
+	}
+	cam.UseSub(true)
+	wait.For(t, 10*time.Second, "the sub stream at last", func() bool { return cam.Status().Stream == "sub" })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(widths); i++ {
+		if widths[i] != widths[i-1] && !keys[i] {
+			t.Fatalf("frame %d changes stream without a keyframe", i)
+		}
+	}
+}
