@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"lifeline/internal/audit"
@@ -30,7 +31,13 @@ func listenAdmin(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("admin socket %s: another hub is serving it", path)
 	}
 	os.Remove(path)
+	// Created owner-only from the start: a socket made with the usual umask and
+	// chmodded afterwards is open to anyone on the machine in between. The umask is
+	// the process's, so for this instant other files the process creates are
+	// owner-only too, which is never less safe.
+	old := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
