@@ -89,17 +89,24 @@ func nanValue() float64 {
 	return zero / zero
 }
 
+// historyExample is what the hub's history handler serves after receiving msgs.
 func historyExample(t *testing.T, msgs ...[]byte) string {
-	page := HistoryPage{V: Version, Device: "amb-07", Channel: LabelReliable, Epoch: "9f2c4e1a7b3d5e60",
-		Next: Cursor{EpochN: 1, Seq: 20}.String(), More: false}
+	a, _ := newArchive(t, NewBoltHistory(openStore(t, "hub.db"), HistoryBounds{}), 0)
 	for _, m := range msgs {
-		page.Messages = append(page.Messages, m)
+		mustReceive(t, a, LabelReliable, m, true)
 	}
-	data, err := json.MarshalIndent(page, "", "  ")
-	if err != nil {
+	if err := a.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	return "```json\n" + string(data) + "\n```\n"
+	_, code, body := getPage(t, historyServer(t, a), "?since=0")
+	if code != 200 {
+		t.Fatalf("history: %d %s", code, body)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, []byte(strings.TrimSpace(body)), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	return "```json\n" + buf.String() + "\n```\n"
 }
 
 // sizesExample measures a monitored patient's messages, for the ring's sizing.
