@@ -103,6 +103,16 @@ func dispatchCommand(p *jt808.Platform, line string) error {
 	if err != nil {
 		return err
 	}
+	id, body, err := dispatchMessage(f, ed)
+	if err != nil {
+		return err
+	}
+	_, err = p.Send(phone, id, body)
+	return err
+}
+
+// dispatchMessage builds the message for a command line's fields (COMMAND PHONE ARGS…).
+func dispatchMessage(f []string, ed jt808.Edition) (id uint16, body []byte, err error) {
 	num := func(i int) (uint32, error) {
 		if len(f) <= i {
 			return 0, fmt.Errorf("%s needs argument %d", f[0], i-1)
@@ -110,26 +120,24 @@ func dispatchCommand(p *jt808.Platform, line string) error {
 		v, err := strconv.ParseUint(f[i], 10, 32)
 		return uint32(v), err
 	}
-	var id uint16
-	var body []byte
 	switch f[0] {
 	case "interval":
 		v, err := num(2)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		id, body = jt808.IDSetParams, jt808.SetParams{Params: []jt808.Param{jt808.DWORDParam(jt808.ParamReportInterval, v)}}.Marshal()
 	case "server":
 		if len(f) < 3 {
-			return errors.New("server needs HOST:PORT")
+			return 0, nil, errors.New("server needs HOST:PORT")
 		}
 		host, port, err := net.SplitHostPort(f[2])
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		pn, err := strconv.ParseUint(port, 10, 16)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		id, body = jt808.IDSetParams, jt808.SetParams{Params: []jt808.Param{jt808.StringParam(jt808.ParamMainServer, host), jt808.DWORDParam(jt808.ParamServerTCPPort, uint32(pn))}}.Marshal()
 	case "query":
@@ -139,21 +147,20 @@ func dispatchCommand(p *jt808.Platform, line string) error {
 	case "track":
 		iv, err := num(2)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		va, err := num(3)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		id, body = jt808.IDTemporaryTracking, jt808.TemporaryTracking{Interval: uint16(min(iv, 65535)), Validity: va}.Marshal()
 	case "text":
 		if len(f) < 3 {
-			return errors.New("text needs a message")
+			return 0, nil, errors.New("text needs a message")
 		}
 		id, body = jt808.IDTextMessage, jt808.TextMessage{Flags: 1 << 2, Type: 1, Text: strings.Join(f[2:], " ")}.Marshal(ed)
 	default:
-		return fmt.Errorf("unknown command %q", f[0])
+		return 0, nil, fmt.Errorf("unknown command %q", f[0])
 	}
-	_, err = p.Send(phone, id, body)
-	return err
+	return id, body, nil
 }

@@ -95,17 +95,17 @@ func runReceiver(t *testing.T, cfg Config) (*Receiver, func() service.Status) {
 	}
 }
 
-// TestGpsfakeReplaysBeiDouLogToReceiver: Debian's gpsfake replays gpsd's own BeiDou
-// regression log through a pty at 9600 baud; our Receiver reads it through
-// go.bug.st/serial as it reads a real receiver.
-func TestGpsfakeReplaysBeiDouLogToReceiver(t *testing.T) {
+// startGpsfake has Debian's gpsfake replay log once through a pty at baud and returns
+// the pty's path. gpsfake starts "gpsd" under this test binary as its monitor (see
+// TestMain) and announces the pty on gpsd's control socket, which the test answers.
+func startGpsfake(t *testing.T, log string, baud int) string {
+	t.Helper()
 	gpsfake := peers.Need(t, "gpsfake")[0]
-	log, _ := filepath.Abs("testdata/beidou-gb.log")
 	dir := t.TempDir()
 	ln0, _ := net.Listen("tcp", "127.0.0.1:0") // a free port for gpsfake's (absent) daemon
 	port := fmt.Sprint(ln0.Addr().(*net.TCPAddr).Port)
 	ln0.Close()
-	cmd := exec.Command(gpsfake, "-1", "-q", "-c", "0.05", "-s", "9600", "-P", port, "-W", "60", "-m", os.Args[0], log)
+	cmd := exec.Command(gpsfake, "-1", "-q", "-c", "0.05", "-s", fmt.Sprint(baud), "-P", port, "-W", "60", "-m", os.Args[0], log)
 	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -135,6 +135,15 @@ func TestGpsfakeReplaysBeiDouLogToReceiver(t *testing.T) {
 	c.Write([]byte("OK\n"))
 	c.Close()
 	pty := strings.TrimSpace(cmdLine[1:])
+	return pty
+}
+
+// TestGpsfakeReplaysBeiDouLogToReceiver: Debian's gpsfake replays gpsd's own BeiDou
+// regression log through a pty at 9600 baud; our Receiver reads it through
+// go.bug.st/serial as it reads a real receiver.
+func TestGpsfakeReplaysBeiDouLogToReceiver(t *testing.T) {
+	log, _ := filepath.Abs("testdata/beidou-gb.log")
+	pty := startGpsfake(t, log, 9600)
 
 	var mu sync.Mutex
 	var fixes []Fix

@@ -14,57 +14,15 @@ func (in *Intake) apply(s nmea.Sentence, now time.Time) *Fix {
 	switch v := s.(type) {
 	case nmea.RMC:
 		done := in.begin(v.Time, now)
-		in.positional = true
-		in.rmcSeen = true
-		if v.Date.Valid {
-			in.date = v.Date
-		}
-		// NMEA 4.1 adds a navigational status, but a Quectel L76K sends "V" in it
-		// with every good fix (testdata/quectel-l76k-nmea.log): only the status field
-		// decides.
-		in.cur.Valid = v.Validity == nmea.ValidRMC
-		in.validSet = true
-		in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
-		in.cur.SpeedKmh = v.Speed * knotsToKmh
-		in.cur.CourseDeg, in.cur.HasCourse = v.Course, fieldPresent(v.Raw, 8)
+		in.applyRMC(v)
 		return done
 	case nmea.GGA:
 		done := in.begin(v.Time, now)
-		in.positional = true
-		q := ggaQuality(v.FixQuality)
-		in.cur.Quality = q
-		if !in.rmcSeen {
-			in.cur.Valid = q != QualityNone
-			in.validSet = true
-		}
-		if q != QualityNone {
-			in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
-			in.cur.AltitudeM, in.cur.HasAlt = v.Altitude, true
-		}
-		in.cur.Satellites = int(v.NumSatellites)
-		in.cur.HDOP = v.HDOP
+		in.applyGGA(v)
 		return done
 	case nmea.GNS:
 		done := in.begin(v.Time, now)
-		in.positional = true
-		q := gnsQuality(v.Mode)
-		if in.cur.Quality == QualityNone {
-			in.cur.Quality = q
-		}
-		if !in.validSet {
-			in.cur.Valid = q != QualityNone
-			in.validSet = true
-		}
-		if q != QualityNone {
-			in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
-			in.cur.AltitudeM, in.cur.HasAlt = v.Altitude, true
-		}
-		if int(v.SVs) > in.cur.Satellites {
-			in.cur.Satellites = int(v.SVs)
-		}
-		if in.cur.HDOP == 0 {
-			in.cur.HDOP = v.HDOP
-		}
+		in.applyGNS(v)
 		return done
 	case nmea.ZDA:
 		done := in.begin(v.Time, now)
@@ -92,6 +50,60 @@ func (in *Intake) apply(s nmea.Sentence, now time.Time) *Fix {
 		}
 	}
 	return nil
+}
+
+func (in *Intake) applyRMC(v nmea.RMC) {
+	in.positional = true
+	in.rmcSeen = true
+	if v.Date.Valid {
+		in.date = v.Date
+	}
+	// NMEA 4.1 adds a navigational status, but a Quectel L76K sends "V" in it
+	// with every good fix (testdata/quectel-l76k-nmea.log): only the status field
+	// decides.
+	in.cur.Valid = v.Validity == nmea.ValidRMC
+	in.validSet = true
+	in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
+	in.cur.SpeedKmh = v.Speed * knotsToKmh
+	in.cur.CourseDeg, in.cur.HasCourse = v.Course, fieldPresent(v.Raw, 8)
+}
+
+func (in *Intake) applyGGA(v nmea.GGA) {
+	in.positional = true
+	q := ggaQuality(v.FixQuality)
+	in.cur.Quality = q
+	if !in.rmcSeen {
+		in.cur.Valid = q != QualityNone
+		in.validSet = true
+	}
+	if q != QualityNone {
+		in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
+		in.cur.AltitudeM, in.cur.HasAlt = v.Altitude, true
+	}
+	in.cur.Satellites = int(v.NumSatellites)
+	in.cur.HDOP = v.HDOP
+}
+
+func (in *Intake) applyGNS(v nmea.GNS) {
+	in.positional = true
+	q := gnsQuality(v.Mode)
+	if in.cur.Quality == QualityNone {
+		in.cur.Quality = q
+	}
+	if !in.validSet {
+		in.cur.Valid = q != QualityNone
+		in.validSet = true
+	}
+	if q != QualityNone {
+		in.cur.Lat, in.cur.Lon = v.Latitude, v.Longitude
+		in.cur.AltitudeM, in.cur.HasAlt = v.Altitude, true
+	}
+	if int(v.SVs) > in.cur.Satellites {
+		in.cur.Satellites = int(v.SVs)
+	}
+	if in.cur.HDOP == 0 {
+		in.cur.HDOP = v.HDOP
+	}
 }
 
 func (in *Intake) applyGSA(v nmea.GSA) {

@@ -157,6 +157,33 @@ type ServingCell struct {
 	HasLTERSRP                bool
 }
 
+// servingLine reads the "servingcell" line: the state, and an NR5G-SA cell itself,
+// or an LTE cell's fields (returned) for the caller.
+func (c *ServingCell) servingLine(f []string, l string) (lte []string, err error) {
+	if len(f) >= 2 {
+		c.State = f[1]
+	}
+	if len(f) < 3 {
+		return nil, nil
+	}
+	switch Technology(f[2]) {
+	case NR5GSA:
+		c.Technology = NR5GSA
+		if len(f) < 17 {
+			return nil, fmt.Errorf("%w: NR5G-SA line has %d fields, want 17: %q", ErrResponse, len(f), l)
+		}
+		c.MCC, c.MNC = f[4], f[5]
+		c.RSRP, c.HasRSRP = number(f[12])
+		c.RSRQ, c.HasRSRQ = number(f[13])
+		c.SINR, c.HasSINR = number(f[14])
+	case LTE:
+		return f[2:], nil
+	default:
+		c.Technology = Technology(f[2])
+	}
+	return nil, nil
+}
+
 // ParseQENG reads the lines of AT+QENG="servingcell" in its three shapes (Quectel
 // RM500Q/RM520N AT manuals):
 //
@@ -180,25 +207,10 @@ func ParseQENG(lines []string) (ServingCell, error) {
 		switch f[0] {
 		case "servingcell":
 			seen = true
-			if len(f) >= 2 {
-				c.State = f[1]
-			}
-			if len(f) >= 3 {
-				switch Technology(f[2]) {
-				case NR5GSA:
-					c.Technology = NR5GSA
-					if len(f) < 17 {
-						return c, fmt.Errorf("%w: NR5G-SA line has %d fields, want 17: %q", ErrResponse, len(f), l)
-					}
-					c.MCC, c.MNC = f[4], f[5]
-					c.RSRP, c.HasRSRP = number(f[12])
-					c.RSRQ, c.HasRSRQ = number(f[13])
-					c.SINR, c.HasSINR = number(f[14])
-				case LTE:
-					lte = f[2:]
-				default:
-					c.Technology = Technology(f[2])
-				}
+			if l, err := c.servingLine(f, l); err != nil {
+				return c, err
+			} else if l != nil {
+				lte = l
 			}
 		case "LTE":
 			lte = f
