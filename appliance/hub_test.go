@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 
+	"lifeline/internal/audit/audittest"
 	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
@@ -142,4 +144,37 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestCodesAndRevocationsFailClosed checks that no enrolment code is issued and no box
+// revoked when the audit log cannot record it.
+func TestCodesAndRevocationsFailClosed(t *testing.T) {
+	dir := t.TempDir()
+	store, err := openHubState(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	auth, err := trust.OpenAuthority(hubCADir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, rec, ctx := trust.NewRegistry(store, auth), &audittest.Recorder{}, context.Background()
+	if _, err := issueCode(ctx, reg, rec, "AMB-0001", time.Hour, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rec.FailWith(errors.New("no space left on device"))
+	if _, err := issueCode(ctx, reg, rec, "AMB-0002", time.Hour, "test"); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Fatalf("code issued without an audit line: %v", err)
+	}
+	if err := revokeDevice(ctx, reg, rec, "AMB-0001", "test"); err == nil {
+		t.Fatal("device revoked without an audit line")
+	}
+	devs, _ := reg.Devices(ctx)
+	if len(devs) != 1 || devs[0].ID != "AMB-0001" || devs[0].State != trust.StatePending {
+		t.Fatalf("devices after refused actions: %+v", devs)
+	}
+	if rec.Count("enrol.code_issued") != 1 || rec.Count("device.revoked") != 0 {
+		t.Fatalf("audit: %v", rec.Events())
+	}
 }
