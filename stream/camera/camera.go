@@ -160,9 +160,9 @@ func (r retirement) wait() {
 	}
 }
 
-// Run forwards the active stream's frames until ctx ends (nil) or the active stream
-// fails (its error; the caller retries after a back-off). A failing sub stream only
-// cancels the switch to it, and is tried again later.
+// Run forwards the active stream's frames until ctx ends (nil) or the main stream
+// fails while forwarded (its error; the caller retries after a back-off). A failing
+// sub stream only sends the camera back to the main one, and is tried again later.
 func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 	// Start on the main stream even if the sub was asked for: a sub stream that
 	// fails must not keep the camera dark; reconcile switches at its first IDR.
@@ -190,7 +190,14 @@ func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if !active.sub {
+				return err
+			}
+			// The sub stream failed while forwarded: go back to the main stream at
+			// once (its first picture is an IDR) rather than leave the viewers dark.
+			c.subFailed(err)
+			retired.retire(active)
+			active = startFeed(ctx, c.main, false)
 		case h := <-pendingFrames:
 			if h.f.Codec == H264 && h.f.Keyframe {
 				retired.retire(active)
@@ -204,12 +211,19 @@ func (c *Camera) Run(ctx context.Context, emit func(Frame)) error {
 		case err := <-pendingErr:
 			retired.retire(pending)
 			pending = nil
-			c.mu.Lock()
-			c.subErr, c.subRetry = err.Error(), time.Now().Add(subRetryAfter)
-			c.mu.Unlock()
+			c.subFailed(err)
 		case <-c.changed:
 		}
 	}
+}
+
+// subFailed records why the sub stream failed, forwards the main stream, and leaves
+// the sub alone for subRetryAfter.
+func (c *Camera) subFailed(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.activeSub = false
+	c.subErr, c.subRetry = err.Error(), time.Now().Add(subRetryAfter)
 }
 
 func (c *Camera) pick(sub bool) Source {

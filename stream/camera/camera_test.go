@@ -213,3 +213,25 @@ func TestCameraManySwitchRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestCameraFallsBackWhenSubFails forwards a sub stream whose RTSP camera closes the
+// connection mid-stream, and expects the main stream back at once, not an error.
+func TestCameraFallsBackWhenSubFails(t *testing.T) {
+	t.Parallel()
+	subSrv := testCamera(t, rtsptest.Config{Fault: rtsptest.CloseMidStream, StopAfter: 150})
+	cam := NewCamera(NewClipSource(), NewRTSPSource(subSrv.URL, rtsp.Config{}))
+	var rec recorder
+	stop := run(t, cam, rec.emit)
+	cam.UseSub(true)
+	wait.For(t, 10*time.Second, "the sub stream", func() bool { return cam.Status().Stream == "sub" })
+	wait.For(t, 10*time.Second, "the main stream after the sub failed", func() bool {
+		st := cam.Status()
+		return st.Stream == "main" && strings.Contains(st.LastError, "sub stream")
+	})
+	n := rec.count(H264)
+	wait.For(t, 10*time.Second, "main pictures after the fall-back", func() bool { return rec.count(H264) >= n+5 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	checkKeyframes(t, rec.video())
+}
