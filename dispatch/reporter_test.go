@@ -200,3 +200,51 @@ func TestReporterMovesToNewServer(t *testing.T) {
 		t.Errorf("after restart the server is %s, want %s", again.Status().Server, p2.addr)
 	}
 }
+
+// TestReporterPlatformNeverAnswers: the platform stops answering (it still reads).
+// The reporter counts the unanswered report, drops the session, fails to log in
+// again, and keeps every report; when the platform answers again all arrive. A
+// report the platform received but never acknowledged may arrive twice: delivery is
+// at least once, and only such reports repeat.
+func TestReporterPlatformNeverAnswers(t *testing.T) {
+	p := startPlatform(t)
+	store := openStore(t, t.TempDir())
+	mission, _ := NewMission(store, t0)
+	mission.Set(Dispatched, t0)
+	r, _ := NewReporter(Config{Server: p.addr, Phone: "13800138000", Store: store, Mission: mission, ResponseTimeout: 300 * time.Millisecond})
+	health := runUnderSupervisor(t, "dispatch", r.Run)
+	wait.For(t, 10*time.Second, "the session", func() bool { return len(p.Terminals()) == 1 })
+	p.Mute(true)
+	for s := 0; s < 10; s++ {
+		r.Offer(fixAt(s, 90))
+	}
+	wait.For(t, 15*time.Second, "a timed-out report and a failed login", func() bool {
+		st := r.Stats()
+		return st.SendFailed >= 1 && st.ConnectFailed >= 1
+	})
+	if st := health(); st.State != service.Degraded || st.LastError == "" {
+		t.Errorf("health while the platform is mute: %+v", st)
+	}
+	heardWhileMute := map[int]bool{}
+	for _, rep := range p.reports() {
+		heardWhileMute[int(rep.Time.Sub(t0)/time.Second)] = true
+	}
+	p.Mute(false)
+	wait.For(t, 30*time.Second, "every report after the platform answers again", func() bool {
+		seen := map[int]bool{}
+		for _, rep := range p.reports() {
+			seen[int(rep.Time.Sub(t0)/time.Second)] = true
+		}
+		return len(seen) == 10
+	})
+	count := map[int]int{}
+	for _, rep := range p.reports() {
+		count[int(rep.Time.Sub(t0)/time.Second)]++
+	}
+	for s, n := range count {
+		if n > 1 && !heardWhileMute[s] {
+			t.Errorf("report %d arrived %d times though the platform never heard it while mute", s, n)
+		}
+	}
+	wait.For(t, 5*time.Second, "the backlog to empty", func() bool { return r.Backlog().Len() == 0 })
+}
