@@ -1,0 +1,221 @@
+package edscreen
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/internal/durable"
+	"lifeline/internal/service"
+	"lifeline/internal/wait"
+	"lifeline/stream/camera"
+	"lifeline/stream/sfu"
+	"lifeline/stream/vitals"
+	"lifeline/stream/whip"
+	"lifeline/telemetry"
+)
+
+// testHub is the hub's half of the live pipeline, wired as the appliance would wire
+// it: the SFU (WHIP ingest, WHEP fan-out), the vitals archive with its history API, and
+// the ED screen, on one loopback HTTP server. Boxes authenticate with a bearer token
+// naming their device, standing in for their mTLS identity.
+type testHub struct {
+	sfu     *sfu.SFU
+	archive *vitals.Archive
+	screen  *Screen
+	srv     *httptest.Server
+
+	mu    sync.Mutex
+	cards map[string]*PatientCard
+}
+
+func quietLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(&testLog{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// testLog writes to the test's log until the test ends: pion's goroutines may log a
+// closing connection after that, which testing forbids.
+type testLog struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func startHub(t *testing.T) *testHub {
+	t.Helper()
+	logw := &testLog{t: t}
+	t.Cleanup(func() { logw.mu.Lock(); logw.done = true; logw.mu.Unlock() })
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h := &testHub{cards: map[string]*PatientCard{}}
+	store, err := durable.Open(filepath.Join(t.TempDir(), "hub.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h.archive, err = vitals.NewArchive(vitals.ArchiveConfig{
+		History: vitals.NewBoltHistory(store, vitals.HistoryBounds{}), Log: log,
+		SendAck: func(device string, ack []byte) { _ = h.sfu.SendToPublisher(device, vitals.LabelReliable, ack) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sfu, err = sfu.New(sfu.Config{
+		Listen: "127.0.0.1:0", TCPListen: "off", Log: log, Registerer: prometheus.NewRegistry(),
+		AuthorizePublisher: func(r *http.Request) (string, error) {
+			if d, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer box:"); ok {
+				return d, nil
+			}
+			return "", errors.New("no box identity")
+		},
+		AuthorizeViewer: func(r *http.Request, device string) (string, error) { return "dr-test", nil },
+		OnPublisherMessage: func(device, label string, data []byte) []byte {
+			if label == vitals.LabelReliable || label == vitals.LabelWave {
+				_, _ = h.archive.Receive(device, label, data)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.screen, err = New(Config{Boxes: h.boxes, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = h.sfu.Service().Run(ctx, new(service.Health)) }()
+	go func() { defer wg.Done(); _ = h.archive.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wait.For(t, 5*time.Second, "the SFU to bind its media socket", func() bool { return h.sfu.Status().UDP != "" })
+
+	mux := http.NewServeMux()
+	mux.Handle("/whip", h.sfu.WHIP())
+	mux.Handle("/whip/", h.sfu.WHIP())
+	mux.Handle("/whep/", h.sfu.WHEP())
+	mux.Handle("GET /api/v1/devices/{device}/vitals", h.archive.HistoryHandler())
+	mux.Handle("/ed/", h.screen.Handler())
+	h.srv = httptest.NewServer(mux)
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// setCard gives a box the crew's patient card.
+func (h *testHub) setCard(device string, c *PatientCard) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cards[device] = c
+}
+
+// boxes is what the hub tells the board: every box publishing now, with its card.
+func (h *testHub) boxes(context.Context) ([]BoxSummary, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []BoxSummary
+	for _, s := range h.sfu.Status().Sessions {
+		b := BoxSummary{Device: s.Device, Live: true, LastContact: time.Now(), Mission: MissionTransporting,
+			Link: &Link{Quality: LinkGood}}
+		if c := h.cards[s.Device]; c != nil {
+			cp := *c
+			cp.Suspected = append([]string(nil), c.Suspected...)
+			b.Patient = &cp
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// testBox is the box's half: the embedded clip as its camera, a simulated monitor on
+// the telemetry bus, the vitals outbox, and the WHIP publisher carrying them.
+type testBox struct {
+	pub     *whip.Publisher
+	monitor *simMonitor
+	// waveLinkDown loses every wave chunk the outbox sends while set, as a link
+	// outage does; the outbox then marks the next chunk of every signal with gap.
+	waveLinkDown atomic.Bool
+}
+
+var errLinkDown = errors.New("test: link down")
+
+func startBox(t *testing.T, h *testHub, device string) *testBox {
+	t.Helper()
+	b := &testBox{}
+	store, err := durable.Open(filepath.Join(t.TempDir(), "box.db"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bus := telemetry.NewBus(nil)
+	outbox, err := vitals.NewOutbox(vitals.OutboxConfig{Store: store, Bus: bus, Device: device, Log: quietLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRetransmits := uint16(0)
+	b.pub, err = whip.New(whip.Config{
+		Endpoint: h.srv.URL + "/whip", BearerToken: "box:" + device, Audio: camera.Opus, Loopback: true, Log: quietLog(t),
+		DataChannels: []whip.DataChannel{
+			{Label: vitals.LabelReliable, Ordered: true, OnOpen: outbox.OpenReliable,
+				OnMessage: func(m []byte) { _ = outbox.HandleFromHub(m) }, OnClose: outbox.CloseReliable},
+			{Label: vitals.LabelWave, MaxRetransmits: &noRetransmits, OnClose: outbox.CloseWave,
+				OnOpen: func(send func([]byte) error) {
+					outbox.OpenWave(func(m []byte) error {
+						if b.waveLinkDown.Load() {
+							return errLinkDown
+						}
+						return send(m)
+					})
+				}},
+			{Label: sfu.ControlLabel, Ordered: true, OnMessage: func(m []byte) { _ = outbox.HandleFromHub(m) }},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.monitor = newSimMonitor(bus)
+	clip := camera.NewClipSource()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	run(func() { _ = outbox.Run(ctx) })
+	run(func() { _ = b.pub.Run(ctx, new(service.Health)) })
+	run(func() { b.monitor.run(ctx) })
+	run(func() {
+		_ = clip.Run(ctx, func(f camera.Frame) {
+			if f.Codec == camera.H264 {
+				_ = b.pub.WriteVideo(f)
+			} else {
+				_ = b.pub.WriteAudio(f)
+			}
+		})
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wait.For(t, 15*time.Second, "the box's video and vitals at the hub", func() bool {
+		for _, s := range h.sfu.Status().Sessions {
+			if s.Device == device && len(s.Tracks) > 0 && s.Tracks[0].Packets > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	return b
+}

@@ -1,0 +1,171 @@
+// view: one box's patient view. It loads the box's summary and the vitals since
+// pick-up from the hub's history, then joins the live stream over WHEP (video, audio,
+// the vitals channels) and keeps everything current: waves every animation frame,
+// numerics and alarms every second, trends every two, the card every five.
+import { t, apply, onLang, toggleButton } from "./i18n.js";
+import { el, replace } from "./dom.js";
+import { syncTo, eta, hubNow } from "./clock.js";
+import { patientCard, preAlerts } from "./card.js";
+import { beep } from "./alert.js";
+import { Feed } from "./feed.js";
+import { Waves } from "./waves.js";
+import { Viewer } from "./whep.js";
+import { renderNumerics, renderAlarms } from "./numerics.js";
+import { drawTrends } from "./trends.js";
+import { pxPerMm, onCalibration } from "./calibration.js";
+import { openSettings } from "./settings.js";
+import { modules } from "./modules.js";
+
+const device = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
+const api = "../api/box/" + encodeURIComponent(device);
+const $ = id => document.getElementById(id);
+
+const feed = new Feed();
+const waves = new Waves($("waves"), pxPerMm());
+let box = null;
+let viewer = null;
+let historyDone = false;
+const early = []; // live reliable messages that came before the history was read
+let alerted = "";
+
+// The debug object tests and operators read.
+window.edView = {
+  device, state: "loading", history: 0, historyError: null, live: { vitals: 0, wave: 0, bad: 0 },
+  waves: waves.stats, numerics: {}, feed: feed.counts, trendPoints: 0,
+  videoStats: () => (viewer ? viewer.videoStats() : null),
+};
+
+async function loadBox() {
+  const res = await fetch(api, { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) throw new Error((await res.text()).trim() || String(res.status));
+  const v = await res.json();
+  syncTo(v.server_time);
+  return v;
+}
+
+// loadHistory reads every page of the box's reliable vitals the hub holds.
+async function loadHistory(url) {
+  let after = "";
+  for (let page = 0; page < 1000; page++) {
+    const q = new URLSearchParams({ channel: "vitals", limit: "1000" });
+    if (after) q.set("after", after);
+    const res = await fetch(url + "?" + q, { credentials: "same-origin", cache: "no-store" });
+    if (!res.ok) throw new Error("history: " + res.status + " " + (await res.text()).trim());
+    const p = await res.json();
+    for (const m of p.messages || []) if (feed.take(m)) window.edView.history++;
+    after = p.next;
+    if (!p.more) return;
+  }
+}
+
+function onMessage(label, data) {
+  let m;
+  try {
+    m = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
+  } catch {
+    window.edView.live.bad++;
+    return;
+  }
+  if (label === "vitals-wave") {
+    window.edView.live.wave++;
+    waves.take(m);
+  } else if (label === "vitals") {
+    window.edView.live.vitals++;
+    if (historyDone) feed.take(m);
+    else if (early.length < 100000) early.push(m);
+  }
+}
+
+function onTrack(track, streams) {
+  const target = track.kind === "video" ? $("video") : $("audio");
+  target.srcObject = streams && streams[0] ? streams[0] : new MediaStream([track]);
+  if (track.kind === "video") $("no-video").hidden = true;
+}
+
+function onState(state, detail) {
+  window.edView.state = state;
+  if (detail) window.edView.lastError = detail;
+  const key = { connecting: "view.connecting", connected: "view.connected", reconnecting: "view.reconnecting", failed: "view.reconnecting" }[state];
+  $("conn").textContent = t(key);
+  $("conn").className = "badge " + (state === "connected" ? "on" : "off");
+}
+
+function renderBox() {
+  if (!box) return;
+  const b = box.box;
+  $("unit").textContent = b.name || b.device;
+  $("eta").textContent = eta(b.eta);
+  $("mission").textContent = b.mission ? t("mission." + b.mission) : "";
+  replace($("card"), patientCard(b.patient));
+  const alerts = preAlerts(b.patient);
+  $("alert").hidden = alerts.length === 0;
+  $("alert").textContent = alerts.map(c => t("alert." + c)).join(" · ");
+  const key = alerts.join(",") + "|" + ((b.patient && b.patient.updated) || "");
+  if (alerts.length && key !== alerted) beep();
+  alerted = alerts.length ? key : "";
+}
+
+function everySecond() {
+  waves.tick(1);
+  window.edView.numerics = renderNumerics(feed, $("numerics"));
+  renderAlarms(feed, $("alarms"));
+}
+
+function frame() {
+  waves.draw();
+  requestAnimationFrame(frame);
+}
+
+async function refreshBox() {
+  try {
+    box = await loadBox();
+    renderBox();
+  } catch (e) {
+    window.edView.boxError = String(e.message || e);
+  }
+}
+
+async function main() {
+  apply(document);
+  toggleButton($("lang"));
+  onLang(() => { renderBox(); everySecond(); waves.relabel(); });
+  onCalibration(v => waves.resize(v));
+  $("settings").addEventListener("click", openSettings);
+  try {
+    box = await loadBox();
+  } catch (e) {
+    window.edView.state = "not-live";
+    $("conn").textContent = t("view.notLive") + " (" + e.message + ")";
+    return;
+  }
+  renderBox();
+  const ctx = { device, t, onLang, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null };
+  viewer = new Viewer(box.whep, {
+    onTrack, onMessage, onState,
+    beforeOffer: (pc, channels) => {
+      ctx.pc = pc;
+      ctx.channels = channels;
+      for (const m of modules) if (m.beforeOffer) m.beforeOffer(ctx);
+    },
+  });
+  viewer.start(); // live channels buffer their reliable messages until the history is in
+  requestAnimationFrame(frame);
+  for (const m of modules) m.mount(ctx);
+  try {
+    await loadHistory(box.history);
+  } catch (e) {
+    window.edView.historyError = String(e.message || e);
+  }
+  historyDone = true;
+  for (const m of early.splice(0)) feed.take(m);
+  everySecond();
+  setInterval(everySecond, 1000);
+  const trends = () => (window.edView.trendPoints = drawTrends($("trends"), feed, hubNow()));
+  trends();
+  setInterval(trends, 2000);
+  setInterval(refreshBox, 5000);
+  addEventListener("resize", () => waves.resize(pxPerMm()));
+  addEventListener("pagehide", () => viewer.stop());
+}
+
+main();
