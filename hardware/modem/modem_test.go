@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.bug.st/serial/enumerator"
 
 	"lifeline/hardware/serialport"
 	"lifeline/internal/peers"
@@ -157,5 +158,37 @@ func TestModemServiceThroughCable(t *testing.T) {
 	cable.Pull()
 	wait.For(t, 15*time.Second, "the service to degrade after the module went away", func() bool {
 		return status().State == service.Degraded
+	})
+}
+
+// TestModemFoundAgainAfterReplug: the module's USB port comes back under another name
+// (ttyUSB2 → ttyUSB5 after a brown-out); the Modem finds it by its USB identity.
+func TestModemFoundAgainAfterReplug(t *testing.T) {
+	first, stop1 := simulatorOnCable(t, SimConfig{})
+	var mu sync.Mutex
+	current := first.BoxEnd
+	usb := serialport.USBID{VID: "2c7c", PID: "0801", Serial: "RM520N-1"} // Quectel RM520N
+	lister := func() ([]*enumerator.PortDetails, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return []*enumerator.PortDetails{{Name: current, IsUSB: true, VID: usb.VID, PID: usb.PID, SerialNumber: usb.Serial}}, nil
+	}
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	m := New(Config{Port: first.BoxEnd, USB: usb, Lister: lister, Interval: 100 * time.Millisecond, CommandTimeout: 500 * time.Millisecond, Now: clock.Now})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, &service.Health{}) }()
+	defer func() { cancel(); <-done }()
+	wait.For(t, 10*time.Second, "a first poll", func() bool { return m.Latest().Registered })
+	stop1()
+	first.Pull()
+	second, _ := simulatorOnCable(t, SimConfig{Profile: DriveProfile(time.Minute, Outage{After: 0, For: time.Hour})})
+	mu.Lock()
+	current = second.BoxEnd
+	mu.Unlock()
+	clock.Set(time.Unix(1, 0))
+	wait.For(t, 20*time.Second, "a poll of the module under its new name (in an outage, so not registered)", func() bool {
+		q := m.Latest()
+		return q.Time.Equal(time.Unix(1, 0)) && !q.Registered && q.SIMReady
 	})
 }
