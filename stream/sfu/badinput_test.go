@@ -13,6 +13,7 @@ import (
 // would, and checks each gets its own status and a message naming the problem,
 // while a box that was already publishing keeps its session.
 func TestBadRequestsGetClearAnswers(t *testing.T) {
+	t.Parallel()
 	h := startHub(t, Config{MaxSessions: 1, MaxViewers: 1, MaxBody: 8 << 10})
 	box := publishBox(t, h, "box-good")
 	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState().String() == "connected" })

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -45,10 +46,23 @@ type testBox struct {
 	received map[string][][]byte // by label
 }
 
+// clips keeps each encoded clip for the tests that ask for the same one: encoding
+// is the slowest part of many tests on a shared machine.
+var clips = struct {
+	sync.Mutex
+	byKey map[string][][]byte
+}{byKey: map[string][][]byte{}}
+
 // h264Clip encodes a test pattern with libx264 (constrained baseline, no B-frames,
 // one keyframe every gop frames) and splits it into access units.
 func h264Clip(t *testing.T, seconds, fps, gop int) [][]byte {
 	t.Helper()
+	key := fmt.Sprint(seconds, fps, gop)
+	clips.Lock()
+	defer clips.Unlock()
+	if aus, ok := clips.byKey[key]; ok {
+		return aus
+	}
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
 	out := filepath.Join(t.TempDir(), "clip.h264")
 	args := []string{"-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=" + strconv.Itoa(fps), "-t", strconv.Itoa(seconds),
@@ -65,6 +79,7 @@ func h264Clip(t *testing.T, seconds, fps, gop int) [][]byte {
 	if len(aus) != seconds*fps {
 		t.Fatalf("clip has %d access units, want %d", len(aus), seconds*fps)
 	}
+	clips.byKey[key] = aus
 	return aus
 }
 

@@ -34,6 +34,7 @@ func vp8Peer(t *testing.T, dir webrtc.RTPTransceiverDirection) *webrtc.PeerConne
 // and a viewer that cannot receive the box's format, each get 406 naming the
 // formats, instead of a session that would show a black screen.
 func TestCodecMismatchIsRefused(t *testing.T) {
+	t.Parallel()
 	h := startHub(t, Config{})
 	box := vp8Peer(t, webrtc.RTPTransceiverDirectionSendonly)
 	code, _, body := h.do(t, http.MethodPost, "/whip", sdpType, completeOffer(t, box, nil), map[string]string{"X-Device": "box-vp8"})
@@ -56,6 +57,7 @@ func TestCodecMismatchIsRefused(t *testing.T) {
 // TestAnnouncedAddresses: a hub behind 1:1 NAT announces its public address, not the
 // one it listens on, in every candidate of its answers, for UDP and TCP alike.
 func TestAnnouncedAddresses(t *testing.T) {
+	t.Parallel()
 	h := startHub(t, Config{Listen: "127.0.0.1:0", Addresses: []string{"127.0.0.2"}})
 	box := boxAPIPeer(t)
 	code, _, answer := h.do(t, http.MethodPost, "/whip", sdpType, completeOffer(t, box, nil), map[string]string{"X-Device": "box-nat"})

@@ -16,6 +16,7 @@ import (
 // request per 500 ms and no NACK at all, and the viewer must get the NACKed packets
 // again, from the hub's cache, under the same sequence numbers.
 func TestViewerFeedbackStaysAtTheHub(t *testing.T) {
+	t.Parallel()
 	aus := h264Clip(t, 2, 30, 60)
 	h := startHub(t, Config{})
 	box := publishBox(t, h, "box-rtcp")

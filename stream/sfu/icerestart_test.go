@@ -18,6 +18,7 @@ import (
 // new credentials and a new ETag, the session and its ID survive, and media flows
 // again afterwards; a PATCH with the old ETag is then refused.
 func TestICERestartKeepsTheSession(t *testing.T) {
+	t.Parallel()
 	aus := h264Clip(t, 2, 30, 30)
 	h := startHub(t, Config{})
 	box := publishBox(t, h, "box-tunnel")
@@ -145,6 +146,7 @@ func restartAnswer(t *testing.T, last string, f *Fragment) string {
 // TestViewerICERestart: a doctor's viewer that changes network (Wi-Fi to cable)
 // restarts ICE on its WHEP session the same way, and keeps receiving video.
 func TestViewerICERestart(t *testing.T) {
+	t.Parallel()
 	aus := h264Clip(t, 2, 30, 30)
 	h := startHub(t, Config{})
 	box := publishBox(t, h, "box-ward")

@@ -18,6 +18,7 @@ import (
 // on its ICE-TCP port, and video arrives over it. The hub's metrics count what went
 // out.
 func TestViewerOverICETCP(t *testing.T) {
+	t.Parallel()
 	aus := h264Clip(t, 2, 30, 30)
 	reg := prometheus.NewRegistry()
 	h := startHub(t, Config{Registerer: reg})

@@ -18,6 +18,7 @@ import (
 // connection with sequence numbers that simply continue. When the box is revoked,
 // its session and every view of it end at once, and the audit hears of each.
 func TestRepublishKeepsViewersAndRevokeEndsThem(t *testing.T) {
+	t.Parallel()
 	aus := h264Clip(t, 2, 30, 30)
 	h := startHub(t, Config{})
 	first := publishBox(t, h, "box-re")
@@ -105,6 +106,7 @@ func TestChromiumKeepsWatchingWhenTheBoxRepublishes(t *testing.T) {
 // stay for ReconnectGrace and are then let go, with the reason in the audit; a new
 // viewer meanwhile hears that the box is not publishing.
 func TestViewersWaitForALostBoxThenLeave(t *testing.T) {
+	t.Parallel()
 	h := startHub(t, Config{ReconnectGrace: 500 * time.Millisecond})
 	box := publishBox(t, h, "box-gone")
 	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })

@@ -96,7 +96,13 @@ func (s *SFU) event(kind EventKind, device, session, viewer, remote, reason stri
 func (s *SFU) addPublication(pub *publication) error {
 	s.mu.Lock()
 	f := s.feeds[pub.device]
-	if f == nil && len(s.pubs) >= s.cfg.MaxSessions {
+	replacing := false
+	if f != nil {
+		f.mu.Lock()
+		replacing = f.pub != nil
+		f.mu.Unlock()
+	}
+	if !replacing && len(s.pubs) >= s.cfg.MaxSessions {
 		s.mu.Unlock()
 		return &httpError{code: 503, msg: fmt.Sprintf("the hub already carries %d live sessions, its limit", s.cfg.MaxSessions)}
 	}

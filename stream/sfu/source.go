@@ -36,6 +36,9 @@ type source struct {
 	rate                       rateMeter
 }
 
+// maxCountedGap is the largest jump in sequence numbers counted as lost packets.
+const maxCountedGap = 3000
+
 // au is where an access unit (a picture) starts in the packet stream.
 type au struct {
 	ts       uint32
@@ -70,7 +73,8 @@ func (s *source) push(in *rtp.Packet, now time.Time) {
 	case !s.started:
 		s.started, s.highest = true, p.SequenceNumber
 	case seqNewer(p.SequenceNumber, s.highest):
-		if gap := p.SequenceNumber - s.highest; gap > 1 {
+		// A jump of thousands is the box restarting its numbering, not loss.
+		if gap := p.SequenceNumber - s.highest; gap > 1 && gap < maxCountedGap {
 			s.lost.Add(uint64(gap - 1))
 		}
 		s.highest = p.SequenceNumber

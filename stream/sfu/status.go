@@ -48,6 +48,7 @@ type TrackStatus struct {
 	Packets     uint64  `json:"packets"`
 	Bytes       uint64  `json:"bytes"`
 	PacketsLost uint64  `json:"packets_lost"`
+	PacketsLate uint64  `json:"packets_late"` // retransmitted or reordered arrivals
 	BitrateIn   float64 `json:"bitrate_in_bps"`
 }
 
@@ -92,7 +93,8 @@ func (s *SFU) Status() Status {
 		for _, src := range p.sources {
 			ts := TrackStatus{
 				Kind: src.kind.String(), Codec: src.codec.MimeType, Fmtp: src.codec.SDPFmtpLine, SSRC: src.ssrc.Load(),
-				Packets: src.packets.Load(), Bytes: src.bytes.Load(), PacketsLost: src.lost.Load(), BitrateIn: src.rate.bitsPerSecond(now),
+				Packets: src.packets.Load(), Bytes: src.bytes.Load(), PacketsLost: src.lost.Load(), PacketsLate: src.late.Load(),
+				BitrateIn: src.rate.bitsPerSecond(now),
 			}
 			ss.Tracks = append(ss.Tracks, ts)
 			ss.BitrateIn += ts.BitrateIn
