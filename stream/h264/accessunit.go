@@ -23,27 +23,43 @@ var startCode = []byte{0, 0, 0, 1}
 // memory with Data.
 func (au AccessUnit) NALUs() [][]byte { return SplitNALUs(au.Data) }
 
-// inspect sets IDR and BFrame from the NAL units of Data.
-func (au *AccessUnit) inspect() (hasSPS, hasPPS, hasVCL bool) {
+// contents is what inspect finds in an access unit.
+type contents struct {
+	sps, pps, vcl bool
+	// firstSlice is true when the first slice has first_mb_in_slice 0: the picture
+	// has its beginning.
+	firstSlice bool
+}
+
+// inspect sets IDR and BFrame from the NAL units of Data, and says what else it holds.
+func (au *AccessUnit) inspect() contents {
 	au.IDR, au.BFrame = false, false
+	var c contents
 	for _, nal := range SplitNALUs(au.Data) {
-		switch t := TypeOf(nal); t {
+		t := TypeOf(nal)
+		switch t {
 		case NALSPS:
-			hasSPS = true
+			c.sps = true
 		case NALPPS:
-			hasPPS = true
+			c.pps = true
 		case NALIDR:
-			au.IDR, hasVCL = true, true
-		case NALSlice:
-			hasVCL = true
-			if h, err := ParseSliceHeader(nal); err == nil && h.Type == SliceB {
-				au.BFrame = true
-			}
-		default:
-			if t.IsVCL() {
-				hasVCL = true
-			}
+			au.IDR = true
+		}
+		if !t.IsVCL() {
+			continue
+		}
+		var h SliceHeader
+		var err error
+		if t == NALSlice || t == NALIDR {
+			h, err = ParseSliceHeader(nal)
+		}
+		if !c.vcl {
+			c.vcl = true
+			c.firstSlice = err == nil && h.FirstMB == 0 && (t == NALSlice || t == NALIDR)
+		}
+		if t == NALSlice && err == nil && h.Type == SliceB {
+			au.BFrame = true
 		}
 	}
-	return hasSPS, hasPPS, hasVCL
+	return c
 }

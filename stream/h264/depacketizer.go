@@ -56,7 +56,10 @@ type Depacketizer struct {
 	curTS   uint32
 	curOpen bool // a packet of the current access unit has arrived
 	broken  bool // the current access unit lost a part
-	nalus   int  // NAL units in cur
+	// startUnsure is set when packets were lost just before the current access unit
+	// began: it is whole only if its first slice (first_mb_in_slice 0) is there.
+	startUnsure bool
+	nalus       int // NAL units in cur
 
 	fuStart  int // offset in cur of the NAL unit an FU-A is rebuilding, or -1
 	fuHeader byte
@@ -97,6 +100,7 @@ func (d *Depacketizer) Stats() DepacketizerStats { return d.stats }
 // with it (by dropping the picture it belonged to) and takes the next packet.
 func (d *Depacketizer) Push(p *rtp.Packet, emit func(AccessUnit)) error {
 	d.stats.Packets++
+	gap := false
 	if d.haveSeq {
 		switch diff := int16(p.SequenceNumber - d.lastSeq); {
 		case diff <= 0 && diff > -maxReorder:
@@ -106,13 +110,24 @@ func (d *Depacketizer) Push(p *rtp.Packet, emit func(AccessUnit)) error {
 			if diff > 1 {
 				d.stats.Lost += uint64(diff - 1)
 			}
-			d.broken = true
+			gap = true
 			d.waitIDR = true
 		}
 	}
 	d.haveSeq, d.lastSeq = true, p.SequenceNumber
 	if d.curOpen && p.Timestamp != d.curTS {
+		if gap {
+			d.broken = true // what was lost may be the end of this picture
+		}
 		d.finish(emit)
+	}
+	if gap {
+		if d.curOpen {
+			d.broken = true // lost from the middle of this picture
+		}
+		// What was lost may also be the start of the picture this packet belongs
+		// to: finish checks that it has its first slice.
+		d.startUnsure = true
 	}
 	if !d.curOpen {
 		d.curOpen, d.curTS = true, p.Timestamp
@@ -270,8 +285,13 @@ func (d *Depacketizer) finish(emit func(AccessUnit)) {
 	}
 	au := AccessUnit{Data: d.cur, Timestamp: d.curTS}
 	broken := d.broken
-	d.cur, d.curOpen, d.broken, d.nalus = d.cur[:0], false, false, 0
-	hasSPS, hasPPS, hasVCL := au.inspect()
+	unsure := d.startUnsure
+	d.cur, d.curOpen, d.broken, d.startUnsure, d.nalus = d.cur[:0], false, false, false, 0
+	c := au.inspect()
+	hasSPS, hasPPS, hasVCL := c.sps, c.pps, c.vcl
+	if unsure && !c.firstSlice {
+		broken = true
+	}
 	switch {
 	case broken:
 		d.stats.Dropped++

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -283,5 +284,78 @@ func TestDepacketizerBounds(t *testing.T) {
 	got := depacketize(t, d, pkts)
 	if len(got) != 1 || !got[0].IDR || d.Stats().Dropped != 2 {
 		t.Fatalf("emitted %d, stats %+v; want both oversized pictures dropped and the IDR out", len(got), d.Stats())
+	}
+}
+
+// secondIDR returns the index of the first packet of the capture's second IDR
+// picture (its timestamp's first packet) and that timestamp.
+func secondIDR(t *testing.T, pkts []*rtp.Packet) (int, uint32) {
+	t.Helper()
+	var idrTS []uint32
+	for _, p := range pkts {
+		if h := p.Payload; (TypeOf(h) == NALIDR || (TypeOf(h) == NALFUA && len(h) > 1 && NALType(h[1]&nalTypeMask) == NALIDR)) &&
+			(len(idrTS) == 0 || idrTS[len(idrTS)-1] != p.Timestamp) {
+			idrTS = append(idrTS, p.Timestamp)
+		}
+	}
+	if len(idrTS) < 2 {
+		t.Fatal("capture has fewer than two IDR pictures")
+	}
+	for i, p := range pkts {
+		if p.Timestamp == idrTS[1] {
+			return i, idrTS[1]
+		}
+	}
+	panic("unreachable")
+}
+
+// TestDepacketizerLosesWholePictureBeforeIDR loses every packet of the picture just
+// before the second IDR: that picture is gone, but the IDR after it is whole and must
+// be emitted, with its GOP.
+func TestDepacketizerLosesWholePictureBeforeIDR(t *testing.T) {
+	pkts := readCapture(t, captureFile)
+	first, _ := secondIDR(t, pkts)
+	lostTS := pkts[first-1].Timestamp
+	var kept []*rtp.Packet
+	for _, p := range pkts {
+		if p.Timestamp != lostTS {
+			kept = append(kept, p)
+		}
+	}
+	d := NewDepacketizer()
+	got := depacketize(t, d, kept)
+	if len(got) != 59 || !got[29].IDR {
+		t.Fatalf("%d pictures (stats %+v), want the 59 not lost, the second IDR at 29", len(got), d.Stats())
+	}
+}
+
+// TestDepacketizerLosesStartOfIDR loses the packets of the second IDR picture's first
+// slice: the IDR picture lacks its start and must be dropped, and with it its GOP.
+func TestDepacketizerLosesStartOfIDR(t *testing.T) {
+	pkts := readCapture(t, captureFile)
+	first, ts := secondIDR(t, pkts)
+	start := first
+	for TypeOf(pkts[start].Payload) != NALIDR && TypeOf(pkts[start].Payload) != NALFUA {
+		start++ // past the SEI, SPS and PPS
+	}
+	end := start
+	if TypeOf(pkts[start].Payload) == NALFUA {
+		for pkts[end].Payload[1]&0x40 == 0 { // to the FU-A's end fragment
+			end++
+		}
+	}
+	if pkts[end].Timestamp != ts {
+		t.Fatal("the first slice of the second IDR is not where expected")
+	}
+	kept := append(slices.Clone(pkts[:start]), pkts[end+1:]...)
+	d := NewDepacketizer()
+	got := depacketize(t, d, kept)
+	for _, au := range got {
+		if au.Timestamp == ts {
+			t.Fatal("the IDR picture without its first slice was emitted")
+		}
+	}
+	if len(got) != 30 {
+		t.Fatalf("%d pictures (stats %+v), want only the first GOP's 30", len(got), d.Stats())
 	}
 }

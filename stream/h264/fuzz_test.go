@@ -20,11 +20,11 @@ func FuzzDepacketizer(f *testing.F) {
 				if !bytes.HasPrefix(au.Data, startCode) {
 					t.Fatalf("access unit does not start with a start code: %x", au.Data[:min(8, len(au.Data))])
 				}
-				hasSPS, hasPPS, hasVCL := au.inspect()
-				if !hasVCL {
+				c := au.inspect()
+				if !c.vcl {
 					t.Fatal("access unit without a slice")
 				}
-				if au.IDR && (!hasSPS || !hasPPS) {
+				if au.IDR && (!c.sps || !c.pps) {
 					t.Fatal("IDR access unit without SPS and PPS")
 				}
 			})
