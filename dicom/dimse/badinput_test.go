@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -12,9 +13,10 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
+	"lifeline/internal/wait"
 )
 
 var ctContexts = []dimse.Context{
@@ -38,13 +40,9 @@ func mustEcho(t *testing.T, b *box) {
 
 func waitLog(t *testing.T, b *box, substr string) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		if strings.Contains(b.logs.String(), substr) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no log line containing %q", substr)
+	wait.For(t, 2*time.Second, fmt.Sprintf("a log line containing %q", substr), func() bool {
+		return strings.Contains(b.logs.String(), substr)
+	})
 }
 
 // readUntilClosed reads what the box sends until it closes, and returns it.
@@ -167,7 +165,7 @@ func TestStoreStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Release()
-	good := dicomtest.Dataset(dicomtest.Spec{SOPInstanceUID: "2.25.9"})
+	good := phantom.Dataset(phantom.Spec{SOPInstanceUID: "2.25.9"})
 	store := func(class, inst string, data []byte) uint16 {
 		t.Helper()
 		st, err := a.StoreDataset(ctx, class, inst, dicom.ExplicitVRLittleEndian, bytes.NewReader(data), int64(len(data)))
@@ -200,7 +198,7 @@ func TestStoreStatuses(t *testing.T) {
 		t.Errorf("spool holds %d instances, want 1", n)
 	}
 	// Different bytes under the same SOP Instance UID replace the stored copy.
-	changed := dicomtest.Dataset(dicomtest.Spec{SOPInstanceUID: "2.25.9", Fill: 7})
+	changed := phantom.Dataset(phantom.Spec{SOPInstanceUID: "2.25.9", Fill: 7})
 	if st := store(dicom.CTImageStorage, "2.25.9", changed); st != dimse.StatusSuccess {
 		t.Fatalf("changed resend: status 0x%04x", st)
 	}
@@ -221,7 +219,7 @@ func TestSOPClassNotMatchingContext(t *testing.T) {
 	c := rawAssociate(t, b) // context 1: CT, explicit VR LE
 	defer c.Close()
 	cmd := (&dimse.Command{Field: dimse.CStoreRQ, AffectedSOPClassUID: dicom.MRImageStorage, AffectedSOPInstanceUID: "2.25.1", MessageID: 1}).Encode()
-	data := dicomtest.Dataset(dicomtest.Spec{SOPClassUID: dicom.MRImageStorage, SOPInstanceUID: "2.25.1"})
+	data := phantom.Dataset(phantom.Spec{SOPClassUID: dicom.MRImageStorage, SOPInstanceUID: "2.25.1"})
 	c.Write(pdata(1, true, cmd))
 	c.Write(pdata(1, false, data))
 	rsp := readResponse(t, c)
@@ -272,7 +270,7 @@ func TestFullSpoolRefusesWithA700(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Release()
-	data := dicomtest.Dataset(dicomtest.Spec{})
+	data := phantom.Dataset(phantom.Spec{})
 	st, err := a.StoreDataset(context.Background(), dicom.CTImageStorage, "2.25.1001", dicom.ExplicitVRLittleEndian, bytes.NewReader(data), int64(len(data)))
 	if err != nil || st != dimse.StatusOutOfResources {
 		t.Fatalf("status 0x%04x, %v; want 0xA700", st, err)
@@ -304,7 +302,7 @@ func TestAETitlePolicyAndAssociationLimit(t *testing.T) {
 		t.Fatalf("second association over the limit: %v, want a transient rejection", err)
 	}
 	a.Release()
-	time.Sleep(50 * time.Millisecond)
+	wait.For(t, 5*time.Second, "the released association to end", func() bool { return b.scp.Status().ActiveAssociations == 0 })
 	mustEcho(t, b)
 }
 

@@ -19,11 +19,12 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 )
 
 // childEnv makes the test binary run as the box's DICOM receiver (see TestMain), so
@@ -94,7 +95,7 @@ func TestSIGKILLDuringStoreSCU(t *testing.T) {
 		for i := 0; i < perRound; i++ {
 			sop := fmt.Sprintf("2.25.%d.%d", 7000+round, i+1)
 			files = append(files, writeFile(t, src, fmt.Sprintf("%03d.dcm", i),
-				dicomtest.File(dicomtest.Spec{StudyUID: fmt.Sprintf("2.25.%d", 7000+round), SOPInstanceUID: sop, Rows: 8, Columns: 8, Fill: byte(i), DefinedLengths: true})))
+				phantom.File(phantom.Spec{StudyUID: fmt.Sprintf("2.25.%d", 7000+round), SOPInstanceUID: sop, Rows: 8, Columns: 8, Fill: byte(i), DefinedLengths: true})))
 		}
 		os.Remove(filepath.Join(state, "port"))
 		child := exec.Command(os.Args[0], "-test.run=^$")
@@ -141,14 +142,13 @@ func TestSIGKILLDuringStoreSCU(t *testing.T) {
 
 func waitPortFile(t *testing.T, path string) string {
 	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return string(b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("child SCP did not start")
-	return ""
+	var port []byte
+	wait.For(t, 10*time.Second, "the child SCP to write its port", func() bool {
+		b, err := os.ReadFile(path)
+		port = b
+		return err == nil && len(b) > 0
+	})
+	return string(port)
 }
 
 // parseAcked reads storescu -v output and returns the files it saw answered with

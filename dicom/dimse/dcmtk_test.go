@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
+	"lifeline/internal/durable"
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 )
 
 func TestEchoSCU(t *testing.T) {
@@ -41,7 +41,7 @@ func TestStoreSCUSingleFileMatchesStoreSCP(t *testing.T) {
 	storescu, storescp, dcmdump := p[0], p[1], p[2]
 	b := startBox(t, dimse.SCPConfig{}, spool.Config{})
 	refPort, refDir := startStoreSCP(t, storescp)
-	src := writeFile(t, t.TempDir(), "ct.dcm", dicomtest.File(dicomtest.Spec{SOPInstanceUID: "2.25.42", StudyUID: "2.25.4", PatientName: "Ngubane^Thandi"}))
+	src := writeFile(t, t.TempDir(), "ct.dcm", phantom.File(phantom.Spec{SOPInstanceUID: "2.25.42", StudyUID: "2.25.4", PatientName: "Ngubane^Thandi"}))
 	run(t, storescu, "-aec", "LIFELINE", "127.0.0.1", b.port, src)
 	run(t, storescu, "-aec", "LIFELINE", "127.0.0.1", refPort, src)
 
@@ -82,7 +82,7 @@ func TestStoreSCUFolderQueuesStudies(t *testing.T) {
 		if i%2 == 1 {
 			study = "2.25.200"
 		}
-		writeFile(t, dir, fmt.Sprintf("s%d/i%d.dcm", i%2, i), dicomtest.File(dicomtest.Spec{StudyUID: study, SOPInstanceUID: dicomtest.UID(study, i), Fill: byte(i)}))
+		writeFile(t, dir, fmt.Sprintf("s%d/i%d.dcm", i%2, i), phantom.File(phantom.Spec{StudyUID: study, SOPInstanceUID: phantom.UID(study, i), Fill: byte(i)}))
 	}
 	writeFile(t, dir, "README.txt", []byte("not dicom"))
 	run(t, storescu, "-aec", "LIFELINE", "+sd", "+r", "+sp", "*.dcm", "127.0.0.1", b.port, dir)
@@ -116,7 +116,7 @@ func TestFourParallelStoreSCU(t *testing.T) {
 		dir := t.TempDir()
 		for i := 0; i < 10; i++ {
 			study := fmt.Sprintf("2.25.%d", 300+p)
-			writeFile(t, dir, fmt.Sprintf("i%d.dcm", i), dicomtest.File(dicomtest.Spec{StudyUID: study, SOPInstanceUID: dicomtest.UID(study, i), Rows: 64, Columns: 64}))
+			writeFile(t, dir, fmt.Sprintf("i%d.dcm", i), phantom.File(phantom.Spec{StudyUID: study, SOPInstanceUID: phantom.UID(study, i), Rows: 64, Columns: 64}))
 		}
 		wg.Add(1)
 		go func() {
@@ -141,29 +141,24 @@ func TestFourParallelStoreSCU(t *testing.T) {
 
 func waitQueued(t *testing.T, sp *spool.Spool, want int, timeout time.Duration) []spool.Study {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		items, err := sp.Queue().Peek(0)
-		if err != nil {
+	var items []durable.Item
+	wait.Until(timeout, func() bool { // on a timeout, the count below says what was queued
+		var err error
+		if items, err = sp.Queue().Peek(0); err != nil {
 			t.Fatal(err)
 		}
-		if len(items) >= want || time.Now().After(deadline) {
-			var out []spool.Study
-			for _, it := range items {
-				var st spool.Study
-				if err := jsonUnmarshal(it.Value, &st); err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, st)
-			}
-			if len(out) != want {
-				t.Fatalf("%d studies queued, want %d", len(out), want)
-			}
-			return out
+		return len(items) >= want
+	})
+	var out []spool.Study
+	for _, it := range items {
+		var st spool.Study
+		if err := jsonUnmarshal(it.Value, &st); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		out = append(out, st)
 	}
+	if len(out) != want {
+		t.Fatalf("%d studies queued, want %d", len(out), want)
+	}
+	return out
 }
-
-var _ = os.ReadFile
-var _ = filepath.Join

@@ -22,6 +22,7 @@ import (
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
+	"lifeline/internal/wait"
 )
 
 // syncBuffer collects log output from several goroutines.
@@ -139,14 +140,13 @@ func startStoreSCP(t *testing.T, storescp string, extra ...string) (port string,
 
 func waitPort(t *testing.T, addr string) {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	wait.For(t, 2*time.Second, "a listener on "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s", addr)
+		return err == nil
+	})
 }
 
 func run(t *testing.T, name string, args ...string) string {

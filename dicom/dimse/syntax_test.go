@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
 	"lifeline/internal/peers"
 )
@@ -63,9 +63,9 @@ func TestEveryTransferSyntaxFromStoreSCU(t *testing.T) {
 		n++
 		fmt.Fprintf(&profile, "[TS%d]\nTransferSyntax1 = %s\n", n, ts)
 		fmt.Fprintf(&contexts, "PresentationContext%d = %s\\TS%d\n", n, dicom.CTImageStorage, n)
-		sop := dicomtest.UID("2.25.500", n)
+		sop := phantom.UID("2.25.500", n)
 		sent[sop] = ts
-		paths = append(paths, writeFile(t, dir, sop+".dcm", dicomtest.File(dicomtest.Spec{TransferSyntaxUID: ts, SOPInstanceUID: sop, StudyUID: "2.25.500", Fill: byte(n)})))
+		paths = append(paths, writeFile(t, dir, sop+".dcm", phantom.File(phantom.Spec{TransferSyntaxUID: ts, SOPInstanceUID: sop, StudyUID: "2.25.500", Fill: byte(n)})))
 	}
 	profile.WriteString("[[PresentationContexts]]\n[AllSyntaxes]\n" + contexts.String())
 	profile.WriteString("[[Profiles]]\n[Every]\nPresentationContexts = AllSyntaxes\n")
@@ -104,8 +104,8 @@ func TestOurSCUToStoreSCPByteIdentical(t *testing.T) {
 	var files []dicom.File
 	srcData := map[string][]byte{}
 	for i, ts := range dicom.StorableTransferSyntaxes {
-		sop := dicomtest.UID("2.25.600", i)
-		p := writeFile(t, dir, sop+".dcm", dicomtest.File(dicomtest.Spec{TransferSyntaxUID: ts, SOPInstanceUID: sop, StudyUID: "2.25.600", Fill: byte(i)}))
+		sop := phantom.UID("2.25.600", i)
+		p := writeFile(t, dir, sop+".dcm", phantom.File(phantom.Spec{TransferSyntaxUID: ts, SOPInstanceUID: sop, StudyUID: "2.25.600", Fill: byte(i)}))
 		f, err := dicom.OpenFile(p)
 		if err != nil {
 			t.Fatal(err)

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
 	"lifeline/internal/peers"
 )
@@ -58,7 +58,7 @@ func TestDICOMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := writeFile(t, t.TempDir(), "a.dcm", dicomtest.File(dicomtest.Spec{SOPInstanceUID: "2.25.31"}))
+	f := writeFile(t, t.TempDir(), "a.dcm", phantom.File(phantom.Spec{SOPInstanceUID: "2.25.31"}))
 	file, _ := dicom.OpenFile(f)
 	if st, err := a.Store(ctx, file); err != nil || st != 0 {
 		t.Fatalf("C-STORE over TLS: 0x%04x %v", st, err)
@@ -73,7 +73,7 @@ func TestDICOMTLS(t *testing.T) {
 
 	p := peers.Need(t, "echoscu", "storescu")
 	run(t, p[0], "+tla", "+cf", certPEM, "-aec", "LIFELINE", "127.0.0.1", b.port)
-	g := writeFile(t, t.TempDir(), "b.dcm", dicomtest.File(dicomtest.Spec{SOPInstanceUID: "2.25.32"}))
+	g := writeFile(t, t.TempDir(), "b.dcm", phantom.File(phantom.Spec{SOPInstanceUID: "2.25.32"}))
 	run(t, p[1], "+tla", "+cf", certPEM, "-aec", "LIFELINE", "127.0.0.1", b.port, g)
 	if _, err := b.spool.Instance("2.25.32"); err != nil {
 		t.Fatalf("storescu over TLS: %v", err)
