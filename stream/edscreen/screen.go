@@ -166,7 +166,7 @@ func (s *Screen) devicePage(w http.ResponseWriter, r *http.Request) {
 func (s *Screen) static() http.Handler {
 	files := http.FileServerFS(s.assets)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") || strings.HasSuffix(r.URL.Path, ".html") {
 			http.NotFound(w, r)
 			return
 		}

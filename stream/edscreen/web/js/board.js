@@ -1,7 +1,7 @@
 // board: every box that is live or on its way, refreshed from the hub every 1.5 s
 // without a reload, with a sound and a red banner for each STEMI or stroke pre-alert
 // until someone acknowledges it.
-import { t, apply, onLang, toggleButton } from "./i18n.js";
+import { t, has, apply, onLang, toggleButton } from "./i18n.js";
 import { el, replace } from "./dom.js";
 import { syncTo, ago, eta, clockTime } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
@@ -57,14 +57,14 @@ function render() {
 
 function row(b) {
   const link = b.link && b.link.quality;
-  const mission = b.mission ? (t("mission." + b.mission) !== "mission." + b.mission ? t("mission." + b.mission) : b.mission) : "—";
+  const mission = b.mission ? (has("mission." + b.mission) ? t("mission." + b.mission) : b.mission) : "—";
   return el("li", { class: "box" + (b.alert ? " alerting" : "") + (b.live ? " live" : ""), dataset: { device: b.device } },
     el("a", { href: "box/" + encodeURIComponent(b.device), class: "box-link" },
       el("div", { class: "unit" },
         el("span", { class: "unit-name" }, b.name || b.device),
         b.name ? el("span", { class: "unit-device muted" }, b.device) : null,
         el("span", { class: "badge " + (b.live ? "on" : "off") }, t(b.live ? "live.on" : "live.off"))),
-      el("div", { class: "link q-" + (link || "unknown") }, link ? t("link." + link) : "—",
+      el("div", { class: "link q-" + (link || "unknown") }, link ? (has("link." + link) ? t("link." + link) : link) : "—",
         b.link && b.link.rtt_ms ? el("span", { class: "muted small" }, " " + Math.round(b.link.rtt_ms) + " ms") : null),
       el("div", { class: "contact" }, ago(b.last_contact)),
       el("div", { class: "eta" }, eta(b.eta)),

@@ -2,7 +2,7 @@
 // pick-up from the hub's history, then joins the live stream over WHEP (video, audio,
 // the vitals channels) and keeps everything current: waves every animation frame,
 // numerics and alarms every second, trends every two, the card every five.
-import { t, apply, onLang, toggleButton } from "./i18n.js";
+import { t, has, apply, onLang, toggleButton } from "./i18n.js";
 import { el, replace } from "./dom.js";
 import { syncTo, eta, hubNow } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
@@ -95,7 +95,7 @@ function renderBox() {
   const b = box.box;
   $("unit").textContent = b.name || b.device;
   $("eta").textContent = eta(b.eta);
-  $("mission").textContent = b.mission ? t("mission." + b.mission) : "";
+  $("mission").textContent = b.mission ? (has("mission." + b.mission) ? t("mission." + b.mission) : b.mission) : "—";
   replace($("card"), patientCard(b.patient));
   const alerts = preAlerts(b.patient);
   $("alert").hidden = alerts.length === 0;
