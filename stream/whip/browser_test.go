@@ -62,8 +62,10 @@ async function received(id) {
       out.framesDecoded = r.framesDecoded || 0; out.width = r.frameWidth || 0;
       out.nacks = r.nackCount || 0; out.plis = r.pliCount || 0; out.lost = r.packetsLost || 0;
     }
-    if (r.type === 'inbound-rtp' && r.kind === 'audio') out.audioPackets = r.packetsReceived || 0;
+    if (r.type === 'inbound-rtp' && r.kind === 'audio') { out.audioPackets = r.packetsReceived || 0; out.audioCodecId = r.codecId; }
   });
+  const stats = await s.pc.getStats();
+  if (out.audioCodecId && stats.get(out.audioCodecId)) out.audioCodec = stats.get(out.audioCodecId).mimeType;
   return out;
 }
 function sendControl(id, text) {
@@ -78,6 +80,7 @@ function sendControl(id, text) {
 type received struct {
 	FramesDecoded int                 `json:"framesDecoded"`
 	AudioPackets  int                 `json:"audioPackets"`
+	AudioCodec    string              `json:"audioCodec"`
 	Width         int                 `json:"width"`
 	NACKs         int                 `json:"nacks"`
 	PLIs          int                 `json:"plis"`

@@ -3,6 +3,7 @@ package whip
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,6 +120,65 @@ func makeTone(t *testing.T) []camera.Frame {
 		data = data[160:]
 	}
 	return frames
+}
+
+// makeOpus encodes a 440 Hz tone as Opus in 20 ms packets with ffmpeg and takes the
+// packets out of the Ogg file, as an IP camera with an Opus microphone sends them.
+func makeOpus(t *testing.T) []camera.Frame {
+	t.Helper()
+	ffmpeg := peers.Need(t, "ffmpeg")[0]
+	out := filepath.Join(t.TempDir(), "tone.ogg")
+	cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "2",
+		"-c:a", "libopus", "-frame_duration", "20", "-b:a", "32k", "-f", "ogg", "-y", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, msg)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packets, err := oggPackets(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(packets) < 50 || !bytes.HasPrefix(packets[0], []byte("OpusHead")) {
+		t.Fatalf("%d Ogg packets, the first %q", len(packets), packets[0][:min(8, len(packets[0]))])
+	}
+	var frames []camera.Frame
+	for _, p := range packets[2:] { // after OpusHead and OpusTags
+		frames = append(frames, camera.Frame{Codec: camera.Opus, Data: p, Duration: 20 * time.Millisecond})
+	}
+	return frames
+}
+
+// oggPackets joins the segments of an Ogg stream's pages into packets (RFC 3533).
+func oggPackets(b []byte) ([][]byte, error) {
+	var packets [][]byte
+	var cur []byte
+	for len(b) > 0 {
+		if len(b) < 27 || string(b[:4]) != "OggS" {
+			return nil, errors.New("not an Ogg page")
+		}
+		n := int(b[26])
+		if len(b) < 27+n {
+			return nil, errors.New("short Ogg page")
+		}
+		lacing, body := b[27:27+n], b[27+n:]
+		for _, l := range lacing {
+			if len(body) < int(l) {
+				return nil, errors.New("short Ogg segment")
+			}
+			cur = append(cur, body[:l]...)
+			body = body[l:]
+			if l < 255 {
+				packets = append(packets, cur)
+				cur = nil
+			}
+		}
+		b = body
+	}
+	return packets, nil
 }
 
 // clipCamera plays the clip in a loop at its rate, as a camera would, and honours

@@ -47,14 +47,14 @@ func newEndpoint(raw string, tlsConf *tls.Config, bearer string, timeout time.Du
 		return nil, fmt.Errorf("whip: endpoint %q: want an http or https URL with a host", raw)
 	}
 	tr := &http.Transport{
-		Proxy:                 nil, // the box talks to its hub directly; an environment proxy is a surprise here
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}).DialContext,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   timeout,
-		ResponseHeaderTimeout: timeout,
-		MaxIdleConns:          2,
-		IdleConnTimeout:       30 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:               nil, // the box talks to its hub directly; an environment proxy is a surprise here
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: timeout,
+		// The whole exchange is bounded by each request's context (see do).
+		MaxIdleConns:      2,
+		IdleConnTimeout:   30 * time.Second,
+		ForceAttemptHTTP2: true,
 	}
 	if tlsConf != nil {
 		tr.TLSClientConfig = tlsConf.Clone()

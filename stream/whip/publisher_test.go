@@ -29,7 +29,7 @@ type box struct {
 func startBox(t *testing.T, endpoint, token string, tune func(*Config)) *box {
 	t.Helper()
 	b := &box{send: map[string]func([]byte) error{}, opened: map[string]int{}, closed: map[string]int{}, t: t}
-	b.cam = &clipCamera{video: makeClip(t), audio: makeTone(t)}
+	b.cam = &clipCamera{video: makeClip(t)}
 	zero := uint16(0)
 	channel := func(label string, ordered bool, maxRetransmits *uint16) DataChannel {
 		return DataChannel{
@@ -68,6 +68,12 @@ func startBox(t *testing.T, endpoint, token string, tune func(*Config)) *box {
 	}
 	if tune != nil {
 		tune(&cfg)
+	}
+	switch cfg.Audio {
+	case camera.PCMU:
+		b.cam.audio = makeTone(t)
+	case camera.Opus:
+		b.cam.audio = makeOpus(t)
 	}
 	p, err := New(cfg)
 	if err != nil {
@@ -165,8 +171,8 @@ func TestPublishToChromium(t *testing.T) {
 	if r.Width != 640 {
 		t.Errorf("decoded width %d, want the clip's 640", r.Width)
 	}
-	if r.AudioPackets == 0 {
-		t.Error("Chromium received no audio")
+	if r.AudioPackets == 0 || r.AudioCodec != "audio/PCMU" {
+		t.Errorf("Chromium received %d audio packets in %q, want G.711 µ-law as the camera sent it", r.AudioPackets, r.AudioCodec)
 	}
 
 	for _, label := range []string{"vitals-wave", "vitals", "control"} {
@@ -227,4 +233,16 @@ func TestStopDeletesSession(t *testing.T) {
 			t.Errorf("%s opened %d times, closed %d times", label, b.opened[label], b.closed[label])
 		}
 	}
+}
+
+// TestOpusToChromium passes a camera's Opus audio through as it is: Chromium receives
+// it as Opus beside the picture.
+func TestOpusToChromium(t *testing.T) {
+	e := newChromiumEndpoint(t, nil, "")
+	startBox(t, e.url(), "", func(c *Config) { c.Audio = camera.Opus })
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode")
+	wait.For(t, 10*time.Second, "Opus packets at Chromium", func() bool {
+		r := e.received("1")
+		return r.AudioPackets >= 50 && r.AudioCodec == "audio/opus"
+	})
 }

@@ -29,10 +29,15 @@ func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if connected {
-			delay = p.cfg.RetryInitial
-		}
 		p.recordError(err)
+		if connected {
+			// The session played and was lost: the doctor is waiting for the picture,
+			// so the new session is opened at once; back-off is for endpoints that
+			// cannot give the box a session at all.
+			delay = p.cfg.RetryInitial
+			h.Degraded("session lost; opening a new one", err)
+			continue
+		}
 		p.setState(StateWaiting)
 		h.Degraded(fmt.Sprintf("no live session; retrying in %s", delay), err)
 		t := time.NewTimer(delay)
@@ -42,9 +47,7 @@ func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
 			return nil
 		case <-t.C:
 		}
-		if !connected {
-			delay = min(delay*2, p.cfg.RetryMax)
-		}
+		delay = min(delay*2, p.cfg.RetryMax)
 	}
 }
 
