@@ -190,7 +190,9 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	if os.Getenv("LIFELINE_SCREENSHOTS") != "" {
 		fullSweep(t, tab, 15)
 	}
+	checkAlarm(t, tab, box.monitor)
 	checkGap(t, tab, box)
+	checkLostChunk(t, tab, box)
 	screenshot(t, tab, "ed-view.png")
 	viewport(t, tab, 1180, 820)
 	fullSweep(t, tab, 9)
@@ -343,4 +345,42 @@ func checkGap(t *testing.T, tab context.Context, box *testBox) {
 		return
 	}
 	t.Errorf("three gaps in a row straddled the sweep's wrap")
+}
+
+// checkLostChunk loses one ECG chunk in transit, unflagged: the page must find the
+// hole from the next chunk's start and leave it blank.
+func checkLostChunk(t *testing.T, tab context.Context, box *testBox) {
+	t.Helper()
+	gaps := waves(t, tab)["131330"].Gaps
+	box.dropECGChunk.Store(true)
+	wait.For(t, 10*time.Second, "the lost chunk's gap on the ECG", func() bool { return waves(t, tab)["131330"].Gaps > gaps })
+	g := waves(t, tab)["131330"].LastGap
+	if g.Flagged {
+		t.Errorf("a chunk lost in transit came with a gap flag: the test did not test the page")
+	}
+	if d := g.To - g.From; d < 50 || d > 250 {
+		t.Errorf("gap of %.0f ms drawn for one lost 100 ms chunk", d)
+	}
+}
+
+// checkAlarm raises a high-priority alarm on the heart rate: the HR tile takes the
+// alarm colour and the list shows it; cleared, the tile is plain again and the list
+// says so.
+func checkAlarm(t *testing.T, tab context.Context, m *simMonitor) {
+	t.Helper()
+	hrTile := `document.querySelector('[data-tile="hr"]').className`
+	m.alarm(telemetry.MDC_ECG_HEART_RATE, telemetry.PriorityHigh, "HR HIGH", true)
+	wait.For(t, 10*time.Second, "the HR tile in the high alarm colour", func() bool {
+		return strings.Contains(js[string](t, tab, hrTile), "alarm-high")
+	})
+	if list := js[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "HR HIGH") || !strings.Contains(list, "高") {
+		t.Errorf("alarm list %q lacks the high HR alarm", list)
+	}
+	m.alarm(telemetry.MDC_ECG_HEART_RATE, telemetry.PriorityHigh, "HR HIGH", false)
+	wait.For(t, 10*time.Second, "the HR tile plain after the alarm cleared", func() bool {
+		return !strings.Contains(js[string](t, tab, hrTile), "alarm-")
+	})
+	if list := js[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "已解除") {
+		t.Errorf("alarm list %q does not say the alarm cleared", list)
+	}
 }

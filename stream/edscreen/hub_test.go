@@ -1,6 +1,7 @@
 package edscreen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -153,6 +154,9 @@ type testBox struct {
 	// waveLinkDown loses every wave chunk the outbox sends while set, as a link
 	// outage does; the outbox then marks the next chunk of every signal with gap.
 	waveLinkDown atomic.Bool
+	// dropECGChunk loses the next chunk of ECG lead II in transit without the outbox
+	// knowing, as the unordered channel may: no gap flag marks it.
+	dropECGChunk atomic.Bool
 }
 
 var errLinkDown = errors.New("test: link down")
@@ -181,6 +185,9 @@ func startBox(t *testing.T, h *testHub, device string) *testBox {
 					outbox.OpenWave(func(m []byte) error {
 						if b.waveLinkDown.Load() {
 							return errLinkDown
+						}
+						if bytes.Contains(m, []byte(`"code":131330,`)) && b.dropECGChunk.CompareAndSwap(true, false) {
+							return nil
 						}
 						return send(m)
 					})

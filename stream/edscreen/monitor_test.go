@@ -144,6 +144,12 @@ func (m *simMonitor) numerics(now time.Time, elapsed time.Duration) {
 	}
 }
 
+// alarm raises or clears an alarm about code, as the monitor would.
+func (m *simMonitor) alarm(code telemetry.Code, p telemetry.Priority, text string, on bool) {
+	now := time.Now()
+	m.bus.Publish("monitor0", &telemetry.Alarm{Priority: p, Text: text, Code: code, On: on, MonitorTime: now, ReceiveTime: now})
+}
+
 // last returns the value last published for code, and whether there was one.
 func (m *simMonitor) last(code telemetry.Code) (float64, bool) {
 	m.mu.Lock()
