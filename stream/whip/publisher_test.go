@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,7 +156,10 @@ func waitMessage(t *testing.T, e *chromiumEndpoint, b *box, id, label, msg strin
 // clip's rate, plays the audio, receives every channel and talks back on control.
 func TestPublishToChromium(t *testing.T) {
 	e := newChromiumEndpoint(t, nil, "secret-token")
-	b := startBox(t, e.url(), "secret-token", nil)
+	var budgets atomic.Int64 // the last budget the camera side was told, +1 so 0 means never
+	b := startBox(t, e.url(), "secret-token", func(c *Config) {
+		c.OnVideoBudget = func(bps int) { budgets.Store(int64(bps) + 1) }
+	})
 
 	wait.For(t, 20*time.Second, "the session to connect", func() bool { return b.p.Status().State == StateConnected })
 	waitDecoding(t, e, "1", 30, 15*time.Second, "Chromium to decode the first second")
@@ -197,6 +201,10 @@ func TestPublishToChromium(t *testing.T) {
 	if st.TargetBitrate <= 0 || st.VideoBudget != st.TargetBitrate-80_000-200_000 && st.VideoBudget != 0 {
 		t.Errorf("estimate %d, video budget %d", st.TargetBitrate, st.VideoBudget)
 	}
+	// The estimate moves once feedback arrives, and the camera side hears of it.
+	wait.For(t, 10*time.Second, "the camera side to be told the video budget", func() bool {
+		return budgets.Load()-1 == int64(b.p.VideoBudget())
+	})
 	if st.FramesSent < 90 || st.KeyframeRequests < 1 {
 		t.Errorf("frames sent %d, keyframe requests %d", st.FramesSent, st.KeyframeRequests)
 	}
