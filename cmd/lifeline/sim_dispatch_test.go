@@ -134,3 +134,39 @@ func stopSimProcess(cmd *exec.Cmd) {
 		<-done
 	}
 }
+
+func TestDispatchCommandLines(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		id   uint16
+		ok   bool
+	}{
+		{"interval 1 10", jt808.IDSetParams, true},
+		{"server 1 10.0.0.1:7808", jt808.IDSetParams, true},
+		{"query 1", jt808.IDLocationQuery, true},
+		{"params 1", jt808.IDQueryParams, true},
+		{"track 1 1 600", jt808.IDTemporaryTracking, true},
+		{"text 1 前方拥堵 请绕行", jt808.IDTextMessage, true},
+		{"interval 1", 0, false},
+		{"server 1 nowhere", 0, false},
+		{"text 1", 0, false},
+		{"reboot 1", 0, false},
+	} {
+		id, body, err := dispatchMessage(strings.Fields(c.line), jt808.Edition2019)
+		if (err == nil) != c.ok || id != c.id {
+			t.Errorf("%q: id 0x%04x, err %v", c.line, id, err)
+			continue
+		}
+		if id == jt808.IDTextMessage {
+			if tm, _ := jt808.ParseTextMessage(body, jt808.Edition2019); tm.Text != "前方拥堵 请绕行" {
+				t.Errorf("text %q", tm.Text)
+			}
+		}
+		if id == jt808.IDSetParams && strings.HasPrefix(c.line, "server") {
+			sp, _ := jt808.ParseSetParams(body)
+			if len(sp.Params) != 2 || sp.Params[0].String() != "10.0.0.1" {
+				t.Errorf("server params %+v", sp.Params)
+			}
+		}
+	}
+}
