@@ -12,9 +12,9 @@ import (
 )
 
 // RTPSource receives raw RTP/H.264 on a UDP port (rtp://0.0.0.0:5004), as
-// `ffmpeg -c copy -f rtp` or a camera's multicast-less "RTP push" sends it. With no
-// SDP, it takes any dynamic payload type (96–127), the first sender's SSRC, and the
-// SPS and PPS from the stream itself.
+// `ffmpeg -c copy -f rtp` or an encoder's unicast "RTP push" sends it. It takes any
+// dynamic payload type (96–127) and the first sender's SSRC; the SPS and PPS come in
+// band, or from the sender's SDP (SetParameterSets).
 type RTPSource struct {
 	addr    string
 	timeout time.Duration

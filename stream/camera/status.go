@@ -57,7 +57,7 @@ const profileHigh = 100
 // Sentences for the status page. They say what happens and what to do about it.
 const (
 	problemH265    = "The camera sends H.265 (HEVC): browsers cannot show it and the box does not transcode. Set the camera's stream to H.264."
-	problemHigh    = "The camera sends H.264 High profile, which browsers do not negotiate: the box offers it as Constrained Baseline, and Chromium decodes it, but other browsers (Firefox with OpenH264) may show nothing. Set the camera's stream to Main or Baseline profile to be safe."
+	problemHigh    = "The camera sends H.264 High profile, which browsers do not negotiate: the box offers it as Constrained Baseline and Chromium decodes it, but other browsers were not checked and may show nothing. Set the camera's stream to Main or Baseline profile to be safe."
 	problemProfile = "The camera sends H.264 %s profile, which browsers do not decode: the picture stays black. Set the camera's stream to Main or Baseline profile, or use its sub stream."
 	problemB       = "The camera sends B-frames: Chromium then decodes only the keyframes, so the picture freezes between them. Turn B-frames off in the camera's encoder settings (often called 'GOP structure', 'Smart codec' or 'H.264+')."
 	problemNoPS    = "No SPS/PPS received, neither in the stream nor in the SDP: no picture can be decoded. Enable 'send parameter sets in band' on the camera, or use RTSP."
