@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -85,21 +86,26 @@ func (f *feed) requestKeyframe() {
 }
 
 // attachViewer connects a viewer whose transport just came up to the box's current
-// tracks. It reports false when the box is gone or its codec changed.
-func (f *feed) attachViewer(v *viewer) bool {
+// tracks. While the box's session is lost and the feed waits for it, the viewer
+// waits too: the box's next session attaches it. It returns why the viewer cannot
+// stay: the box is gone, or now sends another format.
+func (f *feed) attachViewer(v *viewer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pub == nil {
-		return false
+		if f.expiry != nil {
+			return nil
+		}
+		return errors.New("the box is no longer publishing")
 	}
 	for _, vt := range v.tracks {
 		src := f.pub.sources[vt.kind]
 		if src == nil || !sameFormat(src.codec, vt.codec) {
-			return false
+			return errors.New("the box now sends another format")
 		}
 		src.attach(vt)
 	}
-	return true
+	return nil
 }
 
 // replace makes pub the box's publication and moves the attached viewers to its

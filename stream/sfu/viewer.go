@@ -115,8 +115,8 @@ func (s *SFU) startViewer(v *viewer) {
 			if v.attached.Swap(true) {
 				return // back after an ICE restart: still attached
 			}
-			if !v.feed.attachViewer(v) {
-				s.endViewer(v, "the box is no longer publishing this format")
+			if err := v.feed.attachViewer(v); err != nil {
+				s.endViewer(v, err.Error())
 			}
 		case webrtc.PeerConnectionStateFailed:
 			s.endViewer(v, "viewer connection failed")
