@@ -72,6 +72,17 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	h := startHub(t)
 	startBox(t, h, "amb-07")
 	h.setCard("amb-07", stemiCard)
+	h.setDispatch(BoxSummary{Device: "amb-07", Name: "急救 07", Mission: MissionTransporting, ETA: time.Now().Add(6*time.Minute + 20*time.Second),
+		Link: &Link{Quality: LinkGood, RTTMillis: 48}})
+	// A box on its way that does not stream: dispatch knows it, the crew's card
+	// suspects a stroke, last known well 50 minutes ago.
+	lkw := time.Now().Add(-50 * time.Minute)
+	h.setDispatch(BoxSummary{Device: "amb-12", Name: "急救 12", Mission: MissionDispatched, LastContact: time.Now().Add(-95 * time.Second),
+		ETA: time.Now().Add(14*time.Minute + 20*time.Second), Link: &Link{Quality: LinkPoor, RTTMillis: 210}})
+	h.setCard("amb-12", &PatientCard{AgeBand: "70-79", Sex: "female", Complaint: "左侧肢体无力，言语不清", Suspected: []string{ConditionStroke},
+		LastKnownWell: lkw, Triage: 1, Updated: time.Now()})
+	// One with no card and nothing from dispatch yet but its stream's absence.
+	h.setDispatch(BoxSummary{Device: "amb-03", Mission: MissionOnScene, LastContact: time.Now().Add(-20 * time.Second)})
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	viewport(t, tab, 1920, 1080)
 	navigate(t, tab, h.srv.URL+"/ed/")
@@ -87,14 +98,27 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	if n := js[int](t, tab, `window.edBoard.beeps()`); n < 1 {
 		t.Errorf("the STEMI alert sounded %d times, want at least once", n)
 	}
-	row := js[string](t, tab, `document.querySelector('.box[data-device="amb-07"]').textContent`)
-	for _, want := range []string{"直播中", "转运中", "胸痛 40 分钟", "60-69", "男", "2 级", "良好"} {
-		if !strings.Contains(row, want) {
-			t.Errorf("board row %q lacks %q", row, want)
+	order := js[[]string](t, tab, `[...document.querySelectorAll(".box")].map(b => b.dataset.device)`)
+	if strings.Join(order, " ") != "amb-07 amb-12 amb-03" {
+		t.Errorf("board order %v: want the pre-alerts first, soonest first, then the rest", order)
+	}
+	for device, wants := range map[string][]string{
+		"amb-07": {"急救 07", "直播中", "转运中", "胸痛 40 分钟", "60-69", "男", "2 级", "良好", "48 ms", "6 分钟后"},
+		"amb-12": {"急救 12", "未直播", "出车中", "差", "70-79", "女", "1 级", "卒中", "最后正常时间", "50 分钟前", "秒前", "14 分钟后"},
+		"amb-03": {"amb-03", "到达现场", "尚无患者信息", "秒前"},
+	} {
+		row := js[string](t, tab, `document.querySelector('.box[data-device="`+device+`"]').textContent`)
+		for _, want := range wants {
+			if !strings.Contains(row, want) {
+				t.Errorf("board row %q lacks %q", row, want)
+			}
+		}
+		if strings.Contains(row, "MDC_") {
+			t.Errorf("board row shows an MDC identifier: %q", row)
 		}
 	}
-	if strings.Contains(row, "MDC_") {
-		t.Errorf("board row shows an MDC identifier: %q", row)
+	if n := js[int](t, tab, `window.edBoard.alerts.filter(a => a.condition === "stroke" && a.device === "amb-12").length`); n != 1 {
+		t.Errorf("the stroke pre-alert of amb-12 is not raised")
 	}
 	screenshot(t, tab, "ed-board.png")
 	viewport(t, tab, 1180, 820)
@@ -107,8 +131,8 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	wait.For(t, 5*time.Second, "the row in English", func() bool {
 		return strings.Contains(js[string](t, tab, `document.querySelector('.box[data-device="amb-07"]').textContent`), "Transporting")
 	})
-	js[bool](t, tab, `document.querySelector("#alerts .ack").click(), true`)
-	wait.For(t, 5*time.Second, "the acknowledged alert to go", func() bool {
+	js[bool](t, tab, `document.querySelectorAll("#alerts .ack").forEach(b => b.click()), true`)
+	wait.For(t, 5*time.Second, "the acknowledged alerts to go", func() bool {
 		return js[int](t, tab, `window.edBoard.alerts.length`) == 0
 	})
 	navigate(t, tab, h.srv.URL+"/ed/")

@@ -38,6 +38,9 @@ type testHub struct {
 
 	mu    sync.Mutex
 	cards map[string]*PatientCard
+	// dispatch is what dispatch says of boxes (ETA, mission), live or not: a box on
+	// its way whose stream has not started is on the board too.
+	dispatch map[string]BoxSummary
 }
 
 func quietLog(t *testing.T) *slog.Logger {
@@ -66,7 +69,7 @@ func startHub(t *testing.T) *testHub {
 	logw := &testLog{t: t}
 	t.Cleanup(func() { logw.mu.Lock(); logw.done = true; logw.mu.Unlock() })
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h := &testHub{cards: map[string]*PatientCard{}}
+	h := &testHub{cards: map[string]*PatientCard{}, dispatch: map[string]BoxSummary{}}
 	store, err := durable.Open(filepath.Join(t.TempDir(), "hub.db"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -128,15 +131,33 @@ func (h *testHub) setCard(device string, c *PatientCard) {
 	h.cards[device] = c
 }
 
-// boxes is what the hub tells the board: every box publishing now, with its card.
+// setDispatch records what dispatch says of a box.
+func (h *testHub) setDispatch(b BoxSummary) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dispatch[b.Device] = b
+}
+
+// boxes is what the hub tells the board: every box publishing now or known to
+// dispatch, with its card.
 func (h *testHub) boxes(context.Context) ([]BoxSummary, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []BoxSummary
+	byDevice := map[string]BoxSummary{}
+	for d, b := range h.dispatch {
+		byDevice[d] = b
+	}
 	for _, s := range h.sfu.Status().Sessions {
-		b := BoxSummary{Device: s.Device, Live: true, LastContact: time.Now(), Mission: MissionTransporting,
-			Link: &Link{Quality: LinkGood}}
-		if c := h.cards[s.Device]; c != nil {
+		b := byDevice[s.Device]
+		b.Device, b.Live, b.LastContact = s.Device, true, time.Now()
+		if b.Link == nil {
+			b.Link = &Link{Quality: LinkGood}
+		}
+		byDevice[s.Device] = b
+	}
+	var out []BoxSummary
+	for d, b := range byDevice {
+		if c := h.cards[d]; c != nil {
 			cp := *c
 			cp.Suspected = append([]string(nil), c.Suspected...)
 			b.Patient = &cp

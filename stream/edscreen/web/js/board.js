@@ -64,11 +64,11 @@ function row(b) {
         el("span", { class: "unit-name" }, b.name || b.device),
         b.name ? el("span", { class: "unit-device muted" }, b.device) : null,
         el("span", { class: "badge " + (b.live ? "on" : "off") }, t(b.live ? "live.on" : "live.off"))),
-      el("div", { class: "link q-" + (link || "unknown") }, link ? (has("link." + link) ? t("link." + link) : link) : "—",
+      el("div", { class: "link q-" + (link || "unknown"), dataset: { label: t("col.link") } }, link ? (has("link." + link) ? t("link." + link) : link) : "—",
         b.link && b.link.rtt_ms ? el("span", { class: "muted small" }, " " + Math.round(b.link.rtt_ms) + " ms") : null),
-      el("div", { class: "contact" }, ago(b.last_contact)),
-      el("div", { class: "eta" }, eta(b.eta)),
-      el("div", { class: "mission" }, mission),
+      el("div", { class: "contact", dataset: { label: t("col.contact") } }, ago(b.last_contact)),
+      el("div", { class: "eta", dataset: { label: t("col.eta") } }, eta(b.eta)),
+      el("div", { class: "mission", dataset: { label: t("col.mission") } }, mission),
       el("div", { class: "patient" }, patientCard(b.patient))));
 }
 
