@@ -304,18 +304,6 @@ func (b *testBox) queueLen() int {
 	return n
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // checkArchived asserts that the hub's archive holds each instance byte for byte.
 func checkArchived(t *testing.T, h *testHub, insts []pacstest.Instance) {
 	t.Helper()

@@ -19,6 +19,7 @@ import (
 	"lifeline/internal/linkemu"
 	"lifeline/internal/peers"
 	"lifeline/internal/trust"
+	"lifeline/internal/wait"
 )
 
 // Environment of TestBoxProcess, the box run as a child process so it can be killed.
@@ -56,14 +57,12 @@ func TestBoxProcess(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- fwd.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for {
-		if n, err := store.Queue(spool.ReadyQueue).Len(); err == nil && n == 0 {
-			st := fwd.Status()
-			fmt.Printf("box: done; wire %d bytes, re-sent %d, restarts from zero %d\n", st.WireBytes, st.ResentBytes, st.RestartsFromZero)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Minute, "the ready queue to empty", func() bool {
+		n, err := store.Queue(spool.ReadyQueue).Len()
+		return err == nil && n == 0
+	})
+	st := fwd.Status()
+	fmt.Printf("box: done; wire %d bytes, re-sent %d, restarts from zero %d\n", st.WireBytes, st.ResentBytes, st.RestartsFromZero)
 }
 
 // TestStudyOverFailingLinkArrivesExactlyOnce is the acceptance test: a
@@ -124,7 +123,7 @@ func TestStudyOverFailingLinkArrivesExactlyOnce(t *testing.T) {
 
 	at := func(frac float64) {
 		t.Helper()
-		waitFor(t, fmt.Sprintf("%.0f%% on the hub", frac*100), 2*time.Minute, func() bool {
+		wait.For(t, 2*time.Minute, fmt.Sprintf("%.0f%% on the hub", frac*100), func() bool {
 			return float64(hub.appendedTotal()) >= frac*float64(total)
 		})
 	}
@@ -140,7 +139,12 @@ func TestStudyOverFailingLinkArrivesExactlyOnce(t *testing.T) {
 	link.Outage(time.Second)
 	at(0.55)
 	hub.stop()
-	time.Sleep(500 * time.Millisecond)
+	// The box meets the stopped hub: packets it sent after the stop (not those already
+	// on the way) reach the hub's side, where nothing listens.
+	before := link.Stats().Up
+	wait.For(t, 30*time.Second, "the box to reach the stopped hub", func() bool {
+		return link.Stats().Up.Packets > before.Packets+uint64(before.InFlight)
+	})
 	hub.start()
 	at(0.65)
 	link.Handover(1500 * time.Millisecond)
@@ -156,7 +160,7 @@ func TestStudyOverFailingLinkArrivesExactlyOnce(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatal("box did not finish the study")
 	}
-	waitFor(t, "study delivered to Orthanc", time.Minute, func() bool {
+	wait.For(t, time.Minute, "study delivered to Orthanc", func() bool {
 		st, _ := hub.ingest.Status()
 		return st.PendingDeliveries == 0 && len(st.Studies) == 1 && !st.Studies[0].DeliveredAt.IsZero()
 	})

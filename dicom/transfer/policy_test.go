@@ -3,10 +3,12 @@ package transfer
 import (
 	"context"
 	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"lifeline/dicom/spool"
+	"lifeline/internal/wait"
 )
 
 // TestBandwidthCapHoldsAndChangesAtRunTime paces 256 KiB at 2 Mbit/s, then lifts the
@@ -26,12 +28,19 @@ func TestBandwidthCapHoldsAndChangesAtRunTime(t *testing.T) {
 
 	l.setBitsPerSecond(800_000) // 100 kB/s: 2.6 s for the body unless lifted
 	start = time.Now()
+	var read countingWriter
+	lifted := make(chan error, 1)
 	go func() {
-		time.Sleep(300 * time.Millisecond)
+		// Lift the cap once the paced copy is under way at 100 kB/s (about 0.3 s in).
+		err := wait.Until(10*time.Second, func() bool { return read.n.Load() >= 32<<10 })
 		l.setBitsPerSecond(0)
+		lifted <- err
 	}()
-	if _, err := io.Copy(io.Discard, l.reader(context.Background(), body)); err != nil {
+	if _, err := io.Copy(&read, l.reader(context.Background(), body)); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-lifted; err != nil {
+		t.Fatalf("the paced copy never got under way: %v", err)
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Fatalf("lifting the cap did not take effect: %v", el)
@@ -76,4 +85,12 @@ func TestBackoffIsCapped(t *testing.T) {
 	if d := backoff(time.Second, 30*time.Second, 1000); d != 30*time.Second {
 		t.Fatal(d)
 	}
+}
+
+// countingWriter discards what it is given and counts it.
+type countingWriter struct{ n atomic.Int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"lifeline/dicom/pacs/pacstest"
+	"lifeline/internal/wait"
 )
 
 // bodyRead is what the handler saw while reading one request body.
@@ -194,7 +195,7 @@ func TestLongUploadOutlivesReadTimeout(t *testing.T) {
 	insts := box.queue(pacstest.StudySpec{StudyUID: uid(42), Instances: 4, Rows: 1024, Columns: 1024, Seed: 42}, "CT1")
 	start := time.Now()
 	box.start()
-	waitFor(t, "study acknowledged", 60*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 60*time.Second, "study acknowledged", func() bool { return box.queueLen() == 0 })
 	took := time.Since(start)
 	checkArchived(t, hub, insts)
 	if took < 2*readTimeout {

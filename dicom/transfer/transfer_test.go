@@ -11,6 +11,7 @@ import (
 	"lifeline/dicom/pacs"
 	"lifeline/dicom/pacs/pacstest"
 	"lifeline/internal/durable"
+	"lifeline/internal/wait"
 )
 
 func dimseOptions() dimse.SCUOptions { return dimse.SCUOptions{Timeout: 5 * time.Second} }
@@ -21,7 +22,7 @@ func TestForwardStudyIntoArchive(t *testing.T) {
 	box := newBox(t, p.enroll(t, "AMB-0001"), ForwarderConfig{HubURL: hub.url(), ChunkSize: 32 << 10})
 	insts := box.queue(pacstest.StudySpec{StudyUID: uid(1), Instances: 6, Rows: 128, Columns: 128, Seed: 1}, "CT1")
 	box.start()
-	waitFor(t, "study acknowledged", 30*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 30*time.Second, "study acknowledged", func() bool { return box.queueLen() == 0 })
 
 	checkArchived(t, hub, insts)
 	if got := box.rel.list(); len(got) != len(insts) {
@@ -59,7 +60,7 @@ func TestForwardStudyIntoArchive(t *testing.T) {
 	// manifest alone: nothing is uploaded and nothing stored twice.
 	box.queue(pacstest.StudySpec{StudyUID: uid(1), Instances: 6, Rows: 128, Columns: 128, Seed: 1}, "CT1")
 	box.fwd.store.Update(func(tx *durable.Tx) error { return tx.DeleteBucket([]byte(bucketBoxInstances)) })
-	waitFor(t, "repeat study acknowledged", 30*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 30*time.Second, "repeat study acknowledged", func() bool { return box.queueLen() == 0 })
 	if st2, _ := hub.ingest.Status(); st2.BytesReceived != st.BytesReceived {
 		t.Fatalf("repeat of a forwarded study uploaded %d more bytes", st2.BytesReceived-st.BytesReceived)
 	}
@@ -80,17 +81,17 @@ func TestResumeAcrossHubAndBoxRestarts(t *testing.T) {
 	box.start()
 
 	received := hub.appendedTotal
-	waitFor(t, "a quarter on the hub", 30*time.Second, func() bool { return received() > total/4 })
+	wait.For(t, 30*time.Second, "a quarter on the hub", func() bool { return received() > total/4 })
 	hub.stop() // the hub crashes mid-upload
-	time.Sleep(300 * time.Millisecond)
+	wait.For(t, 30*time.Second, "the box to find the hub down", func() bool { return box.fwd.Status().State == "hub unreachable" })
 	box.stop() // the box powers off while the hub is down
 	hub.start()
 	before := received()
 	box.start()
-	waitFor(t, "half on the hub", 30*time.Second, func() bool { return received() > total/2 })
+	wait.For(t, 30*time.Second, "half on the hub", func() bool { return received() > total/2 })
 	hub.stop()
 	hub.start()
-	waitFor(t, "study acknowledged", 60*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 60*time.Second, "study acknowledged", func() bool { return box.queueLen() == 0 })
 
 	checkArchived(t, hub, insts)
 	// Each byte was appended once across all the restarts: no upload went back to 0.
@@ -135,7 +136,7 @@ func TestCorruptChunkIsResentNotStored(t *testing.T) {
 	}
 	insts := box.queue(pacstest.StudySpec{StudyUID: uid(3), Instances: 1, Rows: 128, Columns: 128, Seed: 3}, "CT1")
 	box.start()
-	waitFor(t, "study acknowledged", 30*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 30*time.Second, "study acknowledged", func() bool { return box.queueLen() == 0 })
 	checkArchived(t, hub, insts)
 	st, _ := hub.ingest.Status()
 	if flipped != 1 || st.CorruptChunks != 1 {
@@ -156,7 +157,7 @@ func TestRevokedAndUnauthenticatedBoxesRefused(t *testing.T) {
 	box := newBox(t, tlsConf, ForwarderConfig{HubURL: hub.url(), RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 	box.queue(pacstest.StudySpec{StudyUID: uid(4), Instances: 2, Seed: 4}, "CT1")
 	box.start()
-	waitFor(t, "forwarder sees the refusal", 20*time.Second, func() bool { return box.fwd.Status().State == "refused by hub" })
+	wait.For(t, 20*time.Second, "forwarder sees the refusal", func() bool { return box.fwd.Status().State == "refused by hub" })
 	if !strings.Contains(box.fwd.Status().LastError, "revoked") {
 		t.Fatalf("last error %q does not say revoked", box.fwd.Status().LastError)
 	}
@@ -192,7 +193,7 @@ func TestPriorityStudiesGoFirst(t *testing.T) {
 	urgent := box.queue(pacstest.StudySpec{StudyUID: uid(51), Instances: 3, Seed: 51}, "ERCT")
 	ecg := box.queue(pacstest.StudySpec{StudyUID: uid(52), Instances: 3, Modality: "ECG", Seed: 52}, "AMB")
 	box.start()
-	waitFor(t, "all studies acknowledged", 30*time.Second, func() bool { return box.queueLen() == 0 })
+	wait.For(t, 30*time.Second, "all studies acknowledged", func() bool { return box.queueLen() == 0 })
 	var want []string
 	for _, set := range [][]pacstest.Instance{ecg, urgent, routine} {
 		for _, in := range set {
@@ -216,11 +217,11 @@ func TestInvalidInstanceIsDeadLettered(t *testing.T) {
 	box.store.Queue("study-ready").Push([]byte(fixed))
 	good := box.queue(pacstest.StudySpec{StudyUID: uid(7), Instances: 1, Seed: 7}, "CT1")
 	box.start()
-	waitFor(t, "dead letter", 30*time.Second, func() bool { return len(box.fwd.Status().DeadLetters) == 1 })
-	waitFor(t, "good study acknowledged", 30*time.Second, func() bool { return box.queueLen() == 1 })
+	wait.For(t, 30*time.Second, "dead letter", func() bool { return len(box.fwd.Status().DeadLetters) == 1 })
+	wait.For(t, 30*time.Second, "good study acknowledged", func() bool { return box.queueLen() == 1 })
 	// The blocked study's valid instance travels on its own schedule; the good study's
 	// acknowledgement says nothing about it.
-	waitFor(t, "valid instance of the blocked study archived", 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, "valid instance of the blocked study archived", func() bool {
 		_, err := hub.ingest.Instance(insts[0].SOPInstanceUID)
 		return err == nil
 	})
@@ -230,7 +231,7 @@ func TestInvalidInstanceIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letter %+v", dl)
 	}
 	var blocked *StudyProgress
-	waitFor(t, "study blocked", 10*time.Second, func() bool {
+	wait.For(t, 10*time.Second, "study blocked", func() bool {
 		for _, s := range box.fwd.Status().Studies {
 			if s.StudyUID == uid(6) {
 				blocked = &s
@@ -267,13 +268,13 @@ func TestDeliveryToOrthancSurvivesPACSOutage(t *testing.T) {
 			box := newBox(t, p.enroll(t, "AMB-0007"), ForwarderConfig{HubURL: hub.url()})
 			insts := box.queue(pacstest.StudySpec{StudyUID: uid(8), Instances: 5, Rows: 96, Columns: 96, Seed: 8}, "CT1")
 			box.start()
-			waitFor(t, "study acknowledged by the hub", 30*time.Second, func() bool { return box.queueLen() == 0 })
-			waitFor(t, "delivery failure visible", 10*time.Second, func() bool {
+			wait.For(t, 30*time.Second, "study acknowledged by the hub", func() bool { return box.queueLen() == 0 })
+			wait.For(t, 10*time.Second, "delivery failure visible", func() bool {
 				st, _ := hub.ingest.Status()
 				return st.PendingDeliveries == 5 && st.LastDeliveryError != "" && st.Studies[0].LastError != ""
 			})
 			o := pacstest.StartOrthancOn(t, ports)
-			waitFor(t, "study delivered", 30*time.Second, func() bool {
+			wait.For(t, 30*time.Second, "study delivered", func() bool {
 				st, _ := hub.ingest.Status()
 				return st.PendingDeliveries == 0 && !st.Studies[0].DeliveredAt.IsZero()
 			})
