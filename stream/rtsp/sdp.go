@@ -3,7 +3,6 @@ package rtsp
 import (
 	"encoding/base64"
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -150,31 +149,21 @@ func spropParameterSets(v string) (sps, pps []byte) {
 	return sps, pps
 }
 
-// resolveControl turns a control attribute into an absolute URL against base.
+// resolveControl turns a control attribute into an absolute URL against base. A
+// relative control is appended to the base as text, after a "/" unless the base ends
+// with one (RFC 2326 §C.1.1 as cameras read it): a base with a query, such as
+// rtsp://cam/cam/realmonitor?channel=1&subtype=0/ with trackID=0, must keep its query,
+// which resolving it as a URL reference would drop.
 func resolveControl(base, control string) string {
-	if control == "*" || control == "" {
+	switch {
+	case control == "*" || control == "":
 		return base
-	}
-	if strings.Contains(control, "://") {
+	case strings.Contains(control, "://"):
 		return control
+	case strings.HasSuffix(base, "/"):
+		return base + control
 	}
-	b, err := url.Parse(base)
-	if err != nil {
-		return control
-	}
-	// RFC 2326 resolves against the base as a directory: rtsp://cam/stream with
-	// "trackID=1" is rtsp://cam/stream/trackID=1, which is what cameras expect.
-	if !strings.HasSuffix(b.Path, "/") {
-		b.Path += "/"
-		if b.RawPath != "" {
-			b.RawPath += "/"
-		}
-	}
-	ref, err := url.Parse(control)
-	if err != nil {
-		return control
-	}
-	return b.ResolveReference(ref).String()
+	return base + "/" + control
 }
 
 // Video returns the first H.264 video track, or else the first video track of any

@@ -63,3 +63,19 @@ func TestParseDescriptionRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestControlURLs resolves controls as cameras expect them, among them a base with a
+// query (Dahua's realmonitor URLs) that must be kept.
+func TestControlURLs(t *testing.T) {
+	for _, c := range []struct{ base, control, want string }{
+		{"rtsp://cam/live", "trackID=1", "rtsp://cam/live/trackID=1"},
+		{"rtsp://cam/live/", "trackID=1", "rtsp://cam/live/trackID=1"},
+		{"rtsp://cam:554/cam/realmonitor?channel=1&subtype=0/", "trackID=0", "rtsp://cam:554/cam/realmonitor?channel=1&subtype=0/trackID=0"},
+		{"rtsp://cam/Streaming/Channels/101/", "rtsp://cam/Streaming/Channels/101/trackID=1", "rtsp://cam/Streaming/Channels/101/trackID=1"},
+		{"rtsp://cam/live", "*", "rtsp://cam/live"},
+	} {
+		if got := resolveControl(c.base, c.control); got != c.want {
+			t.Errorf("%s + %s = %s, want %s", c.base, c.control, got, c.want)
+		}
+	}
+}
