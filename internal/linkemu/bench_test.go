@@ -5,6 +5,7 @@ package linkemu
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"lifeline/internal/peers"
+	"lifeline/internal/wait"
 )
 
 // TestBenchLink measures the emulator against the kernel's own shaper, tc tbf on a veth
@@ -51,7 +53,7 @@ func socatBulk(t *testing.T, box, hub, hubAddr string, dur time.Duration) float6
 	if err := rx.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	wait.For(t, 10*time.Second, "the receiving socat to listen", func() bool { return listensTCP(rx.Process.Pid, 5001) })
 	secs := strconv.Itoa(int(dur / time.Second))
 	tx := exec.Command("ip", "netns", "exec", box, "timeout", secs, "socat", "-u", "OPEN:/dev/zero", "TCP4:"+hubAddr+":5001")
 	start := time.Now()
@@ -62,6 +64,22 @@ func socatBulk(t *testing.T, box, hub, hubAddr string, dur time.Duration) float6
 		t.Fatalf("receiver counted %q", out.String())
 	}
 	return n * 8 / time.Since(start).Seconds()
+}
+
+// listensTCP reports whether a TCP socket listens on port in the network namespace of
+// process pid.
+func listensTCP(pid, port int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line) // sl local_address rem_address st …
+		if len(f) > 3 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) && f[3] == "0A" {
+			return true
+		}
+	}
+	return false
 }
 
 func benchOurs(t *testing.T, p Profile, dur time.Duration) (bps, user, sys float64) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+
+	"lifeline/internal/wait"
 )
 
 // TestLinkRTT checks that a datagram's round trip across each profile is its RTT,
@@ -284,7 +286,7 @@ func TestLinkAddressChange(t *testing.T) {
 	}
 	// The box kernel refuses to send from an address it no longer has, or the network
 	// drops it: either way the hub must not hear from the old address.
-	pinned.Write([]byte("from the old address"))
+	_, refused := pinned.Write([]byte("from the old address"))
 	// Whatever the hub sends to the old address is dropped by the network.
 	var hub *net.UDPConn
 	if err := l.InHub(func() (err error) {
@@ -297,7 +299,13 @@ func TestLinkAddressChange(t *testing.T) {
 	if _, err := hub.WriteToUDPAddrPort([]byte("to the old address"), netip.AddrPortFrom(old, 9)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Both datagrams are dropped as they enter the network (the box's unless its kernel
+	// refused it), so the hub cannot hear the box's even late.
+	wait.For(t, 5*time.Second, "the network to drop the datagrams to and from the old address", func() bool {
+		st := l.Stats()
+		return st.Down.DroppedStale >= 1 && (refused != nil || st.Up.DroppedStale >= 1)
+	})
+	t.Logf("the box's kernel refused the datagram from the old address: %v", refused)
 	select {
 	case from := <-seen:
 		t.Errorf("hub heard from %v after the change", from)
@@ -323,14 +331,15 @@ func TestLinkScheduledHandover(t *testing.T) {
 	p.Outages = Outages{First: 100 * time.Millisecond, Every: 400 * time.Millisecond, For: 250 * time.Millisecond, NewAddress: true}
 	l := startLink(t, p)
 	first := l.BoxAddr()
-	deadline := time.Now().Add(3 * time.Second)
 	var addrs []netip.Addr
-	for last := first; len(addrs) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	last := first
+	wait.Until(3*time.Second, func() bool { // outages are 400 ms apart, polls at most 80 ms
 		if a := l.BoxAddr(); a != last {
 			addrs = append(addrs, a)
 			last = a
 		}
-	}
+		return len(addrs) >= 2
+	})
 	if len(addrs) < 2 {
 		t.Fatalf("box addresses after scheduled handovers: %v then %v, want two changes", first, addrs)
 	}
@@ -456,16 +465,10 @@ func TestLinkCloseAndSweep(t *testing.T) {
 	names := []string{l.Namespace(Box), l.Namespace(Hub)}
 	cancel()
 	for _, ns := range names {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, err := os.Stat(nsDir + "/" + ns); err != nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("namespace %s still there after the context ended", ns)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		wait.For(t, 5*time.Second, "namespace "+ns+" to go once the context ended", func() bool {
+			_, err := os.Stat(nsDir + "/" + ns)
+			return err != nil
+		})
 	}
 	if mfs, _ := reg.Gather(); len(mfs) != 0 {
 		t.Errorf("%d metric families still registered after close", len(mfs))
