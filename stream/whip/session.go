@@ -55,8 +55,8 @@ type session struct {
 }
 
 // open builds a peer connection with the box's tracks and data channels, POSTs its
-// offer and applies the answer. The session then connects on its own; its events
-// channel tells when its state changes.
+// offer and applies the answer. The session then connects on its own; its
+// stateChanged channel tells when its state changes.
 func (p *Publisher) open(ctx context.Context) (*session, error) {
 	s := &session{stateChanged: make(chan struct{}, 1)}
 	api, err := p.newAPI()
@@ -71,13 +71,13 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("whip: new peer connection: %w", err)
 	}
 	if err := p.addMedia(s); err != nil {
-		s.pc.Close()
+		s.close()
 		return nil, err
 	}
 	for _, spec := range p.cfg.DataChannels {
 		ch, err := openDataChannel(s.pc, spec)
 		if err != nil {
-			s.pc.Close()
+			s.close()
 			return nil, err
 		}
 		s.channels = append(s.channels, ch)
