@@ -54,8 +54,8 @@ func TestBadRequestsGetClearAnswers(t *testing.T) {
 	if v := watch(t, h, "box-good"); v.code != http.StatusCreated {
 		t.Fatalf("first viewer: %d %s", v.code, v.body)
 	}
-	if v := watch(t, h, "box-good"); v.code != http.StatusServiceUnavailable || !strings.Contains(v.body, "limit") {
-		t.Errorf("second viewer: got %d %q, want 503 naming the limit", v.code, v.body)
+	if v := watch(t, h, "box-good"); v.code != http.StatusServiceUnavailable || !strings.Contains(v.body, "limit") || v.retryAfter == "" {
+		t.Errorf("second viewer: got %d %q (Retry-After %q), want 503 naming the limit, with Retry-After", v.code, v.body, v.retryAfter)
 	}
 	st := h.sfu.Status()
 	if len(st.Sessions) != 1 || st.Sessions[0].Session != strings.TrimPrefix(box.location, "/whip/") || st.Sessions[0].State != "connected" {

@@ -361,6 +361,8 @@ type testViewer struct {
 	body     string
 	location string
 	etag     string
+	// retryAfter is the hub's Retry-After on a refusal.
+	retryAfter string
 
 	mu      sync.Mutex
 	seqs    []uint16 // every video packet's sequence number, in arrival order
@@ -399,7 +401,7 @@ func watch(t *testing.T, h *hub, device string) *testViewer {
 		t.Fatal(err)
 	}
 	code, hdr, body := h.do(t, http.MethodPost, "/whep/"+device, sdpType, completeOffer(t, pc, nil), nil)
-	v.code, v.body, v.location, v.etag = code, body, hdr.Get("Location"), hdr.Get("ETag")
+	v.code, v.body, v.location, v.etag, v.retryAfter = code, body, hdr.Get("Location"), hdr.Get("ETag"), hdr.Get("Retry-After")
 	if code == http.StatusCreated {
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 			t.Fatal(err)

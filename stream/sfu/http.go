@@ -43,6 +43,9 @@ func (s *SFU) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Info("sfu: request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", msg)
 	}
 	s.metrics.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5") // a limit or a restart: worth trying again soon
+	}
 	http.Error(w, msg, code)
 }
 
