@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"lifeline/internal/service"
+	"lifeline/telemetry"
 )
 
 // DemoOptions sets up `lifeline demo`.
@@ -45,7 +46,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d.edge.Monitor = []MonitorConfig{{Port: "tcp://" + monitorAddr, Protocol: "hl7"}}
+	d.edge.Monitor = []MonitorConfig{{Port: telemetry.Endpoint{Kind: telemetry.EndpointListen, Addr: monitorAddr}.String(), Protocol: "hl7"}}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -32,10 +32,10 @@ func runDemoMonitor(ctx context.Context, addr string, log *slog.Logger) {
 			sleepCtx(ctx, time.Second)
 			continue
 		}
-		sim := &hl7.Simulator{Scenario: &physio.Scenario{
+		sim := hl7.NewSimulator(hl7.SimConfig{Scenario: &physio.Scenario{
 			HR: 84, VTAt: 90 * time.Second, VTFor: 20 * time.Second, NIBPEvery: time.Minute,
 			DesatAt: 45 * time.Second, DesatOver: 30 * time.Second, DesatTo: 88,
-		}}
+		}})
 		if err := sim.Run(ctx, hl7.ConnPort(conn)); err != nil && ctx.Err() == nil {
 			log.Warn("demo monitor disconnected; reconnecting", "err", err)
 		}

@@ -45,12 +45,6 @@ type SimConfig struct {
 // AL) and counts them.
 type Simulator struct {
 	cfg SimConfig
-	// Scenario is read only by a Simulator built as a literal rather than by
-	// NewSimulator.
-	//
-	// Deprecated: use NewSimulator(SimConfig{Scenario: ...}); kept until the demo's
-	// monitor (appliance/demo_devices.go) moves over.
-	Scenario *physio.Scenario
 
 	acksOK, acksErr atomic.Int64
 	sentOK          atomic.Int64
@@ -68,9 +62,6 @@ func (s *Simulator) Acks() (ok, failed, sent int64) {
 // settings returns the configuration with its defaults filled in.
 func (s *Simulator) settings() SimConfig {
 	cfg := s.cfg
-	if cfg.Scenario == nil {
-		cfg.Scenario = s.Scenario
-	}
 	if cfg.Scenario == nil {
 		cfg.Scenario = &physio.Scenario{}
 	}
