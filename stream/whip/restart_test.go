@@ -154,3 +154,53 @@ func TestLongOutageOpensNewSession(t *testing.T) {
 		t.Errorf("status names session %s, Chromium plays %s", st.Session, id)
 	}
 }
+
+// TestThirtySecondTunnel: a 30 s outage, the tunnel of the link profiles, costs no
+// session. The vitals written during it all arrive, in order, when the link is back,
+// and the picture returns within the 2 s goal (with slack for a shared machine).
+func TestThirtySecondTunnel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 30 s outage is not short")
+	}
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	b := startBox(t, e.url(), "", nil)
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode before the tunnel")
+
+	relay.cut()
+	cut := time.Now()
+	sent := 0
+	tick := time.NewTicker(500 * time.Millisecond)
+	for time.Since(cut) < 30*time.Second {
+		<-tick.C
+		if !b.sendOn("vitals", fmt.Sprintf("numerics %d", sent)) {
+			t.Fatalf("the vitals channel refused message %d during the tunnel", sent)
+		}
+		sent++
+	}
+	tick.Stop()
+	before := e.framesDecoded("1")
+	relay.restore()
+	restored := time.Now()
+	wait.For(t, 10*time.Second, "Chromium to decode again after the tunnel", func() bool { return e.framesDecoded("1") > before })
+	back := time.Since(restored)
+	wait.For(t, 10*time.Second, "every vitals message of the tunnel", func() bool {
+		return len(e.received("1").Messages["vitals"]) >= sent
+	})
+	vitalsBack := time.Since(restored)
+	t.Logf("after a 30 s tunnel: picture back in %s, %d vitals messages in %s", back.Round(time.Millisecond), sent, vitalsBack.Round(time.Millisecond))
+	got := e.received("1").Messages["vitals"]
+	for i := range sent {
+		if got[i] != fmt.Sprintf("numerics %d", i) {
+			t.Fatalf("vitals message %d is %q", i, got[i])
+		}
+	}
+	if back > 4*time.Second {
+		t.Errorf("picture back only %s after the tunnel", back)
+	}
+	posts, patches := e.counts()
+	if posts != 1 {
+		t.Errorf("%d POSTs: the tunnel cost a session", posts)
+	}
+	t.Logf("%d ICE restarts were PATCHed during the tunnel; status %+v", patches, b.p.Status())
+}
