@@ -1,8 +1,8 @@
 // Package dicomtest builds small synthetic DICOM instances for tests, fuzz seeds and
 // benchmarks, in any storable transfer syntax, much as httptest builds requests. The
 // instances are made by dicom/phantom, which the shipped binary uses for the demo's
-// modality; this package keeps the tests' name for it and is never linked into the
-// binary.
+// modality; this package only keeps the tests' old name for it and is never linked
+// into the binary. New tests use dicom/phantom directly.
 package dicomtest
 
 import "lifeline/dicom/phantom"
