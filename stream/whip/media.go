@@ -34,7 +34,7 @@ type tracks struct {
 	connected bool // a session is connected; frames written otherwise are dropped
 	gate      videoGate
 
-	sent, dropped atomic.Uint64
+	sent, dropped, overBudget atomic.Uint64
 }
 
 func newMedia(audio camera.Codec) (*tracks, error) {
@@ -108,7 +108,9 @@ func (m *tracks) setBudget(bps int) {
 	m.mu.Unlock()
 }
 
-func (m *tracks) counts() (sent, dropped uint64) { return m.sent.Load(), m.dropped.Load() }
+func (m *tracks) counts() (sent, dropped, overBudget uint64) {
+	return m.sent.Load(), m.dropped.Load(), m.overBudget.Load()
+}
 
 // WriteVideo sends one H.264 access unit (Annex B, SPS and PPS before each IDR) as the
 // camera encoded it. Frames are dropped, not queued, while no session is connected,
@@ -124,11 +126,15 @@ func (p *Publisher) WriteVideo(f camera.Frame) error {
 	}
 	m := p.media
 	m.mu.Lock()
-	admit, startedWaiting := false, false
+	admit, startedWaiting, overBudget := false, false, false
 	if m.connected {
 		admit, startedWaiting = m.gate.admit(time.Now(), len(f.Data), f.Keyframe)
+		overBudget = !admit && m.gate.overBudget
 	}
 	m.mu.Unlock()
+	if overBudget {
+		m.overBudget.Add(1)
+	}
 	if startedWaiting {
 		p.keyframeWanted()
 	}

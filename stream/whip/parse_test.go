@@ -111,6 +111,9 @@ func TestVideoGate(t *testing.T) {
 				passed++
 				passedBytes += size
 			default:
+				if !g.overBudget {
+					t.Fatalf("frame %d dropped without the gate saying it was over budget", i)
+				}
 				broken = true
 				dropped++
 			}

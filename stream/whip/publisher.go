@@ -222,9 +222,12 @@ type Status struct {
 	ICERestarts int `json:"ice_restarts"`
 	NewSessions int `json:"new_sessions"`
 	// FramesSent counts video frames sent; FramesDropped those not sent because no
-	// session was connected, the budget was spent, or a keyframe was awaited.
+	// session was connected, the budget was spent, or a keyframe was awaited;
+	// FramesOverBudget those of them the video budget cost (the camera's stream is
+	// more than the link carries: its sub stream would fit better).
 	FramesSent       uint64    `json:"frames_sent"`
 	FramesDropped    uint64    `json:"frames_dropped"`
+	FramesOverBudget uint64    `json:"frames_over_budget"`
 	KeyframeRequests uint64    `json:"keyframe_requests"`
 	ConnectedSince   time.Time `json:"connected_since,omitzero"`
 	LastError        string    `json:"last_error,omitempty"`
@@ -313,7 +316,7 @@ func (p *Publisher) Status() Status {
 	}
 	st.TargetBitrate = p.TargetBitrate()
 	st.VideoBudget = p.VideoBudget()
-	st.FramesSent, st.FramesDropped = p.media.counts()
+	st.FramesSent, st.FramesDropped, st.FramesOverBudget = p.media.counts()
 	st.KeyframeRequests = p.keyframeReqs.Load()
 	return st
 }

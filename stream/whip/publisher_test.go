@@ -254,3 +254,26 @@ func TestOpusToChromium(t *testing.T) {
 		return r.AudioPackets >= 50 && r.AudioCodec == "audio/opus"
 	})
 }
+
+// TestOverBudgetVideoIsHeldBack runs the clip through a link whose estimate leaves
+// video far less than the clip needs: the gate holds video back (counted, and the
+// camera side asked for keyframes to restart from), Chromium still gets whole,
+// decodable pictures now and then, and the vitals pass as if video were not there.
+func TestOverBudgetVideoIsHeldBack(t *testing.T) {
+	e := newChromiumEndpoint(t, nil, "")
+	b := startBox(t, e.url(), "", func(c *Config) {
+		// The estimate is pinned at 300 kbit/s; with the default reserves that
+		// leaves video 20 kbit/s, raised to this floor.
+		c.InitialBitrate, c.MinBitrate, c.MaxBitrate = 300_000, 300_000, 300_000
+		c.VideoFloor = 50_000
+	})
+	wait.For(t, 20*time.Second, "the session to connect", func() bool { return b.p.Status().State == StateConnected })
+	waitDecoding(t, e, "1", 2, 20*time.Second, "Chromium to decode pictures let through")
+	wait.For(t, 10*time.Second, "frames held back over budget", func() bool { return b.p.Status().FramesOverBudget > 30 })
+	waitMessage(t, e, b, "1", "vitals", "numerics while video is held back")
+	st := b.p.Status()
+	t.Logf("status %+v", st)
+	if st.VideoBudget != 20_000 || st.KeyframeRequests < 2 {
+		t.Errorf("video budget %d, keyframe requests %d", st.VideoBudget, st.KeyframeRequests)
+	}
+}

@@ -23,6 +23,9 @@ type videoGate struct {
 	tokens       float64 // bytes
 	last         time.Time
 	waitKeyframe bool
+	// overBudget is set while the gate waits for a keyframe because the budget ran
+	// out (not because a session just connected), so that drops are told apart.
+	overBudget bool
 }
 
 // setBudget changes the budget from now on; the first budget starts with a full
@@ -54,10 +57,10 @@ func (g *videoGate) admit(now time.Time, size int, keyframe bool) (admit, starte
 		return false, false
 	}
 	if g.tokens < 0 || g.budget <= 0 {
-		g.waitKeyframe = true
+		g.waitKeyframe, g.overBudget = true, true
 		return false, !wasWaiting
 	}
-	g.waitKeyframe = false
+	g.waitKeyframe, g.overBudget = false, false
 	g.tokens -= float64(size)
 	return true, false
 }
