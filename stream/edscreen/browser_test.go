@@ -176,6 +176,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	h := startHub(t)
 	box := startBox(t, h, "amb-07")
 	h.setCard("amb-07", stemiCard)
+	h.setDispatch(BoxSummary{Device: "amb-07", Name: "急救 07", Mission: MissionTransporting, ETA: time.Now().Add(6*time.Minute + 20*time.Second)})
 	wait.For(t, 10*time.Second, "the hub to hold some vitals history", func() bool {
 		res, err := h.srv.Client().Get(h.srv.URL + "/api/v1/devices/amb-07/vitals")
 		if err != nil {
@@ -203,7 +204,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 		t.Errorf("no trend point drawn")
 	}
 	page := js[string](t, tab, `document.body.innerText`)
-	for _, want := range []string{"HR", "SpO₂", "NIBP", "EtCO₂", "RR", "Temp", "STEMI 预警", "胸痛 40 分钟"} {
+	for _, want := range []string{"HR", "SpO₂", "NIBP", "EtCO₂", "RR", "Temp", "STEMI 预警", "胸痛 40 分钟", "急救 07", "转运中", "6 分钟后"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the view does not show %q", want)
 		}

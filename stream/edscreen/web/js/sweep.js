@@ -158,7 +158,10 @@ export class Sweep {
     while (this.pending.length) {
       const ch = this.pending[0];
       const period = 1000 / ch.rate;
-      if (ch.i === 0) {
+      if (!ch.placed) {
+        // Once per chunk, when it comes first in line (its samples may be due only
+        // a few frames later).
+        ch.placed = true;
         const broken = ch.gap || this.prevEnd === null || Math.abs(ch.start - this.prevEnd) > 1.5 * period;
         if (broken && this.prevEnd !== null) {
           this.stats.gaps++;
