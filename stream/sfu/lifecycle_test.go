@@ -135,3 +135,28 @@ func TestViewersWaitForALostBoxThenLeave(t *testing.T) {
 		t.Errorf("last event %+v, want the viewer leaving because the box did not come back", last)
 	}
 }
+
+// TestRevokeLetsWaitingViewersGo: revoking a box whose viewers wait for it to come
+// back ends their views at once, rather than at the end of the grace period.
+func TestRevokeLetsWaitingViewersGo(t *testing.T) {
+	t.Parallel()
+	h := startHub(t, Config{ReconnectGrace: time.Minute})
+	box := publishBox(t, h, "box-stolen")
+	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	v := watch(t, h, "box-stolen")
+	if v.code != http.StatusCreated {
+		t.Fatalf("WHEP POST: %d %s", v.code, v.body)
+	}
+	wait.For(t, 10*time.Second, "the viewer's connection", func() bool { return v.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
+	box.close()
+	wait.For(t, 5*time.Second, "the box's session to end", func() bool { return len(h.sfu.Status().Sessions) == 0 })
+	h.sfu.Revoke("box-stolen")
+	wait.For(t, 5*time.Second, "the waiting viewer to be let go", func() bool {
+		return v.pc.ConnectionState() != webrtc.PeerConnectionStateConnected
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if last := h.events[len(h.events)-1]; last.Kind != ViewerLeft || !strings.Contains(last.Reason, "revoked") {
+		t.Errorf("last event %+v, want the viewer leaving because the box was revoked", last)
+	}
+}
