@@ -47,7 +47,14 @@ type au struct {
 	sps, pps bool
 }
 
+// audioCache bounds an audio track's cache: audio has no keyframes to start from,
+// and 512 packets is ten seconds of retransmission at 20 ms a packet.
+const audioCache = 512
+
 func newSource(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, cacheSize int, keyframes func()) *source {
+	if kind == webrtc.RTPCodecTypeAudio {
+		cacheSize = min(cacheSize, audioCache)
+	}
 	return &source{
 		kind: kind, codec: codec, h264: isH264(codec.MimeType), keyframes: keyframes,
 		cache: newPacketCache(cacheSize), sinks: map[*viewerTrack]struct{}{},
@@ -59,6 +66,11 @@ func newSource(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, cacheS
 // negotiated with the box, not with the viewers.
 func (s *source) push(in *rtp.Packet, now time.Time) {
 	p := &rtp.Packet{Header: in.Header, Payload: in.Payload}
+	if cap(in.Payload) > 2*len(in.Payload) {
+		// pion reads every packet into an MTU-sized buffer: a cached 100-byte audio
+		// packet would keep 1.5 kB alive.
+		p.Payload = append([]byte(nil), in.Payload...)
+	}
 	p.Extension, p.Extensions, p.ExtensionProfile = false, nil, 0
 	p.Header.PaddingSize = in.Header.PaddingSize
 	s.ssrc.Store(p.SSRC)
