@@ -70,7 +70,19 @@ func (h *Hub) adminMux() http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
+		// The box's requests are refused from now on; its live session, which
+		// carries media without further requests, ends now too.
+		h.fanout.Revoke(r.FormValue("device"))
 		writeJSON(w, http.StatusOK, map[string]string{"revoked": r.FormValue("device")})
+	})
+	mux.HandleFunc("POST /viewer-token", func(w http.ResponseWriter, r *http.Request) {
+		ttl, _ := time.ParseDuration(r.FormValue("ttl"))
+		tok, err := issueViewerToken(r.Context(), h.devices, h.audit, h.tokens, r.FormValue("device"), r.FormValue("for"), ttl, askedBy(r))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, tok)
 	})
 	mux.HandleFunc("GET /devices", func(w http.ResponseWriter, r *http.Request) {
 		devs, err := h.devices.Devices(r.Context())

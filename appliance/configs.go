@@ -16,6 +16,8 @@ type EdgeConfig struct {
 	DICOM    DICOMSection    `toml:"dicom"`
 	Forward  ForwardSection  `toml:"forward"`
 	Monitor  []MonitorConfig `toml:"monitor"`
+	Stream   StreamSection   `toml:"stream"` // configs_stream.go
+	Camera   []CameraConfig  `toml:"camera"`
 	GNSS     SerialDevice    `toml:"gnss"`
 	Modem    SerialDevice    `toml:"modem"`
 	Dispatch DispatchSection `toml:"dispatch"`
@@ -93,6 +95,7 @@ func DefaultEdgeConfig() EdgeConfig {
 			QuietPeriod:     Duration{30 * time.Second},
 			MinFreeMB:       512,
 		},
+		Stream:  defaultStream(),
 		Forward: ForwardSection{Parallel: 4, StatModality: []string{"ECG"}, RetryMax: Duration{5 * time.Minute}},
 		Log:     LogSection{Level: "info", Format: "auto"},
 	}
@@ -132,6 +135,7 @@ func (cfg *EdgeConfig) validate() error {
 	for _, m := range cfg.Monitor {
 		c.monitor(m)
 	}
+	c.stream(cfg.Stream, cfg.Camera)
 	if cfg.Dispatch.Server != "" {
 		c.hostPort("dispatch.server", cfg.Dispatch.Server)
 	}
@@ -166,12 +170,13 @@ func (c *checker) logSection(l LogSection) {
 
 // HubConfig is the hub's configuration (hub.toml).
 type HubConfig struct {
-	Server HubServer     `toml:"server"`
-	Viewer ViewerSection `toml:"viewer"` // configs_viewer.go
-	Status HTTPSection   `toml:"status"`
-	PACS   PACSSection   `toml:"pacs"`
-	Enrol  EnrolConfig   `toml:"enrol"`
-	Log    LogSection    `toml:"log"`
+	Server HubServer        `toml:"server"`
+	Viewer ViewerSection    `toml:"viewer"` // configs_viewer.go
+	Stream HubStreamSection `toml:"stream"` // configs_stream.go
+	Status HTTPSection      `toml:"status"`
+	PACS   PACSSection      `toml:"pacs"`
+	Enrol  EnrolConfig      `toml:"enrol"`
+	Log    LogSection       `toml:"log"`
 
 	file string
 }
@@ -205,6 +210,7 @@ func DefaultHubConfig() HubConfig {
 	return HubConfig{
 		Server: HubServer{Listen: "127.0.0.1:8443", Names: []string{"127.0.0.1", "localhost"}},
 		Viewer: defaultViewer(),
+		Stream: defaultHubStream(),
 		Status: HTTPSection{Listen: "127.0.0.1:8781"},
 		PACS:   PACSSection{AETitle: "LIFELINEHUB"},
 		Enrol:  EnrolConfig{CodeLifetime: Duration{24 * time.Hour}},
@@ -231,6 +237,7 @@ func (cfg *HubConfig) validate() error {
 		c.fail("server.names", "name at least one host name or address that boxes use to reach the hub")
 	}
 	c.viewer(cfg.Viewer, cfg.Server)
+	c.hubStream(cfg.Stream)
 	c.hostPort("status.listen", cfg.Status.Listen)
 	if cfg.PACS.STOWURL != "" {
 		c.httpURL("pacs.stow_url", cfg.PACS.STOWURL)

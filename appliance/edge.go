@@ -37,6 +37,7 @@ type Edge struct {
 	// status API and the operator's actions reach them here.
 	forwarder enrolledPart[*transfer.Forwarder]
 	receiver  enrolledPart[*dimse.SCP]
+	stream    enrolledPart[*liveStream]
 
 	mu       sync.Mutex
 	selfTest map[string]Check
@@ -75,6 +76,7 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 		store.Close()
 		return nil, err
 	}
+	e.addStream()
 	return e, nil
 }
 
@@ -274,6 +276,23 @@ func (p *enrolledPart[T]) build(ctx context.Context, h *service.Health, dataDir,
 	}
 	part, err := build(id)
 	if err != nil {
+		return none, err
+	}
+	p.part, p.built = part, true
+	return part, nil
+}
+
+// buildNow builds the part at once, for a configuration that works without the
+// identity (a live stream to the hospital's own WHIP server).
+func (p *enrolledPart[T]) buildNow(build func() (T, error)) (T, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.built {
+		return p.part, nil
+	}
+	part, err := build()
+	if err != nil {
+		var none T
 		return none, err
 	}
 	p.part, p.built = part, true

@@ -20,6 +20,7 @@ import (
 	"lifeline/internal/service"
 	"lifeline/internal/signin"
 	"lifeline/internal/trust"
+	"lifeline/stream/sfu"
 )
 
 // Hub is the hospital side: the one place boxes enrol with, upload to and publish to.
@@ -41,6 +42,10 @@ type Hub struct {
 	gate       *signin.Gate
 	viewer     *http.ServeMux         // the browsers' side, viewer.listen (8444)
 	viewerAddr atomic.Pointer[string] // bound by Run
+
+	fanout  *sfu.SFU      // the live streams: WHIP from boxes, WHEP to viewers
+	tokens  *viewerTokens // bearer tokens for standard WHEP players
+	closers []func() error
 }
 
 // Paths of the hub's state under its data directory.
@@ -84,13 +89,19 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
 		state: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
 		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
-		viewer: http.NewServeMux(),
+		viewer: http.NewServeMux(), tokens: newViewerTokens(dataDir),
 	}
 	h.gate = signin.New(signinConfig(cfg.Viewer), store, auditLog, log.With("service", "signin"))
 	h.gate.Mount(h.viewer)
 	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
 	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
 	if err := h.addIngest(); err != nil {
+		store.Close()
+		auditLog.Close()
+		return nil, err
+	}
+	if err := h.addStream(); err != nil {
+		h.closeAll()
 		store.Close()
 		auditLog.Close()
 		return nil, err
@@ -126,6 +137,7 @@ func (h *Hub) Status() Status {
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.state.Close()
 	defer h.audit.Close()
+	defer h.closeAll()
 	tlsConf, err := h.auth.ServerTLS(h.cfg.Server.Names)
 	if err != nil {
 		return err
@@ -175,6 +187,16 @@ func publicService(srv *transfer.Server) service.Service {
 		health.Ready(fmt.Sprintf("HTTPS and HTTP/3 on %s", srv.Addr()))
 		return srv.Serve(ctx)
 	}}
+}
+
+// closeAll releases what the hub's parts opened besides its state and audit log.
+func (h *Hub) closeAll() {
+	for _, c := range h.closers {
+		if err := c(); err != nil {
+			h.log.Warn("closing on shutdown", "err", err)
+		}
+	}
+	h.closers = nil
 }
 
 // Handle mounts a handler on the hub's public side (8443), e.g. the upload ingest.

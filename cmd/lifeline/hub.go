@@ -19,7 +19,7 @@ import (
 const defaultHubData = "/var/lib/lifeline/hub"
 
 func init() {
-	registerCommand("hub", "run the hospital hub; 'hub enroll|revoke|devices' manage its boxes, 'hub user' its viewers", runHub)
+	registerCommand("hub", "run the hospital hub; 'hub enroll|revoke|devices' manage its boxes, 'hub user' its viewers, 'hub viewer-token' lets a WHEP player watch one box", runHub)
 }
 
 func runHub(args []string) int {
@@ -29,6 +29,8 @@ func runHub(args []string) int {
 			return runHubAdmin(args[0], args[1:])
 		case "user":
 			return runHubUser(args[1:])
+		case "viewer-token":
+			return runHubViewerToken(args[1:])
 		}
 	}
 	fs := newFlags("hub", "hub [--config FILE] [--data DIR]")
@@ -270,4 +272,36 @@ func promptSilently(fd int, prompt string) (string, error) {
 		return "", err
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// runHubViewerToken prints a WHEP URL and a short-lived bearer token with which any
+// standard WHEP player, or a hospital system, can watch one box's live stream.
+func runHubViewerToken(args []string) int {
+	fs := newFlags("hub viewer-token", "hub viewer-token --device ID [--for NAME] [--ttl 1h] [--config FILE] [--data DIR]")
+	configPath := fs.String("config", "", "TOML configuration `file`")
+	dataDir := fs.String("data", defaultHubData, "the hub's data `directory`")
+	device := fs.String("device", "", "the box's device `ID`, e.g. AMB-0001")
+	subject := fs.String("for", "", "who will watch, for the audit `trail` (default: who runs the command)")
+	ttl := fs.Duration("ttl", appliance.DefaultViewerTokenLifetime, "how long the token works, at most 24h")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if *device == "" {
+		fmt.Fprintln(os.Stderr, "lifeline hub viewer-token: --device is required")
+		return exitUsage
+	}
+	cfg, err := appliance.LoadHubConfig(*configPath)
+	if err != nil {
+		return fail(os.Stderr, "hub viewer-token", err)
+	}
+	admin := appliance.HubAdmin{DataDir: *dataDir, Viewer: cfg.Viewer, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
+	tok, err := admin.ViewerToken(*device, *subject, *ttl, cfg.ViewerURL())
+	if err != nil {
+		return fail(os.Stderr, "hub viewer-token", err)
+	}
+	fmt.Printf("watch %s until %s with any WHEP player:\n", tok.Device, tok.Expires.Format("2006-01-02 15:04 MST"))
+	fmt.Printf("  WHEP URL: %s\n", tok.WHEPURL)
+	fmt.Printf("  header:   Authorization: Bearer <the token on the last line>\n")
+	fmt.Println(tok.Token)
+	return exitOK
 }
