@@ -59,7 +59,7 @@ func Package(program string) string {
 		return "socat"
 	case "gpsfake":
 		return "gpsd-clients"
-	case "ffmpeg":
+	case "ffmpeg", "ffprobe":
 		return "ffmpeg"
 	case "ip":
 		return "iproute2"
