@@ -98,15 +98,15 @@ func splitNALs(b []byte) [][]byte {
 	return nals
 }
 
-// makeTone encodes a 440 Hz tone as G.711 µ-law and returns it in 20 ms packets, as a
-// camera's microphone sends it.
-func makeTone(t *testing.T) []camera.Frame {
+// makeTone encodes a 440 Hz tone as G.711 (µ-law or A-law, as codec says) and
+// returns it in 20 ms packets, as a camera's microphone sends it.
+func makeTone(t *testing.T, codec camera.Codec) []camera.Frame {
 	t.Helper()
 	ffmpeg := peers.Need(t, "ffmpeg")[0]
 	out := filepath.Join(t.TempDir(), "tone.ul")
 	cmd := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error",
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000", "-t", "2",
-		"-c:a", "pcm_mulaw", "-f", "mulaw", "-y", out)
+		"-c:a", "pcm_"+g711[codec], "-f", g711[codec], "-y", out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v: %s", err, msg)
 	}
@@ -116,7 +116,7 @@ func makeTone(t *testing.T) []camera.Frame {
 	}
 	var frames []camera.Frame
 	for len(data) >= 160 {
-		frames = append(frames, camera.Frame{Codec: camera.PCMU, Data: data[:160], Duration: 20 * time.Millisecond})
+		frames = append(frames, camera.Frame{Codec: codec, Data: data[:160], Duration: 20 * time.Millisecond})
 		data = data[160:]
 	}
 	return frames
@@ -180,6 +180,9 @@ func oggPackets(b []byte) ([][]byte, error) {
 	}
 	return packets, nil
 }
+
+// g711 names ffmpeg's encoder and raw format for each G.711 law.
+var g711 = map[camera.Codec]string{camera.PCMU: "mulaw", camera.PCMA: "alaw"}
 
 // clipCamera plays the clip in a loop at its rate, as a camera would, and honours
 // keyframe requests by going back to the last IDR, as a camera that can be told to

@@ -71,8 +71,8 @@ func startBox(t *testing.T, endpoint, token string, tune func(*Config)) *box {
 		tune(&cfg)
 	}
 	switch cfg.Audio {
-	case camera.PCMU:
-		b.cam.audio = makeTone(t)
+	case camera.PCMU, camera.PCMA:
+		b.cam.audio = makeTone(t, cfg.Audio)
 	case camera.Opus:
 		b.cam.audio = makeOpus(t)
 	}
@@ -243,16 +243,21 @@ func TestStopDeletesSession(t *testing.T) {
 	}
 }
 
-// TestOpusToChromium passes a camera's Opus audio through as it is: Chromium receives
-// it as Opus beside the picture.
-func TestOpusToChromium(t *testing.T) {
-	e := newChromiumEndpoint(t, nil, "")
-	startBox(t, e.url(), "", func(c *Config) { c.Audio = camera.Opus })
-	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode")
-	wait.For(t, 10*time.Second, "Opus packets at Chromium", func() bool {
-		r := e.received("1")
-		return r.AudioPackets >= 50 && r.AudioCodec == "audio/opus"
-	})
+// TestAudioToChromium passes a camera's Opus or A-law audio through as it is:
+// Chromium receives it in that codec beside the picture. (µ-law is in
+// TestPublishToChromium.)
+func TestAudioToChromium(t *testing.T) {
+	for codec, mime := range map[camera.Codec]string{camera.Opus: "audio/opus", camera.PCMA: "audio/PCMA"} {
+		t.Run(string(codec), func(t *testing.T) {
+			e := newChromiumEndpoint(t, nil, "")
+			startBox(t, e.url(), "", func(c *Config) { c.Audio = codec })
+			waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode")
+			wait.For(t, 10*time.Second, string(codec)+" packets at Chromium", func() bool {
+				r := e.received("1")
+				return r.AudioPackets >= 50 && r.AudioCodec == mime
+			})
+		})
+	}
 }
 
 // TestOverBudgetVideoIsHeldBack runs the clip through a link whose estimate leaves
