@@ -212,6 +212,8 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	if strings.Contains(page, "MDC_") {
 		t.Errorf("the view shows an MDC identifier")
 	}
+	checkCalibration(t, tab)
+	checkEnglish(t, tab)
 	if os.Getenv("LIFELINE_SCREENSHOTS") != "" {
 		fullSweep(t, tab, 15)
 	}
@@ -408,4 +410,44 @@ func checkAlarm(t *testing.T, tab context.Context, m *simMonitor) {
 	if list := js[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "已解除") {
 		t.Errorf("alarm list %q does not say the alarm cleared", list)
 	}
+}
+
+// checkCalibration sets 5 px per mm in the settings dialog: the ECG row is then 30 mm
+// of 5 px, the setting survives a reload, and the default comes back with a tap.
+func checkCalibration(t *testing.T, tab context.Context) {
+	t.Helper()
+	ecgRow := `document.querySelector('.wave-row[data-code="131330"] .sweep').getBoundingClientRect().height`
+	if h := js[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
+		t.Errorf("ECG row %.1f px high at the default 96/25.4 px per mm, want 30 mm", h)
+	}
+	js[bool](t, tab, `document.getElementById("settings").click(),
+		(r => { r.value = "5"; r.dispatchEvent(new Event("input")); })(document.getElementById("cal-range")), true`)
+	if bar := js[float64](t, tab, `document.getElementById("cal-bar").getBoundingClientRect().width`); bar != 250 {
+		t.Errorf("the 50 mm calibration bar is %.1f px at 5 px per mm", bar)
+	}
+	js[bool](t, tab, `document.getElementById("cal-close").click(), true`)
+	if h := js[float64](t, tab, ecgRow); h != 150 {
+		t.Errorf("ECG row %.1f px high at 5 px per mm, want 150", h)
+	}
+	if v := js[string](t, tab, `localStorage.getItem("lifeline.ed.pxPerMm")`); v != "5" {
+		t.Errorf("calibration stored as %q", v)
+	}
+	js[bool](t, tab, `document.getElementById("settings").click(), document.getElementById("cal-reset").click(), document.getElementById("cal-close").click(), true`)
+	if h := js[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
+		t.Errorf("ECG row %.1f px high after the reset", h)
+	}
+}
+
+// checkEnglish switches the view to English and back.
+func checkEnglish(t *testing.T, tab context.Context) {
+	t.Helper()
+	js[bool](t, tab, `document.getElementById("lang").click(), true`)
+	wait.For(t, 5*time.Second, "the view in English", func() bool {
+		page := js[string](t, tab, `document.body.innerText`)
+		return strings.Contains(page, "STEMI pre-alert") && strings.Contains(page, "Pleth") && strings.Contains(page, "Transporting") && !strings.Contains(page, "容积波")
+	})
+	js[bool](t, tab, `document.getElementById("lang").click(), true`)
+	wait.For(t, 5*time.Second, "the view in Chinese again", func() bool {
+		return strings.Contains(js[string](t, tab, `document.body.innerText`), "容积波")
+	})
 }

@@ -63,6 +63,7 @@ const dict = {
     "view.trends": "趋势（自接诊起）",
     "view.noTrends": "暂无趋势数据",
     "view.settings": "设置",
+    "view.sound": "开启现场声音",
     "view.calibration": "屏幕校准",
     "view.calHelp": "用尺子测量下方刻度条，调整直到它正好 50 毫米。",
     "view.calValue": "每毫米 {v} 像素",
@@ -153,6 +154,7 @@ const dict = {
     "view.trends": "Trends since pick-up",
     "view.noTrends": "No trend data yet",
     "view.settings": "Settings",
+    "view.sound": "Turn on ambulance sound",
     "view.calibration": "Screen calibration",
     "view.calHelp": "Measure the bar below with a ruler and adjust until it is exactly 50 mm.",
     "view.calValue": "{v} pixels per mm",
@@ -185,7 +187,6 @@ const dict = {
   },
 };
 
-export const languages = Object.keys(dict);
 const storageKey = "lifeline.ed.lang";
 let current = pick(localStorage.getItem(storageKey));
 const listeners = [];
@@ -230,11 +231,6 @@ export function apply(root) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
   document.title = t("app.title");
-}
-
-// keys lists every key of a language, for the test that both are complete.
-export function keys(l) {
-  return Object.keys(dict[l] || {});
 }
 
 // toggleButton wires a button that switches between the two languages.

@@ -80,6 +80,9 @@ function onTrack(track, streams) {
   const target = track.kind === "video" ? $("video") : $("audio");
   target.srcObject = streams && streams[0] ? streams[0] : new MediaStream([track]);
   if (track.kind === "video") $("no-video").hidden = true;
+  // The crew's sound may only start after a touch where the browser's autoplay
+  // policy says so: offer the button then.
+  if (track.kind === "audio") target.play().catch(() => ($("sound").hidden = false));
 }
 
 function onState(state, detail) {
@@ -131,6 +134,7 @@ async function main() {
   onLang(() => { renderBox(); everySecond(); waves.relabel(); });
   onCalibration(v => waves.resize(v));
   $("settings").addEventListener("click", openSettings);
+  $("sound").addEventListener("click", () => $("audio").play().then(() => ($("sound").hidden = true), () => {}));
   try {
     box = await loadBox();
   } catch (e) {
