@@ -2,7 +2,6 @@ package appliance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -64,13 +63,7 @@ func adminService(ln net.Listener, handler http.Handler, log *slog.Logger) servi
 		case err := <-errc:
 			return fmt.Errorf("admin socket %s: %w", ln.Addr(), err)
 		case <-ctx.Done():
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			srv.Shutdown(shutdownCtx)
-			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return shutdown(srv, errc)
 		}
 	}}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -97,13 +96,7 @@ func (h *Hub) viewerService(ln net.Listener, own tls.Certificate) service.Servic
 			case err := <-errc:
 				return fmt.Errorf("viewer https on %s: %w", ln.Addr(), err)
 			case <-ctx.Done():
-				shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				srv.Shutdown(shutdownCtx)
-				if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-					return err
-				}
-				return nil
+				return shutdown(srv, errc)
 			case <-tick.C:
 				if cert.certFile == "" {
 					continue

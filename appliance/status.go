@@ -63,6 +63,21 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
+// shutdownGrace is how long a server's open requests may run on after shutdown.
+const shutdownGrace = 2 * time.Second
+
+// shutdown stops srv, letting open requests finish within shutdownGrace, and returns
+// what its Serve (running into errc) ended with, unless that is the normal close.
+func shutdown(srv *http.Server, errc <-chan error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	srv.Shutdown(ctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
 // httpService serves handler on a listener that is already bound, so that a busy
 // port is reported at start-up instead of inside a restart loop.
 func httpService(name string, ln net.Listener, handler http.Handler, log *slog.Logger) service.Service {
@@ -83,13 +98,7 @@ func httpService(name string, ln net.Listener, handler http.Handler, log *slog.L
 		case err := <-errc:
 			return fmt.Errorf("http server on %s: %w", ln.Addr(), err)
 		case <-ctx.Done():
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			srv.Shutdown(shutdownCtx)
-			if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			return shutdown(srv, errc)
 		}
 	}}
 }
