@@ -39,12 +39,13 @@ type Config struct {
 	MaxViewers int
 	// MaxBody bounds an SDP offer or fragment. Default 64 KiB.
 	MaxBody int64
-	// PacketCache is how many packets are kept per box track for retransmission and
-	// for starting a late viewer's decoder: it must hold a whole GOP (a 4 s GOP at
-	// 4 Mbit/s is about 1700 packets). Default 4096, at most 32768.
+	// PacketCache is how many packets are kept per box video track for
+	// retransmission and for starting a late viewer's decoder: it must hold a whole
+	// GOP (a 4 s GOP at 4 Mbit/s is about 1700 packets). Default 4096, at most
+	// 32768; audio tracks keep at most 512.
 	PacketCache int
-	// ViewerQueue is how many packets may wait for one viewer beyond a keyframe
-	// burst before its packets are dropped and counted. Default 512.
+	// ViewerQueue is how many live packets may wait for one viewer before its
+	// packets are dropped and counted (a keyframe burst waits apart). Default 512.
 	ViewerQueue int
 	// ViewerDataBuffer is how many bytes may wait on one viewer's data channel before
 	// its messages are dropped and counted. Default 1 MiB.

@@ -36,11 +36,16 @@ func fakeViewer(t testing.TB, queue int) *viewer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &viewer{feed: &feed{sfu: s}, queue: make(chan queued, queue), done: make(chan struct{})}
+	return &viewer{feed: &feed{sfu: s}, queue: make(chan queued, queue), burstReady: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// drain returns what the viewer's writer would send next: the burst, then the
+// live queue.
 func drain(v *viewer) []*rtp.Packet {
 	var out []*rtp.Packet
+	for _, q := range v.takeBurst() {
+		out = append(out, q.p)
+	}
 	for {
 		select {
 		case q := <-v.queue:

@@ -258,7 +258,7 @@ func (s *SFU) reserveViewer(device, who, remote string) (*viewer, *publication, 
 	f.pending++
 	v := &viewer{
 		id: newID(), device: device, who: who, remote: remote, joined: time.Now(), feed: f,
-		ice: iceResource{etag: newETag()}, queue: make(chan queued, s.cfg.PacketCache+s.cfg.ViewerQueue),
+		ice: iceResource{etag: newETag()}, queue: make(chan queued, s.cfg.ViewerQueue), burstReady: make(chan struct{}, 1),
 		done: make(chan struct{}), channels: map[string]*webrtc.DataChannel{},
 	}
 	return v, f.pub, nil

@@ -150,13 +150,17 @@ func (vt *viewerTrack) forward(p *rtp.Packet) {
 	vt.send(vt.att.rewrite(p), false)
 }
 
-// send queues a rewritten packet and remembers the newest numbers; burst packets
-// are paced. Called with vt.mu held.
+// send queues a rewritten packet, live or as part of a keyframe burst, and
+// remembers the newest numbers. Called with vt.mu held.
 func (vt *viewerTrack) send(out *rtp.Packet, burst bool) {
 	if !vt.sentAny || seqNewer(out.SequenceNumber, vt.lastSeq) {
 		vt.lastSeq, vt.lastTS, vt.lastAt, vt.sentAny = out.SequenceNumber, out.Timestamp, time.Now(), true
 	}
-	vt.viewer.enqueue(queued{vt: vt, p: out, paced: burst})
+	if burst {
+		vt.viewer.addBurst(queued{vt: vt, p: out})
+		return
+	}
+	vt.viewer.enqueue(queued{vt: vt, p: out})
 }
 
 // detach leaves the current source, keeping the numbering for the next one.

@@ -28,10 +28,14 @@ type viewer struct {
 	pc                      *webrtc.PeerConnection
 	tracks                  []*viewerTrack
 	ice                     iceResource
-	queue                   chan queued
+	queue                   chan queued   // live packets, bounded
+	burstReady              chan struct{} // signals a keyframe burst in burst
 	done                    chan struct{}
 	attached                atomic.Bool
 	ended                   atomic.Bool
+
+	burstMu sync.Mutex
+	burst   []queued // packets since the last keyframe, sent before the live ones
 
 	mu       sync.Mutex
 	channels map[string]*webrtc.DataChannel
@@ -43,10 +47,9 @@ type viewer struct {
 
 // queued is a packet waiting for the viewer's writer.
 type queued struct {
-	vt    *viewerTrack
-	p     *rtp.Packet
-	paced bool      // part of a keyframe burst: sent no faster than BurstRate
-	at    time.Time // when it was queued, for the forwarding delay
+	vt *viewerTrack
+	p  *rtp.Packet
+	at time.Time // when it was queued, for the forwarding delay
 }
 
 // negotiateViewer answers a viewer's offer with one track for each of the box's
@@ -126,32 +129,64 @@ func (s *SFU) startViewer(v *viewer) {
 	})
 }
 
-// write sends the viewer's queued packets until the viewer ends. A keyframe burst
-// (seconds of GOP at once) is paced to BurstRate, so that it does not overflow the
-// viewer's network path or socket buffer and turn into a storm of NACKs.
+// write sends the viewer's packets until the viewer ends: a keyframe burst first,
+// paced to BurstRate so that seconds of GOP do not overflow the viewer's network
+// path or socket buffer and turn into a storm of NACKs, then the live queue.
 func (v *viewer) write() {
 	pace := pacer{rate: v.feed.sfu.cfg.BurstRate}
 	for {
+		if burst := v.takeBurst(); burst != nil {
+			for _, q := range burst {
+				if !pace.wait(q.p.MarshalSize(), v.done) {
+					return
+				}
+				v.send(q)
+			}
+			continue
+		}
 		select {
 		case <-v.done:
 			return
+		case <-v.burstReady:
 		case q := <-v.queue:
-			if q.paced && !pace.wait(q.p.MarshalSize(), v.done) {
-				return
-			}
-			if err := q.vt.track.WriteRTP(q.p); err != nil {
-				continue
-			}
-			if !q.paced {
-				v.feed.sfu.metrics.forwardDelay.Observe(time.Since(q.at).Seconds())
-			}
-			n := q.p.MarshalSize()
-			v.packetsOut.Add(1)
-			v.bytesOut.Add(uint64(n))
-			v.rate.add(time.Now(), n)
-			v.feed.sfu.metrics.bytesOut.Add(float64(n))
+			v.send(q)
+			v.feed.sfu.metrics.forwardDelay.Observe(time.Since(q.at).Seconds())
 		}
 	}
+}
+
+// send writes one packet to the viewer's track.
+func (v *viewer) send(q queued) {
+	if err := q.vt.track.WriteRTP(q.p); err != nil {
+		return
+	}
+	n := q.p.MarshalSize()
+	v.packetsOut.Add(1)
+	v.bytesOut.Add(uint64(n))
+	v.rate.add(time.Now(), n)
+	v.feed.sfu.metrics.bytesOut.Add(float64(n))
+}
+
+// addBurst hands the writer packets to send before any live packet queued after
+// them. A burst is never dropped: it is bounded by the packet cache, and without it
+// the viewer's decoder cannot start.
+func (v *viewer) addBurst(q queued) {
+	v.burstMu.Lock()
+	v.burst = append(v.burst, q)
+	v.burstMu.Unlock()
+	select {
+	case v.burstReady <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// takeBurst returns the waiting burst, if any, and empties it.
+func (v *viewer) takeBurst() []queued {
+	v.burstMu.Lock()
+	defer v.burstMu.Unlock()
+	b := v.burst
+	v.burst = nil
+	return b
 }
 
 // enqueue queues a packet for the viewer, or drops and counts it when the viewer's
