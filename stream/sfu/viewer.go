@@ -168,10 +168,16 @@ func (v *viewer) send(q queued) {
 }
 
 // addBurst hands the writer packets to send before any live packet queued after
-// them. A burst is never dropped: it is bounded by the packet cache, and without it
-// the viewer's decoder cannot start.
+// them. One burst fits the packet cache; only a viewer whose writer is stuck while
+// the box re-publishes again and again could pile up more, and that is dropped.
 func (v *viewer) addBurst(q queued) {
 	v.burstMu.Lock()
+	if len(v.burst) >= v.feed.sfu.cfg.PacketCache {
+		v.burstMu.Unlock()
+		v.dropped.Add(1)
+		v.feed.sfu.metrics.dropped.WithLabelValues("rtp").Inc()
+		return
+	}
 	v.burst = append(v.burst, q)
 	v.burstMu.Unlock()
 	select {
