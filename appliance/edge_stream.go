@@ -181,14 +181,15 @@ func streamDeviceName(id *trust.Identity) string {
 
 // dataChannels wires the vitals outbox to the publisher's channels: numerics, alarms
 // and device events reliably, waveforms without retransmission, and the hospital's
-// guidance on control.
+// guidance on control. The messages are JSON (stream/VITALS.md), sent as text so
+// that browsers get them as strings.
 func (ls *liveStream) dataChannels() []whip.DataChannel {
 	noRetransmits := uint16(0)
 	fromHub := func(data []byte) { ls.outbox.HandleFromHub(data) }
 	return []whip.DataChannel{
-		{Label: vitals.LabelWave, MaxRetransmits: &noRetransmits, OnOpen: ls.outbox.OpenWave, OnClose: ls.outbox.CloseWave},
-		{Label: vitals.LabelReliable, Ordered: true, OnOpen: ls.outbox.OpenReliable, OnMessage: fromHub, OnClose: ls.outbox.CloseReliable},
-		{Label: vitals.LabelControl, Ordered: true, OnMessage: fromHub},
+		{Label: vitals.LabelWave, Text: true, MaxRetransmits: &noRetransmits, OnOpen: ls.outbox.OpenWave, OnClose: ls.outbox.CloseWave},
+		{Label: vitals.LabelReliable, Text: true, Ordered: true, OnOpen: ls.outbox.OpenReliable, OnMessage: fromHub, OnClose: ls.outbox.CloseReliable},
+		{Label: vitals.LabelControl, Text: true, Ordered: true, OnMessage: fromHub},
 	}
 }
 

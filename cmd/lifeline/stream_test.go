@@ -28,10 +28,9 @@ window.watch = async (url, token) => {
   const reliable = pc.createDataChannel("vitals");
   const wave = pc.createDataChannel("vitals-wave", {ordered: false, maxRetransmits: 0});
   pc.createDataChannel("control");
-  const text = d => typeof d === "string" ? d : new TextDecoder().decode(d);
-  reliable.binaryType = wave.binaryType = "arraybuffer";
-  reliable.onmessage = e => window.got.vitals.push(JSON.parse(text(e.data)));
-  wave.onmessage = e => window.got.wave.push(JSON.parse(text(e.data)));
+  // The vitals are JSON text messages (stream/VITALS.md): a binary one fails here.
+  reliable.onmessage = e => window.got.vitals.push(JSON.parse(e.data));
+  wave.onmessage = e => window.got.wave.push(JSON.parse(e.data));
   pc.ontrack = e => {
     if (e.track.kind !== "video") return;
     const v = document.createElement("video");

@@ -53,7 +53,11 @@ func (ch *boxChannel) send(msg []byte) error {
 	if ch.dc.BufferedAmount() > MaxBuffered {
 		return fmt.Errorf("whip: %q: %w", ch.spec.Label, ErrBacklog)
 	}
-	if err := ch.dc.Send(msg); err != nil {
+	send := ch.dc.Send
+	if ch.spec.Text {
+		send = func(b []byte) error { return ch.dc.SendText(string(b)) }
+	}
+	if err := send(msg); err != nil {
 		return fmt.Errorf("whip: send on %q: %w", ch.spec.Label, err)
 	}
 	return nil

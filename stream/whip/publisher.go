@@ -120,6 +120,9 @@ type DataChannel struct {
 	// retransmitted at most this often (0: never, for samples that are useless late).
 	// Nil means reliable.
 	MaxRetransmits *uint16
+	// Text sends every message as a WebRTC string message (UTF-8), so that a browser
+	// at the far end receives strings, as it expects of JSON; otherwise binary.
+	Text bool
 	// OnOpen is called each time the channel opens, in every new session, with the
 	// function that sends one message on it. send fails once the channel closed or
 	// when more than MaxBuffered bytes wait unsent (the link is down); it never blocks.
