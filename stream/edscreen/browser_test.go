@@ -187,6 +187,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	})
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	viewport(t, tab, 1920, 1080)
+	opened := time.Now()
 	navigate(t, tab, h.srv.URL+"/ed/box/amb-07")
 
 	wait.For(t, 15*time.Second, "video frames to decode", func() bool {
@@ -197,6 +198,9 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	}
 	if n := js[int](t, tab, `window.edView.history`); n == 0 {
 		t.Errorf("the view took no message from the hub's history")
+	}
+	if first := time.UnixMilli(int64(js[float64](t, tab, `window.edView.pickUp()`))); opened.Sub(first) < 2*time.Second {
+		t.Errorf("the view's vitals start at %v, the page opened at %v: the history since pick-up is missing", first, opened)
 	}
 	checkNumerics(t, tab, box.monitor)
 	checkRates(t, tab)

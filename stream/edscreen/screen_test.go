@@ -97,6 +97,9 @@ func TestPagesLoadNothingFromOutside(t *testing.T) {
 		if m := external.FindString(string(b)); m != "" {
 			t.Errorf("%s names an outside address %q", path, m)
 		}
+		if strings.Contains(string(b), "innerHTML") || strings.Contains(string(b), "insertAdjacentHTML") || strings.Contains(string(b), "document.write") {
+			t.Errorf("%s builds markup from strings: crew and box text must go in as text only", path)
+		}
 		if strings.Contains(string(b), "<script>") || strings.Contains(string(b), "style=\"") || strings.Contains(string(b), " on") && strings.HasSuffix(path, ".html") && regexp.MustCompile(` on[a-z]+=`).Match(b) {
 			t.Errorf("%s has inline script or style, which the CSP refuses", path)
 		}

@@ -1,5 +1,5 @@
-// dom: building elements without innerHTML, so that nothing a box or a crew typed can
-// ever run as markup.
+// dom: building elements node by node, never by parsing markup, so that nothing a
+// box or a crew typed can ever run as markup.
 
 // el makes an element with attributes and children (strings become text).
 export function el(tag, attrs, ...children) {

@@ -33,6 +33,7 @@ window.edView = {
   device, state: "loading", history: 0, historyError: null, live: { vitals: 0, wave: 0, bad: 0 },
   waves: waves.stats, numerics: {}, feed: feed.counts, trendPoints: 0,
   videoStats: () => (viewer ? viewer.videoStats() : null),
+  pickUp: () => feed.firstTime, // the box time of the first message the view holds
 };
 
 async function loadBox() {
