@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"lifeline/internal/linkemu"
+	"lifeline/internal/wait"
 )
 
 // runDirect measures path (b), what a clinic does today: storescu in the box
@@ -53,30 +54,32 @@ func runDirect(ctx context.Context, e *env, s *study, link *linkemu.Link, dir st
 		if err != nil {
 			return nil, err
 		}
+		// Watch Orthanc as ours.go does, until it holds the study or the association
+		// has died or stalled.
 		last, lastAt := -1, time.Now()
-		done := false
-		for !done {
-			if time.Now().After(deadline) {
-				send.kill()
-				return nil, fmt.Errorf("direct C-STORE did not finish within %v", e.timeout(s, link.Profile()))
-			}
+		var countErr error
+		err = wait.Until(time.Until(deadline), func() bool {
 			n, err := orth.count(ctx)
-			if err != nil {
-				send.kill()
-				return nil, err
-			}
 			switch {
+			case err != nil:
+				countErr = err
+				return true
 			case n >= len(s.Files):
 				r.total = time.Since(t0)
-				done = true
+				return true
 			case n != last:
 				last, lastAt = n, time.Now()
-			case send.exited() || time.Since(lastAt) > e.stall:
-				done = true
+				return false
 			}
-			if !done {
-				time.Sleep(100 * time.Millisecond)
-			}
+			return send.exited() || time.Since(lastAt) > e.stall
+		})
+		if countErr != nil {
+			send.kill()
+			return nil, countErr
+		}
+		if err != nil {
+			send.kill()
+			return nil, fmt.Errorf("direct C-STORE did not finish within %v", e.timeout(s, link.Profile()))
 		}
 		if r.total > 0 {
 			send.stop(10 * time.Second)

@@ -38,7 +38,7 @@ func startOrthanc(ctx context.Context, link *linkemu.Link, bin, dir string) (*or
 		return nil, err
 	}
 	o := &orthanc{p: p, http: nsClient(link, linkemu.Hub), base: fmt.Sprintf("http://127.0.0.1:%d", orthancHTTP)}
-	err = waitUntil(ctx, "Orthanc answering", 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = waitUntil(ctx, "Orthanc answering", 30*time.Second, func() (bool, error) {
 		if p.exited() {
 			return false, fmt.Errorf("orthanc exited: %s", p.tail())
 		}

@@ -110,7 +110,7 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	}
 	defer hub.stop(10 * time.Second)
 	hubHTTP := nsClient(link, linkemu.Hub)
-	err = waitUntil(ctx, "lifeline hub ready", 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = waitUntil(ctx, "lifeline hub ready", 30*time.Second, func() (bool, error) {
 		if hub.exited() {
 			return false, fmt.Errorf("lifeline hub exited: %s", hub.tail())
 		}
@@ -134,7 +134,7 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	}
 	defer edge.stop(10 * time.Second)
 	edgeClient := nsClient(link, linkemu.Box)
-	err = waitUntil(ctx, "lifeline edge ready", 30*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = waitUntil(ctx, "lifeline edge ready", 30*time.Second, func() (bool, error) {
 		if edge.exited() {
 			return false, fmt.Errorf("lifeline edge exited: %s", edge.tail())
 		}
@@ -164,7 +164,7 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	r.local = time.Since(t0)
 
 	deadline := t0.Add(e.timeout(s, link.Profile()))
-	err = waitUntil(ctx, "Orthanc holding the study sent through the box", time.Until(deadline), 100*time.Millisecond, func() (bool, error) {
+	err = waitUntil(ctx, "Orthanc holding the study sent through the box", time.Until(deadline), func() (bool, error) {
 		if edge.exited() || hub.exited() {
 			return false, fmt.Errorf("a product process exited (edge log %s, hub log %s)", edge.log, hub.log)
 		}

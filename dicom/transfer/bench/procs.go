@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"lifeline/internal/linkemu"
+	"lifeline/internal/wait"
 )
 
 // proc is a peer or product process the benchmark started, with its output in a file.
@@ -139,28 +140,28 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// waitUntil polls cond every step until it holds, the context ends or timeout passes.
-func waitUntil(ctx context.Context, what string, timeout, step time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
+// waitUntil waits until cond holds, the context ends or timeout passes, checking cond
+// as internal/wait does (often at first, then every 80 ms). Unlike wait.Until it reports
+// why the condition did not hold: the last error cond gave.
+func waitUntil(ctx context.Context, what string, timeout time.Duration, cond func() (bool, error)) error {
 	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
+	err := wait.Until(timeout, func() bool {
+		if ctx.Err() != nil {
+			return true
 		}
+		ok, err := cond()
 		if err != nil {
 			last = err
 		}
-		if time.Now().After(deadline) {
-			if last != nil {
-				return fmt.Errorf("%s: not within %v: %w", what, timeout, last)
-			}
-			return fmt.Errorf("%s: not within %v", what, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(step):
-		}
+		return ok
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+		return nil
+	case last != nil:
+		return fmt.Errorf("%s: not within %v: %w", what, timeout, last)
 	}
+	return fmt.Errorf("%s: not within %v", what, timeout)
 }
