@@ -228,6 +228,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	viewport(t, tab, 1180, 820)
 	fullSweep(t, tab, 9)
 	screenshot(t, tab, "ed-view-tablet.png")
+	checkReconnect(t, tab, h)
 }
 
 // fullSweep waits until the ECG has been drawn for the given seconds more: a resize
@@ -453,5 +454,32 @@ func checkEnglish(t *testing.T, tab context.Context) {
 	js[bool](t, tab, `document.getElementById("lang").click(), true`)
 	wait.For(t, 5*time.Second, "the view in Chinese again", func() bool {
 		return strings.Contains(js[string](t, tab, `document.body.innerText`), "容积波")
+	})
+}
+
+// checkReconnect ends the box's session at the hub, and with it the view's: the box
+// publishes again, and the page, without a reload, connects again and shows video
+// and waves, with the hole drawn as a gap.
+func checkReconnect(t *testing.T, tab context.Context, h *testHub) {
+	t.Helper()
+	connects := js[int](t, tab, `window.edView.connects()`)
+	gaps := waves(t, tab)["131330"].Gaps
+	ended := time.Now()
+	if !h.sfu.Revoke("amb-07") {
+		t.Fatal("the box had no session to end")
+	}
+	wait.For(t, 10*time.Second, "the page to notice and connect again", func() bool {
+		return js[int](t, tab, `window.edView.connects()`) > connects
+	})
+	wait.For(t, 30*time.Second, "video and waves again after the box came back", func() bool {
+		return js[string](t, tab, `window.edView.state`) == "connected" &&
+			js[int](t, tab, `Promise.resolve(window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`) > 10 &&
+			waves(t, tab)["131330"].Gaps > gaps
+	})
+	t.Logf("video and waves back %.1f s after the session ended, %d connection attempts", time.Since(ended).Seconds(),
+		js[int](t, tab, `window.edView.connects()`)-connects)
+	drawn := waves(t, tab)["131330"].Drawn
+	wait.For(t, 10*time.Second, "the ECG drawn on after the reconnect", func() bool {
+		return waves(t, tab)["131330"].Drawn > drawn+ecgRate
 	})
 }

@@ -34,6 +34,7 @@ window.edView = {
   waves: waves.stats, numerics: {}, feed: feed.counts, trendPoints: 0,
   videoStats: () => (viewer ? viewer.videoStats() : null),
   pickUp: () => feed.firstTime, // the box time of the first message the view holds
+  connects: () => (viewer ? viewer.attempts : 0),
 };
 
 async function loadBox() {
