@@ -72,14 +72,15 @@ export class Feed {
     this.counts.alarm++;
     const key = (m.source || "") + "|" + (m.code || "") + "|" + (m.text || "");
     this.alarms.set(key, { ...m, at: t });
-    // Cleared alarms stay listed for a minute, then go: the list shows what matters now.
-    for (const [k, a] of this.alarms) {
-      if (a.state === "cleared" && t - a.at > 60000) this.alarms.delete(k);
-    }
   }
 
-  // activeAlarms lists raised alarms, highest priority first, then cleared ones.
-  alarmList() {
+  // alarmList lists raised alarms, highest priority first, then the ones cleared in
+  // the last minute (now is the box's time axis, in ms): the list shows what matters
+  // now.
+  alarmList(now) {
+    for (const [k, a] of this.alarms) {
+      if (a.state === "cleared" && now - a.at > 60000) this.alarms.delete(k);
+    }
     const rank = { high: 0, medium: 1, low: 2, none: 3 };
     return [...this.alarms.values()].sort((a, b) =>
       (a.state === "cleared") - (b.state === "cleared") || (rank[a.priority] ?? 4) - (rank[b.priority] ?? 4) || b.at - a.at);

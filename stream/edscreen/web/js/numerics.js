@@ -69,7 +69,7 @@ export function renderNumerics(feed, root) {
 // renderAlarms lists the monitor's alarms (raised first, by priority) and the device
 // events that mean a signal cannot be trusted (lead off, sensor off, monitor gone).
 export function renderAlarms(feed, root) {
-  const items = feed.alarmList().map(a =>
+  const items = feed.alarmList(hubNow()).map(a =>
     el("li", { class: "alarm p-" + (a.priority || "none") + (a.state === "cleared" ? " cleared" : "") },
       el("span", { class: "prio" }, t("alarm." + (a.priority || "none"))),
       el("span", { class: "text" }, a.text || ""),
