@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,19 @@ func (c *Config) populate() error {
 	}
 	if c.Edition == 0 {
 		c.Edition = jt808.Edition2019
+	}
+	if c.Edition != jt808.Edition2013 && c.Edition != jt808.Edition2019 {
+		return fmt.Errorf("dispatch: edition %d: want 2013 or 2019", int(c.Edition))
+	}
+	digits := 12
+	if c.Edition == jt808.Edition2019 {
+		digits = 20
+	}
+	if c.Phone == "" || len(c.Phone) > digits || strings.Trim(c.Phone, "0123456789") != "" {
+		return fmt.Errorf("dispatch: terminal_id %q: want 1 to %d digits for %v", c.Phone, digits, c.Edition)
+	}
+	if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		return fmt.Errorf("dispatch: server %q: want host:port: %w", c.Server, err)
 	}
 	if c.Interval <= 0 {
 		c.Interval = 5 * time.Second

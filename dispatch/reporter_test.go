@@ -248,3 +248,21 @@ func TestReporterPlatformNeverAnswers(t *testing.T) {
 	}
 	wait.For(t, 5*time.Second, "the backlog to empty", func() bool { return r.Backlog().Len() == 0 })
 }
+
+func TestReporterConfigErrors(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	for _, c := range []Config{
+		{Server: "127.0.0.1:1", Phone: "13800138000"},                                             // no store
+		{Server: "127.0.0.1:1", Phone: "1234567890123", Edition: jt808.Edition2013, Store: store}, // 13 digits in 2013
+		{Server: "127.0.0.1:1", Phone: "13800I38000", Store: store},                               // a letter
+		{Server: "dispatch.example", Phone: "13800138000", Store: store},                          // no port
+		{Server: "127.0.0.1:1", Phone: "13800138000", Edition: jt808.Edition(2011), Store: store}, // no such edition
+	} {
+		if _, err := NewReporter(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if _, err := NewReporter(Config{Server: "127.0.0.1:1", Phone: "013800138000", Edition: jt808.Edition2013, Store: store}); err != nil {
+		t.Errorf("a 2013 terminal: %v", err)
+	}
+}
