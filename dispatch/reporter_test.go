@@ -266,3 +266,29 @@ func TestReporterConfigErrors(t *testing.T) {
 		t.Errorf("a 2013 terminal: %v", err)
 	}
 }
+
+// TestBacklogBound: a full backlog drops its oldest reports, counts them, and keeps
+// the newest, across a restart.
+func TestBacklogBound(t *testing.T) {
+	dir := t.TempDir()
+	store := openStore(t, dir)
+	mission, _ := NewMission(store, t0)
+	mission.Set(Dispatched, t0)
+	r, _ := NewReporter(Config{Server: "127.0.0.1:1", Phone: "13800138000", Store: store, Mission: mission, MaxBacklog: 5})
+	for s := 0; s < 8; s++ {
+		r.Offer(fixAt(s, 90))
+	}
+	b := r.Backlog()
+	if b.Len() != 5 || b.Dropped() != 3 {
+		t.Fatalf("backlog %d, dropped %d; want 5 and 3", b.Len(), b.Dropped())
+	}
+	items, _ := b.oldest(0)
+	first, err := jt808.ParseLocation(items[0].Value)
+	if err != nil || !first.Time.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("oldest kept is %v, want second 3: %v", first.Time, err)
+	}
+	again, _ := NewReporter(Config{Server: "127.0.0.1:1", Phone: "13800138000", Store: store, Mission: mission, MaxBacklog: 5})
+	if again.Backlog().Len() != 5 {
+		t.Errorf("after restart: %d", again.Backlog().Len())
+	}
+}
