@@ -56,6 +56,7 @@ export class Sweep {
       c.getContext("2d").setTransform(dpr, 0, 0, dpr, 0, 0);
     }
     this.prev = null;
+    this.colour = getComputedStyle(this.trace).color; // from the stylesheet, per kind
     this.drawGrid();
   }
 
@@ -153,26 +154,16 @@ export class Sweep {
     this.erase(c, now);
     c.lineWidth = this.kind === "ecg" ? 2 : 2.2;
     c.lineJoin = "round";
-    c.strokeStyle = getComputedStyle(this.trace).color;
+    c.strokeStyle = this.colour;
     c.beginPath();
     while (this.pending.length) {
       const ch = this.pending[0];
       const period = 1000 / ch.rate;
-      if (!ch.placed) {
-        // Once per chunk, when it comes first in line (its samples may be due only
-        // a few frames later).
-        ch.placed = true;
-        const broken = ch.gap || this.prevEnd === null || Math.abs(ch.start - this.prevEnd) > 1.5 * period;
-        if (broken && this.prevEnd !== null) {
-          this.stats.gaps++;
-          this.stats.lastGap = { from: this.prevEnd, to: ch.start, fromX: this.x(this.prevEnd), toX: this.x(ch.start), flagged: ch.gap };
-        }
-        if (broken) this.prev = null;
-      }
       let done = false;
       while (ch.i < ch.samples.length) {
         const t = ch.start + ch.i * period;
         if (t > now) { done = true; break; }
+        if (!ch.placed) this.place(ch, period);
         const v = ch.samples[ch.i];
         ch.i++;
         if (this.lastTime !== null && t <= this.lastTime) continue;
@@ -194,6 +185,19 @@ export class Sweep {
       this.pending.shift();
     }
     c.stroke();
+  }
+
+  // place decides, once per chunk and only when its first sample is due (a chunk
+  // that came out of order has taken its place by then), whether the trace goes on
+  // from the previous chunk or starts a new segment after a gap.
+  place(ch, period) {
+    ch.placed = true;
+    const broken = ch.gap || this.prevEnd === null || Math.abs(ch.start - this.prevEnd) > 1.5 * period;
+    if (broken && this.prevEnd !== null) {
+      this.stats.gaps++;
+      this.stats.lastGap = { from: this.prevEnd, to: ch.start, fromX: this.x(this.prevEnd), toX: this.x(ch.start), flagged: ch.gap };
+    }
+    if (broken) this.prev = null;
   }
 
   // sweepTo notes the wrap to the left edge, where a new sweep's range begins.
