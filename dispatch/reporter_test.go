@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -290,5 +291,31 @@ func TestBacklogBound(t *testing.T) {
 	again, _ := NewReporter(Config{Server: "127.0.0.1:1", Phone: "13800138000", Store: store, Mission: mission, MaxBacklog: 5})
 	if again.Backlog().Len() != 5 {
 		t.Errorf("after restart: %d", again.Backlog().Len())
+	}
+}
+
+// TestTemporaryTracking: dispatch asks for a report every 2 s for 10 s (0x8202); then
+// the box falls back to its 5 s interval.
+func TestTemporaryTracking(t *testing.T) {
+	p := startPlatform(t)
+	store := openStore(t, t.TempDir())
+	r, _ := NewReporter(Config{Server: p.addr, Phone: "13800138000", Store: store, ResponseTimeout: 2 * time.Second})
+	runUnderSupervisor(t, "dispatch", r.Run)
+	wait.For(t, 10*time.Second, "the session", func() bool { return len(p.Terminals()) == 1 })
+	r.Offer(fixAt(0, 90))
+	wait.For(t, 5*time.Second, "the first report", func() bool { return len(p.reports()) == 1 })
+	p.Send(p.Terminals()[0], jt808.IDTemporaryTracking, jt808.TemporaryTracking{Interval: 2, Validity: 10}.Marshal())
+	wait.For(t, 5*time.Second, "tracking to start", func() bool { return r.Status().IntervalS == 2 })
+	var made []int
+	for s := 1; s <= 30; s++ {
+		if ok, _ := r.Offer(fixAt(s, 90)); ok {
+			made = append(made, s)
+		}
+	}
+	// Tracking covers seconds 0 to 10 (exclusive); the 5 s interval then runs from
+	// the last report, at 8.
+	want := []int{2, 4, 6, 8, 13, 18, 23, 28}
+	if fmt.Sprint(made) != fmt.Sprint(want) {
+		t.Errorf("reports at seconds %v, want %v", made, want)
 	}
 }
