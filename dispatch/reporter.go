@@ -280,7 +280,9 @@ func (r *Reporter) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{Server: r.params.server, Edition: int(r.cfg.Edition), Backlog: r.backlog.Len(), Dropped: r.backlog.Dropped(), Stats: r.stats}
-	s.IntervalS = int(r.intervalLocked(time.Now()) / time.Second)
+	// The schedule runs on GNSS time: the interval in force is the one at the last
+	// report.
+	s.IntervalS = int(r.intervalLocked(r.mark.Time) / time.Second)
 	if r.hasMark {
 		s.LastReport = r.mark.Time.UTC().Format(time.RFC3339)
 	}
