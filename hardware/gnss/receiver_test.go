@@ -115,7 +115,8 @@ func runReceiver(t *testing.T, cfg Config) (*Receiver, func() service.Status) {
 // TestMain) and announces the pty on gpsd's control socket, which the test answers.
 func startGpsfake(t *testing.T, log string, baud int) string {
 	t.Helper()
-	gpsfake := peers.Need(t, "gpsfake")[0]
+	// gpsfake runs gpsd (package gpsd) under its monitor; it refuses to start without it.
+	gpsfake := peers.Need(t, "gpsfake", "gpsd")[0]
 	dir := t.TempDir()
 	ln0, _ := net.Listen("tcp", "127.0.0.1:0") // a free port for gpsfake's (absent) daemon
 	port := fmt.Sprint(ln0.Addr().(*net.TCPAddr).Port)
