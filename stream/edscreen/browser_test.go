@@ -222,6 +222,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 		fullSweep(t, tab, 15)
 	}
 	checkAlarm(t, tab, box.monitor)
+	checkNoData(t, tab, box)
 	checkGap(t, tab, box)
 	checkLostChunk(t, tab, box)
 	screenshot(t, tab, "ed-view.png")
@@ -478,5 +479,22 @@ func checkReconnect(t *testing.T, tab context.Context, h *testHub) {
 	drawn := waves(t, tab)["131330"].Drawn
 	wait.For(t, 10*time.Second, "the ECG drawn on after the reconnect", func() bool {
 		return waves(t, tab)["131330"].Drawn > drawn+ecgRate
+	})
+}
+
+// checkNoData cuts both vitals channels at the box: the view says within seconds that
+// nothing arrives, and says it no more once the box sends again.
+func checkNoData(t *testing.T, tab context.Context, box *testBox) {
+	t.Helper()
+	box.waveLinkDown.Store(true)
+	box.reliableLinkDown.Store(true)
+	wait.For(t, 10*time.Second, "the view to say no data arrives", func() bool { return js[bool](t, tab, `window.edView.noData`) })
+	if txt := js[string](t, tab, `document.getElementById("nodata").textContent`); !strings.Contains(txt, "无数据") {
+		t.Errorf("the no-data badge says %q", txt)
+	}
+	box.waveLinkDown.Store(false)
+	box.reliableLinkDown.Store(false)
+	wait.For(t, 10*time.Second, "the no-data badge to go", func() bool {
+		return !js[bool](t, tab, `window.edView.noData`) && js[bool](t, tab, `document.getElementById("nodata").hidden`)
 	})
 }

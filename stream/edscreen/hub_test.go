@@ -175,6 +175,9 @@ type testBox struct {
 	// waveLinkDown loses every wave chunk the outbox sends while set, as a link
 	// outage does; the outbox then marks the next chunk of every signal with gap.
 	waveLinkDown atomic.Bool
+	// reliableLinkDown fails every reliable send while set: the outbox keeps the
+	// messages and sends them again when it clears.
+	reliableLinkDown atomic.Bool
 	// dropECGChunk loses the next chunk of ECG lead II in transit without the outbox
 	// knowing, as the unordered channel may: no gap flag marks it.
 	dropECGChunk atomic.Bool
@@ -199,7 +202,15 @@ func startBox(t *testing.T, h *testHub, device string) *testBox {
 	b.pub, err = whip.New(whip.Config{
 		Endpoint: h.srv.URL + "/whip", BearerToken: "box:" + device, Audio: camera.Opus, Loopback: true, Log: quietLog(t),
 		DataChannels: []whip.DataChannel{
-			{Label: vitals.LabelReliable, Ordered: true, OnOpen: outbox.OpenReliable,
+			{Label: vitals.LabelReliable, Ordered: true,
+				OnOpen: func(send func([]byte) error) {
+					outbox.OpenReliable(func(m []byte) error {
+						if b.reliableLinkDown.Load() {
+							return errLinkDown
+						}
+						return send(m)
+					})
+				},
 				OnMessage: func(m []byte) { _ = outbox.HandleFromHub(m) }, OnClose: outbox.CloseReliable},
 			{Label: vitals.LabelWave, MaxRetransmits: &noRetransmits, OnClose: outbox.CloseWave,
 				OnOpen: func(send func([]byte) error) {

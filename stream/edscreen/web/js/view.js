@@ -4,7 +4,7 @@
 // numerics and alarms every second, trends every two, the card every five.
 import { t, has, apply, onLang, toggleButton } from "./i18n.js";
 import { el, replace } from "./dom.js";
-import { syncTo, eta, hubNow } from "./clock.js";
+import { syncTo, eta, ago, hubNow } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
 import { beep } from "./alert.js";
 import { Feed } from "./feed.js";
@@ -60,7 +60,10 @@ async function loadHistory(url) {
   }
 }
 
+let lastArrival = 0; // when the last vitals message of either channel arrived
+
 function onMessage(label, data) {
+  lastArrival = Date.now();
   let m;
   try {
     m = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
@@ -110,7 +113,17 @@ function renderBox() {
   alerted = alerts.length ? key : "";
 }
 
+// noData says so in the header when nothing has arrived for 3 s while connected: the
+// box's link is down or its monitor silent, and the screen must not look live.
+function noData() {
+  const silent = lastArrival !== 0 && Date.now() - lastArrival > 3000;
+  $("nodata").hidden = !silent;
+  if (silent) $("nodata").textContent = t("view.gap") + " · " + ago(lastArrival - Date.now() + hubNow());
+  window.edView.noData = silent;
+}
+
 function everySecond() {
+  noData();
   waves.tick(1);
   window.edView.numerics = renderNumerics(feed, $("numerics"));
   renderAlarms(feed, $("alarms"));

@@ -79,6 +79,8 @@ export class Viewer {
       const check = () => {
         const s = pc.connectionState;
         if (s === "connected") this.hooks.onState("connected");
+        // ICE may still recover; until it does, nothing new is arriving.
+        if (s === "disconnected") this.hooks.onState("reconnecting");
         if (s === "failed" || s === "closed") resolve();
       };
       pc.addEventListener("connectionstatechange", check);
