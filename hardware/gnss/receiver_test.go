@@ -25,12 +25,12 @@ import (
 	"lifeline/internal/wait"
 )
 
-// TestMain doubles as gpsd for gpsfake: gpsfake runs its daemon under a "monitor"
-// program (-m), so the test binary is started as "gnss.test /usr/sbin/gpsd …". In that
-// role it only stays alive until gpsfake goes away; the test itself answers gpsfake's
-// control socket and reads the pty, as gpsd would.
+// TestMain doubles as gpsd for gpsfake: gpsfake starts the "gpsd" it finds in
+// GPSD_HOME, which the test points at this binary. In that role it only stays alive
+// until gpsfake goes away; the test itself answers gpsfake's control socket and reads
+// the pty, as gpsd would. So the tests need gpsfake, not gpsd.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && filepath.Base(os.Args[1]) == "gpsd" {
+	if filepath.Base(os.Args[0]) == "gpsd" {
 		parent := os.Getppid()
 		for os.Getppid() == parent {
 			time.Sleep(200 * time.Millisecond)
@@ -111,18 +111,28 @@ func runReceiver(t *testing.T, cfg Config) (*Receiver, func() service.Status) {
 }
 
 // startGpsfake has Debian's gpsfake replay log once through a pty at baud and returns
-// the pty's path. gpsfake starts "gpsd" under this test binary as its monitor (see
-// TestMain) and announces the pty on gpsd's control socket, which the test answers.
+// the pty's path. gpsfake starts this test binary as its "gpsd" (see TestMain) and
+// announces the pty on gpsd's control socket, which the test answers.
 func startGpsfake(t *testing.T, log string, baud int) string {
 	t.Helper()
-	// gpsfake runs gpsd (package gpsd) under its monitor; it refuses to start without it.
-	gpsfake := peers.Need(t, "gpsfake", "gpsd")[0]
+	gpsfake := peers.Need(t, "gpsfake")[0]
 	dir := t.TempDir()
 	ln0, _ := net.Listen("tcp", "127.0.0.1:0") // a free port for gpsfake's (absent) daemon
 	port := fmt.Sprint(ln0.Addr().(*net.TCPAddr).Port)
 	ln0.Close()
-	cmd := exec.Command(gpsfake, "-1", "-q", "-c", "0.05", "-s", fmt.Sprint(baud), "-P", port, "-W", "60", "-m", os.Args[0], log)
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir)
+	home := filepath.Join(dir, "gpsd-home")
+	if err := os.Mkdir(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(home, "gpsd")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(gpsfake, "-1", "-q", "-c", "0.05", "-s", fmt.Sprint(baud), "-P", port, "-W", "60", log)
+	cmd.Env = append(os.Environ(), "TMPDIR="+dir, "GPSD_HOME="+home)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
