@@ -45,10 +45,7 @@ func registerSimulator(name, summary string, run func(args []string) int) {
 // planned names the parts that later work will add, so that asking for one says what
 // it will do instead of pretending.
 var planned = map[string]string{
-	"sim gnss":     "replay an NMEA log or drive a route on a pty (dispatch work, next wave)",
-	"sim modem":    "answer a Quectel-class modem's AT commands on a pty (dispatch work, next wave)",
-	"sim dispatch": "run a minimal JT/T 808 dispatch platform (dispatch work, next wave)",
-	"sim camera":   "serve a test H.264 stream over RTSP (live-stream work, next wave)",
+	"sim camera": "serve a test H.264 stream over RTSP (live-stream work, next wave)",
 }
 
 func main() {

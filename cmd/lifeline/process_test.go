@@ -167,7 +167,7 @@ func TestBadConfigExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"edge", "--config", unknown, "--data", dir}, []string{"unknown.toml", `"dicom.aetitle"`, "unknown key"}},
 		{[]string{"hub", "--config", unknown, "--data", dir}, []string{"unknown.toml", `"dicom"`, "unknown key"}},
 		{[]string{"edge", "--bogus-flag"}, []string{"bogus-flag"}},
-		{[]string{"sim", "gnss"}, []string{"not built yet"}},
+		{[]string{"sim", "camera"}, []string{"not built yet"}},
 	} {
 		code, _, stderr := lifeline(t, c.args...)
 		if code != 2 {
