@@ -222,10 +222,10 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 		fullSweep(t, tab, 15)
 	}
 	checkAlarm(t, tab, box.monitor)
-	checkNoData(t, tab, box)
 	checkGap(t, tab, box)
 	checkLostChunk(t, tab, box)
 	screenshot(t, tab, "ed-view.png")
+	checkNoData(t, tab, box)
 	viewport(t, tab, 1180, 820)
 	fullSweep(t, tab, 9)
 	screenshot(t, tab, "ed-view-tablet.png")

@@ -26,7 +26,7 @@ let box = null;
 let viewer = null;
 let historyDone = false;
 const early = []; // live reliable messages that came before the history was read
-let alerted = "";
+let alerted = null; // the pre-alert shown, null before the first render
 
 // The debug object tests and operators read.
 window.edView = {
@@ -108,8 +108,10 @@ function renderBox() {
   const alerts = preAlerts(b.patient);
   $("alert").hidden = alerts.length === 0;
   $("alert").textContent = alerts.map(c => t("alert." + c)).join(" · ");
+  // Sound when a pre-alert appears or changes while the doctor watches; opening the
+  // view of a box the board already announced stays quiet.
   const key = alerts.join(",") + "|" + ((b.patient && b.patient.updated) || "");
-  if (alerts.length && key !== alerted) beep();
+  if (alerts.length && alerted !== null && key !== alerted) beep();
   alerted = alerts.length ? key : "";
 }
 
