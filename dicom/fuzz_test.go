@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
+	"lifeline/dicom/phantom"
 )
 
 // fuzzSyntaxes are the encodings the intake must walk; the first input byte picks one.
@@ -21,11 +21,11 @@ var fuzzSyntaxes = []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittle
 func intakeSeeds() [][]byte {
 	var seeds [][]byte
 	for i, ts := range fuzzSyntaxes {
-		ds := dicomtest.Dataset(dicomtest.Spec{TransferSyntaxUID: ts, Rows: 2, Columns: 2})
+		ds := phantom.Dataset(phantom.Spec{TransferSyntaxUID: ts, Rows: 2, Columns: 2})
 		seeds = append(seeds, append([]byte{byte(i)}, ds...))
 		if i == 0 {
 			seeds = append(seeds, append([]byte{0}, ds[:len(ds)/2]...))
-			seeds = append(seeds, append([]byte{0}, dicomtest.Dataset(dicomtest.Spec{Rows: 2, Columns: 2, DefinedLengths: true})...))
+			seeds = append(seeds, append([]byte{0}, phantom.Dataset(phantom.Spec{Rows: 2, Columns: 2, DefinedLengths: true})...))
 		}
 	}
 	return seeds
@@ -58,7 +58,7 @@ func FuzzReadInfo(f *testing.F) {
 // FuzzReadMeta feeds arbitrary files to the Part 10 header reader that `lifeline send`
 // and crash recovery use.
 func FuzzReadMeta(f *testing.F) {
-	file := dicomtest.File(dicomtest.Spec{Rows: 2, Columns: 2})
+	file := phantom.File(phantom.Spec{Rows: 2, Columns: 2})
 	f.Add(file)
 	f.Add(file[:140])
 	f.Add([]byte("not a dicom file"))
@@ -76,7 +76,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("LIFELINE_WRITE_CORPUS") != "1" {
 		t.Skip("set LIFELINE_WRITE_CORPUS=1 to rewrite testdata/fuzz")
 	}
-	file := dicomtest.File(dicomtest.Spec{Rows: 2, Columns: 2})
+	file := phantom.File(phantom.Spec{Rows: 2, Columns: 2})
 	WriteCorpus(t, "FuzzReadInfo", intakeSeeds())
 	WriteCorpus(t, "FuzzReadMeta", [][]byte{file, file[:140], []byte("DICM")})
 }

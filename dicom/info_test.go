@@ -11,14 +11,14 @@ import (
 	"testing"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
+	"lifeline/dicom/phantom"
 	"lifeline/internal/peers"
 )
 
 func TestReadInfoEveryTransferSyntax(t *testing.T) {
 	for _, ts := range dicom.StorableTransferSyntaxes {
-		spec := dicomtest.Spec{TransferSyntaxUID: ts, SOPInstanceUID: "2.25.77", StudyUID: "2.25.5", PatientName: "Müller^Anna"}
-		file := dicomtest.File(spec)
+		spec := phantom.Spec{TransferSyntaxUID: ts, SOPInstanceUID: "2.25.77", StudyUID: "2.25.5", PatientName: "Müller^Anna"}
+		file := phantom.File(spec)
 		m, off, err := dicom.ReadMeta(bufio.NewReader(bytes.NewReader(file)))
 		if err != nil {
 			t.Fatalf("%s: ReadMeta: %v", ts, err)
@@ -43,7 +43,7 @@ func TestSyntheticFilesParseWithDCMTK(t *testing.T) {
 	dir := t.TempDir()
 	for i, ts := range dicom.StorableTransferSyntaxes {
 		p := filepath.Join(dir, "f"+string(rune('a'+i))+".dcm")
-		if err := os.WriteFile(p, dicomtest.File(dicomtest.Spec{TransferSyntaxUID: ts, PatientID: "PID42"}), 0o600); err != nil {
+		if err := os.WriteFile(p, phantom.File(phantom.Spec{TransferSyntaxUID: ts, PatientID: "PID42"}), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		out, err := exec.Command(dcmdump, "-q", "+E", p).CombinedOutput()
@@ -54,7 +54,7 @@ func TestSyntheticFilesParseWithDCMTK(t *testing.T) {
 }
 
 func TestWalkRejectsBrokenStructure(t *testing.T) {
-	good := dicomtest.Dataset(dicomtest.Spec{})
+	good := phantom.Dataset(phantom.Spec{})
 	cases := map[string][]byte{
 		"truncated":      good[:len(good)-7],
 		"garbage":        []byte("this is not a dataset at all, just text"),

@@ -7,7 +7,7 @@ import (
 )
 
 // TestShippedBinaryLinksNoTestFixture lists what the binary links: a package made for
-// tests (dicomtest, pacstest, audittest…) must never ship in a medical appliance, and
+// tests (pacstest, audittest, rtsptest…) must never ship in a medical appliance, and
 // would pull the test-only code and its assumptions into the box.
 func TestShippedBinaryLinksNoTestFixture(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()

@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
 )
@@ -63,7 +63,7 @@ func run(n, rows int, base string) error {
 	}
 	var total int64
 	for i := 0; i < n; i++ {
-		data := dicomtest.File(dicomtest.Spec{StudyUID: "2.25.4242", SOPInstanceUID: dicomtest.UID("2.25.4242", i),
+		data := phantom.File(phantom.Spec{StudyUID: "2.25.4242", SOPInstanceUID: phantom.UID("2.25.4242", i),
 			Rows: rows, Columns: rows, Fill: byte(i), DefinedLengths: true})
 		total += int64(len(data))
 		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("ct%05d.dcm", i)), data, 0o644); err != nil {

@@ -1,7 +1,7 @@
 // Package phantom makes synthetic DICOM instances, as a CT phantom stands in for a
 // patient: plausible 16-bit monochrome images with the attributes a PACS indexes, in
 // any storable transfer syntax. The demo's simulated modality sends them to the box;
-// tests, fuzz seeds and benchmarks get them through dicom/dicomtest.
+// tests, fuzz seeds and benchmarks use them as well.
 package phantom
 
 import (

@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/phantom"
 	"lifeline/dicom/send"
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
@@ -69,12 +69,12 @@ func TestSendFolderSkipsWithReasons(t *testing.T) {
 		if i >= 3 {
 			study = "2.25.12"
 		}
-		spec := dicomtest.Spec{StudyUID: study, SOPInstanceUID: dicomtest.UID(study, i), TransferSyntaxUID: ts, Fill: byte(i)}
-		write(t, filepath.Join(dir, "series", "IM"+string(rune('A'+i))), dicomtest.File(spec))
-		want[spec.SOPInstanceUID] = dicomtest.Dataset(spec)
+		spec := phantom.Spec{StudyUID: study, SOPInstanceUID: phantom.UID(study, i), TransferSyntaxUID: ts, Fill: byte(i)}
+		write(t, filepath.Join(dir, "series", "IM"+string(rune('A'+i))), phantom.File(spec))
+		want[spec.SOPInstanceUID] = phantom.Dataset(spec)
 	}
 	write(t, filepath.Join(dir, "notes.txt"), []byte("radiology report draft"))
-	broken := dicomtest.File(dicomtest.Spec{SOPInstanceUID: "2.25.99"})
+	broken := phantom.File(phantom.Spec{SOPInstanceUID: "2.25.99"})
 	write(t, filepath.Join(dir, "broken.dcm"), broken[:len(broken)-20])
 
 	coll, err := send.Collect([]string{dir})
@@ -122,8 +122,8 @@ func TestSendDICOMDIR(t *testing.T) {
 	addr, sp := startBox(t)
 	dir := t.TempDir()
 	for i := 0; i < 3; i++ {
-		spec := dicomtest.Spec{StudyUID: "2.25.21", SOPInstanceUID: dicomtest.UID("2.25.21", i), Fill: byte(i)}
-		write(t, filepath.Join(dir, "DICOM", "ST1", "IM"+string(rune('0'+i))), dicomtest.File(spec))
+		spec := phantom.Spec{StudyUID: "2.25.21", SOPInstanceUID: phantom.UID("2.25.21", i), Fill: byte(i)}
+		write(t, filepath.Join(dir, "DICOM", "ST1", "IM"+string(rune('0'+i))), phantom.File(spec))
 	}
 	cmd := exec.Command(dcmmkdir, "+r", "-Pgp", "+I", "+id", dir, "+D", filepath.Join(dir, "DICOMDIR"), "DICOM")
 	cmd.Dir = dir
@@ -167,7 +167,7 @@ func TestSendReportsRefusals(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go scp.Serve(ctx, ln)
-	write(t, filepath.Join(dir, "in", "a.dcm"), dicomtest.File(dicomtest.Spec{}))
+	write(t, filepath.Join(dir, "in", "a.dcm"), phantom.File(phantom.Spec{}))
 	coll, _ := send.Collect([]string{filepath.Join(dir, "in")})
 	var out bytes.Buffer
 	rep := send.NewReport(&out, false, coll.Instances)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"lifeline/dicom"
-	"lifeline/dicom/dicomtest"
+	"lifeline/dicom/phantom"
 	"lifeline/internal/durable"
 )
 
@@ -36,7 +36,7 @@ func open(t *testing.T, dir string, cfg Config) (*Spool, *durable.Store, *logBuf
 	return s, store, lb
 }
 
-func put(t *testing.T, s *Spool, spec dicomtest.Spec) error {
+func put(t *testing.T, s *Spool, spec phantom.Spec) error {
 	t.Helper()
 	if spec.TransferSyntaxUID == "" {
 		spec.TransferSyntaxUID = dicom.ExplicitVRLittleEndian
@@ -49,7 +49,7 @@ func put(t *testing.T, s *Spool, spec dicomtest.Spec) error {
 	if err != nil {
 		return err
 	}
-	ds := dicomtest.Dataset(spec)
+	ds := phantom.Dataset(spec)
 	// Write in uneven pieces, as PDVs arrive.
 	for len(ds) > 0 {
 		n := min(len(ds), 97)
@@ -81,7 +81,7 @@ func queued(t *testing.T, s *Spool) []Study {
 func TestQuietPeriodQueuesStudyThenLateInstancesAgain(t *testing.T) {
 	s, _, _ := open(t, t.TempDir(), Config{QuietPeriod: time.Minute})
 	for i := 0; i < 3; i++ {
-		if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.1", SOPInstanceUID: dicomtest.UID("2.25.1", i)}); err != nil {
+		if err := put(t, s, phantom.Spec{StudyUID: "2.25.1", SOPInstanceUID: phantom.UID("2.25.1", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestQuietPeriodQueuesStudyThenLateInstancesAgain(t *testing.T) {
 		}
 	}
 	// A late instance makes the study pending again, with only the new instance.
-	if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.1", SOPInstanceUID: "2.25.1.99"}); err != nil {
+	if err := put(t, s, phantom.Spec{StudyUID: "2.25.1", SOPInstanceUID: "2.25.1.99"}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.FlushReady(time.Now().Add(61 * time.Second)); n != 1 {
@@ -124,7 +124,7 @@ func TestQuietPeriodQueuesStudyThenLateInstancesAgain(t *testing.T) {
 func TestRecoveryRemovesPartialsAndIndexesCommittedFiles(t *testing.T) {
 	dir := t.TempDir()
 	s, store, _ := open(t, dir, Config{})
-	if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.1", SOPInstanceUID: "2.25.1.1"}); err != nil {
+	if err := put(t, s, phantom.Spec{StudyUID: "2.25.1", SOPInstanceUID: "2.25.1.1"}); err != nil {
 		t.Fatal(err)
 	}
 	store.Close()
@@ -132,9 +132,9 @@ func TestRecoveryRemovesPartialsAndIndexesCommittedFiles(t *testing.T) {
 	// What a crash can leave: a temporary file being written, and a file renamed
 	// into place whose index update never happened.
 	os.WriteFile(filepath.Join(root, ".partial-12345"), []byte("half an instance"), 0o600)
-	spec := dicomtest.Spec{StudyUID: "2.25.2", SOPInstanceUID: "2.25.2.1"}
+	spec := phantom.Spec{StudyUID: "2.25.2", SOPInstanceUID: "2.25.2.1"}
 	os.MkdirAll(filepath.Join(root, "2.25.2"), 0o700)
-	os.WriteFile(filepath.Join(root, "2.25.2", "2.25.2.1.dcm"), dicomtest.File(spec), 0o600)
+	os.WriteFile(filepath.Join(root, "2.25.2", "2.25.2.1.dcm"), phantom.File(spec), 0o600)
 	os.WriteFile(filepath.Join(root, "2.25.2", "junk.dcm"), []byte("not dicom at all"), 0o600)
 
 	s, _, logs := open(t, dir, Config{QuietPeriod: time.Second})
@@ -165,7 +165,7 @@ func TestRecoveryRemovesPartialsAndIndexesCommittedFiles(t *testing.T) {
 func TestForwardedFilesArePrunedOthersNever(t *testing.T) {
 	s, _, _ := open(t, t.TempDir(), Config{RetainForwarded: time.Hour})
 	for _, sop := range []string{"2.25.1.1", "2.25.1.2"} {
-		if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.1", SOPInstanceUID: sop}); err != nil {
+		if err := put(t, s, phantom.Spec{StudyUID: "2.25.1", SOPInstanceUID: sop}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,7 +200,7 @@ func TestForwardedFilesArePrunedOthersNever(t *testing.T) {
 
 func TestBeginRefusesWhenFull(t *testing.T) {
 	s, _, _ := open(t, t.TempDir(), Config{MinFreeBytes: 1 << 62})
-	err := put(t, s, dicomtest.Spec{SOPInstanceUID: "2.25.1"})
+	err := put(t, s, phantom.Spec{SOPInstanceUID: "2.25.1"})
 	if !errors.Is(err, dicom.ErrOutOfResources) {
 		t.Fatalf("err = %v, want ErrOutOfResources", err)
 	}
@@ -211,7 +211,7 @@ func TestBeginRefusesWhenFull(t *testing.T) {
 
 func TestHostileUIDsStayInsideTheSpool(t *testing.T) {
 	s, _, _ := open(t, t.TempDir(), Config{})
-	spec := dicomtest.Spec{StudyUID: "../../etc", SOPInstanceUID: "../../passwd"}
+	spec := phantom.Spec{StudyUID: "../../etc", SOPInstanceUID: "../../passwd"}
 	if err := put(t, s, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ var _ = io.Discard
 func TestStudyRecordStaysSmall(t *testing.T) {
 	s, store, _ := open(t, t.TempDir(), Config{QuietPeriod: time.Minute})
 	for i := 0; i < 200; i++ {
-		if err := put(t, s, dicomtest.Spec{StudyUID: "2.25.8", SOPInstanceUID: dicomtest.UID("2.25.8", i), Rows: 2, Columns: 2}); err != nil {
+		if err := put(t, s, phantom.Spec{StudyUID: "2.25.8", SOPInstanceUID: phantom.UID("2.25.8", i), Rows: 2, Columns: 2}); err != nil {
 			t.Fatal(err)
 		}
 	}
