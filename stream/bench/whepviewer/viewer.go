@@ -19,6 +19,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -184,6 +185,9 @@ func newAPI(udp net.PacketConn) (*webrtc.API, error) {
 		return nil, err
 	}
 	var se webrtc.SettingEngine
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled // a closed session's socket errors are expected
+	se.LoggerFactory = quiet
 	se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, udp))
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
