@@ -215,6 +215,7 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	}
 	checkCalibration(t, tab)
 	checkEnglish(t, tab)
+	checkLeads(t, tab)
 	if os.Getenv("LIFELINE_SCREENSHOTS") != "" {
 		fullSweep(t, tab, 15)
 	}

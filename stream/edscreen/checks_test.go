@@ -263,3 +263,22 @@ func checkNoData(t *testing.T, tab context.Context, box *testBox) {
 		return !js[bool](t, tab, `window.edView.noData`) && js[bool](t, tab, `document.getElementById("nodata").hidden`)
 	})
 }
+
+// checkLeads steps the ECG row through the leads the monitor sends (II, I, V1 in the
+// 12-lead order) and back to II; each lead is drawn in its own right.
+func checkLeads(t *testing.T, tab context.Context) {
+	t.Helper()
+	for _, lead := range []struct{ code, name string }{{"131329", "I"}, {"131331", "V1"}, {"131330", "II"}} {
+		js[bool](t, tab, `document.querySelector(".wave-ecg .lead").click(), true`)
+		wait.For(t, 10*time.Second, "lead "+lead.name+" drawn", func() bool {
+			return js[int](t, tab, `document.querySelectorAll('.wave-ecg[data-code="`+lead.code+`"]').length`) == 1 &&
+				waves(t, tab)[lead.code].Drawn > ecgRate/2
+		})
+		if n := js[int](t, tab, `document.querySelectorAll(".wave-ecg").length`); n != 1 {
+			t.Errorf("%d ECG rows after choosing lead %s, want one", n, lead.name)
+		}
+		if name := js[string](t, tab, `document.querySelector(".wave-ecg .wave-name").textContent`); name != lead.name {
+			t.Errorf("ECG row named %q, want lead %s", name, lead.name)
+		}
+	}
+}
