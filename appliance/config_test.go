@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -126,5 +127,69 @@ func TestSelfTestLeavesNetworkMonitorsOut(t *testing.T) {
 	got := missingSerialPorts([]string{"tcp://127.0.0.1:2575", "tcp-connect://gateway:2575", "/dev/ttyUSB0", "/dev/ttyUSB7", ""}, present)
 	if len(got) != 1 || got[0] != "/dev/ttyUSB7" {
 		t.Errorf("missing ports %q, want only /dev/ttyUSB7", got)
+	}
+}
+
+// TestPositionConfigErrors: every bad [gnss], [modem] and [dispatch] value names the
+// file and its key.
+func TestPositionConfigErrors(t *testing.T) {
+	cases := []struct {
+		name, body, key, problem string
+	}{
+		{"bad usb", "[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"1546-01a8\"\n", "gnss.usb", "VID:PID"},
+		{"usb without port", "[modem]\nusb = \"2c7c:0801\"\n", "modem.port", "port is empty"},
+		{"usb empty serial", "[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"1546:01a8:\"\n", "gnss.usb", "VID:PID"},
+		{"negative baud", "[gnss]\nport = \"/dev/ttyACM0\"\nbaud = -1\n", "gnss.baud", "baud"},
+		{"network port", "[modem]\nport = \"tcp://127.0.0.1:1\"\n", "modem.port", "serial device"},
+		{"modem poll", "[modem]\nport = \"/dev/ttyUSB2\"\npoll = \"-1s\"\n", "modem.poll", "negative"},
+		{"bad server", "[dispatch]\nserver = \"dispatch\"\nterminal_id = \"1\"\n", "dispatch.server", "host:port"},
+		{"server without terminal", "[dispatch]\nserver = \"127.0.0.1:7808\"\n", "dispatch.terminal_id", "phone number"},
+		{"bad edition", "[dispatch]\nedition = \"2011\"\n", "dispatch.edition", "not one of"},
+		{"bad edition type", "[dispatch]\nedition = true\n", "dispatch.edition", "edition"},
+		{"2013 terminal too long", "[dispatch]\nedition = 2013\nterminal_id = \"0138001380001\"\n", "dispatch.terminal_id", "12 digits"},
+		{"2019 terminal too long", "[dispatch]\nterminal_id = \"012345678901234567890\"\n", "dispatch.terminal_id", "20 digits"},
+		{"interval too short", "[dispatch]\ninterval = \"500ms\"\n", "dispatch.interval", "at least 1s"},
+		{"interval not a duration", "[dispatch]\ninterval = 5\n", "dispatch.interval", ""},
+		{"destination without name", "[dispatch.destination]\nlat = 23.1\nlon = 113.2\n", "dispatch.destination.name", "needs a name"},
+		{"destination latitude", "[dispatch.destination]\nname = \"H\"\nlat = 93.1\nlon = 113.2\n", "dispatch.destination.lat", "latitude"},
+		{"destination longitude", "[dispatch.destination]\nname = \"H\"\nlat = 23.1\nlon = 213.2\n", "dispatch.destination.lon", "longitude"},
+		{"destination without point", "[dispatch.destination]\nname = \"H\"\n", "dispatch.destination.lat", "lat and lon"},
+		{"unknown destination key", "[dispatch.destination]\nlatitude = 1.0\n", "dispatch.destination.latitude", "unknown key"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.body)
+			_, err := LoadEdgeConfig(path)
+			ce, ok := err.(*ConfigError)
+			if !ok {
+				t.Fatalf("want *ConfigError, got %T %v", err, err)
+			}
+			msg := ce.Error()
+			if ce.File != path || ce.Key != c.key || !strings.Contains(msg, c.problem) || strings.Contains(msg, "\n") {
+				t.Fatalf("got file %q key %q message %q", ce.File, ce.Key, msg)
+			}
+		})
+	}
+}
+
+func TestPositionConfigDefaultsAndValues(t *testing.T) {
+	path := writeConfig(t, "[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"1546:01A8:ABC123\"\n[dispatch]\nserver = \"127.0.0.1:7808\"\n"+
+		"terminal_id = \"013800138000\"\nedition = 2013\n[dispatch.destination]\nname = \"ED\"\nlat = 23.13\nlon = 113.26\n")
+	cfg, err := LoadEdgeConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := usbID(cfg.GNSS.USB); id.VID != "1546" || id.PID != "01a8" || id.Serial != "ABC123" {
+		t.Errorf("usb %+v", id)
+	}
+	if cfg.Dispatch.Edition.JT808() != 2013 || cfg.Dispatch.ReportInterval() != 5*time.Second {
+		t.Errorf("edition %v interval %s", cfg.Dispatch.Edition.JT808(), cfg.Dispatch.ReportInterval())
+	}
+	if d := cfg.Dispatch.destination(); d == nil || d.Name != "ED" || d.Lat != 23.13 || d.Lon != 113.26 {
+		t.Errorf("destination %+v", d)
+	}
+	def, _ := LoadEdgeConfig("")
+	if def.Dispatch.Edition.JT808() != 2019 || def.Dispatch.destination() != nil {
+		t.Errorf("defaults: edition %v destination %+v", def.Dispatch.Edition.JT808(), def.Dispatch.destination())
 	}
 }

@@ -18,9 +18,9 @@ type EdgeConfig struct {
 	Monitor  []MonitorConfig `toml:"monitor"`
 	Stream   StreamSection   `toml:"stream"` // configs_stream.go
 	Camera   []CameraConfig  `toml:"camera"`
-	GNSS     SerialDevice    `toml:"gnss"`
-	Modem    SerialDevice    `toml:"modem"`
-	Dispatch DispatchSection `toml:"dispatch"`
+	GNSS     GNSSSection     `toml:"gnss"`     // configs_dispatch.go
+	Modem    ModemSection    `toml:"modem"`    // configs_dispatch.go
+	Dispatch DispatchSection `toml:"dispatch"` // configs_dispatch.go
 	Log      LogSection      `toml:"log"`
 
 	file string
@@ -64,17 +64,6 @@ type MonitorConfig struct {
 	// makes it dial out.
 	Port     string `toml:"port"`
 	Protocol string `toml:"protocol"` // a name in telemetry/protocols (hl7 | nonin | datex | intellivue) or auto
-}
-
-// SerialDevice is a serial device used for one role.
-type SerialDevice struct {
-	Port string `toml:"port"`
-}
-
-// DispatchSection configures the JT/T 808 link to the 120 dispatch centre.
-type DispatchSection struct {
-	Server     string `toml:"server"`
-	TerminalID string `toml:"terminal_id"`
 }
 
 // LogSection sets logging.
@@ -136,12 +125,7 @@ func (cfg *EdgeConfig) validate() error {
 		c.monitor(m)
 	}
 	c.stream(cfg.Stream, cfg.Camera)
-	if cfg.Dispatch.Server != "" {
-		c.hostPort("dispatch.server", cfg.Dispatch.Server)
-	}
-	if id := cfg.Dispatch.TerminalID; id != "" && (len(id) > 20 || strings.Trim(id, "0123456789") != "") {
-		c.fail("dispatch.terminal_id", "%q: a JT/T 808 terminal phone number is up to 20 digits", id)
-	}
+	c.position(cfg.GNSS, cfg.Modem, cfg.Dispatch)
 	c.logSection(cfg.Log)
 	return c.err
 }
