@@ -139,6 +139,15 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	if n := js[int](t, tab, `window.edBoard.alerts.length`); n != 0 {
 		t.Errorf("the acknowledged alert came back after a reload")
 	}
+
+	h.failBoxes.Store(true)
+	wait.For(t, 15*time.Second, "the board to say it may be out of date", func() bool {
+		return !js[bool](t, tab, `document.getElementById("hub-lost").hidden`)
+	})
+	h.failBoxes.Store(false)
+	wait.For(t, 10*time.Second, "the warning to go once the hub answers", func() bool {
+		return js[bool](t, tab, `document.getElementById("hub-lost").hidden`)
+	})
 }
 
 // waveStats is what the view's sweep reports per wave.

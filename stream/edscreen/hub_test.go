@@ -36,6 +36,9 @@ type testHub struct {
 	screen  *Screen
 	srv     *httptest.Server
 
+	// failBoxes makes the board's data source fail, as a hub whose registry is down.
+	failBoxes atomic.Bool
+
 	mu    sync.Mutex
 	cards map[string]*PatientCard
 	// dispatch is what dispatch says of boxes (ETA, mission), live or not: a box on
@@ -141,6 +144,9 @@ func (h *testHub) setDispatch(b BoxSummary) {
 // boxes is what the hub tells the board: every box publishing now or known to
 // dispatch, with its card.
 func (h *testHub) boxes(context.Context) ([]BoxSummary, error) {
+	if h.failBoxes.Load() {
+		return nil, errors.New("test: the hub's registry is down")
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	byDevice := map[string]BoxSummary{}

@@ -9,6 +9,7 @@ import { beep, soundBlocked, unlock, stats as soundStats } from "./alert.js";
 
 const refreshEvery = 1500; // ms between board requests
 const requestTimeout = 5000; // a request that takes longer counts as lost contact
+const lostAfter = 5000; // no fresh board for this long: say the board may be out of date
 const repeatAlertEvery = 30000; // an unacknowledged pre-alert sounds again
 
 let last = null; // the last board the hub sent
@@ -45,7 +46,7 @@ async function poll() {
 }
 
 function render() {
-  const lost = lastOK ? Date.now() - lastOK > 2 * requestTimeout : window.edBoard.failures > 0;
+  const lost = lastOK ? Date.now() - lastOK > lostAfter : window.edBoard.failures > 0;
   document.getElementById("hub-lost").hidden = !lost;
   if (!last) return;
   document.getElementById("updated").textContent = t("board.updated", { t: clockTime(lastOK, true) });
