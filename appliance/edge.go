@@ -149,7 +149,12 @@ func (e *Edge) Run(ctx context.Context) error {
 
 	e.sup.Add(httpService("status-http", httpLn, rebindingGuard(httpLn.Addr(), e.mux), e.log))
 	e.sup.Add(service.Service{Name: "hub-link", Run: e.runHubLink})
-	for _, svc := range e.plannedServices() {
+	positionServices, err := e.positionServices() // edge_dispatch.go
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	for _, svc := range positionServices {
 		e.sup.Add(svc)
 	}
 	e.log.Info("box serving", "http", httpLn.Addr().String(), "hub", e.cfg.Hub.URL, "data", e.dataDir)
@@ -200,29 +205,6 @@ func (e *Edge) runHubLink(ctx context.Context, h *service.Health) error {
 		case <-t.C:
 		}
 	}
-}
-
-// plannedServices shows configured devices whose support is not built yet as
-// degraded services, so that the crew sees plainly that they are not in use.
-func (e *Edge) plannedServices() []service.Service {
-	var out []service.Service
-	planned := func(name, what string) service.Service {
-		return service.Service{Name: name, Run: func(ctx context.Context, h *service.Health) error {
-			h.Degraded(what+" is not built in this version; the setting is kept for when it is", nil)
-			<-ctx.Done()
-			return nil
-		}}
-	}
-	if e.cfg.GNSS.Port != "" {
-		out = append(out, planned("gnss", "GNSS position reading"))
-	}
-	if e.cfg.Modem.Port != "" {
-		out = append(out, planned("modem", "5G modem monitoring"))
-	}
-	if e.cfg.Dispatch.Server != "" {
-		out = append(out, planned("dispatch", "JT/T 808 reporting to dispatch"))
-	}
-	return out
 }
 
 // EdgeEnrol gets the box at dataDir an identity from the hub.

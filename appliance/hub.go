@@ -45,6 +45,7 @@ type Hub struct {
 
 	fanout  *sfu.SFU      // the live streams: WHIP from boxes, WHEP to viewers
 	tokens  *viewerTokens // bearer tokens for standard WHEP players
+	boxes   boxBoard      // the latest report of each box (hub_boxes.go)
 	closers []func() error
 }
 
@@ -167,6 +168,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		return err
 	}
 	statusMux := statusMux(h.reg, h.Status)
+	h.mountBoxes(statusMux)
 	h.sup.Add(httpService("status-http", statusLn, statusMux, h.log))
 	h.sup.Add(publicService(public))
 	h.sup.Add(h.viewerService(viewerLn, tlsConf.Certificates[0]))
