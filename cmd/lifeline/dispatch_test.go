@@ -205,4 +205,3 @@ func postMission(t *testing.T, url, contentType, fetchSite, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
-
