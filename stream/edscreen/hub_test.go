@@ -93,7 +93,13 @@ func startHub(t *testing.T) *testHub {
 			}
 			return "", errors.New("no box identity")
 		},
-		AuthorizeViewer: func(r *http.Request, device string) (string, error) { return "dr-test", nil },
+		AuthorizeViewer: func(r *http.Request, device string) (string, error) {
+			// As the hub's sign-in will: a WHEP offer is a state-changing request.
+			if r.Header.Get("X-CSRF-Token") != testCSRFToken {
+				return "", errors.New("missing or wrong anti-CSRF token")
+			}
+			return "dr-test", nil
+		},
 		OnPublisherMessage: func(device, label string, data []byte) []byte {
 			if label == vitals.LabelReliable || label == vitals.LabelWave {
 				_, _ = h.archive.Receive(device, label, data)
@@ -104,7 +110,7 @@ func startHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.screen, err = New(Config{Boxes: h.boxes, Log: log})
+	h.screen, err = New(Config{Boxes: h.boxes, Log: log, CSRFToken: func(*http.Request) string { return testCSRFToken }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +196,9 @@ type testBox struct {
 }
 
 var errLinkDown = errors.New("test: link down")
+
+// testCSRFToken is the signed-in session's anti-CSRF token in these tests.
+const testCSRFToken = "csrf-7f3a9c"
 
 func startBox(t *testing.T, h *testHub, device string) *testBox {
 	t.Helper()

@@ -40,6 +40,12 @@ type Config struct {
 	// Wrap, if set, wraps every handler of the screen, pages and data alike: the hub
 	// requires sign-in here, so that a browser that is not signed in gets no page data.
 	Wrap func(http.Handler) http.Handler
+	// CSRFToken, if set, returns the signed-in session's anti-CSRF token; the view
+	// sends it in CSRFHeader with every state-changing request it makes to the hub
+	// (the WHEP offer and the end of the view; modules' requests too).
+	CSRFToken func(r *http.Request) string
+	// CSRFHeader names the header the token goes in; default "X-CSRF-Token".
+	CSRFHeader string
 	// Log receives refused requests and failures of Boxes; default slog.Default().
 	Log *slog.Logger
 }
@@ -60,6 +66,9 @@ func (c Config) populate() Config {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.CSRFHeader == "" {
+		c.CSRFHeader = "X-CSRF-Token"
 	}
 	return c
 }
@@ -234,6 +243,9 @@ type BoxView struct {
 	Box        BoxSummary `json:"box"`
 	WHEP       string     `json:"whep"`    // the URL path to POST the WHEP offer to
 	History    string     `json:"history"` // the URL path of the vitals history
+	// CSRFHeader and CSRFToken go with every state-changing request of the view.
+	CSRFHeader string `json:"csrf_header,omitempty"`
+	CSRFToken  string `json:"csrf_token,omitempty"`
 }
 
 func (s *Screen) box(w http.ResponseWriter, r *http.Request) {
@@ -250,11 +262,17 @@ func (s *Screen) box(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, b := range list {
 		if b.Device == device {
-			writeJSON(w, BoxView{
+			v := BoxView{
 				ServerTime: time.Now().UTC(), Box: b,
 				WHEP:    strings.Replace(s.cfg.WHEPPattern, "{device}", device, 1),
 				History: strings.Replace(s.cfg.HistoryPattern, "{device}", device, 1),
-			})
+			}
+			if s.cfg.CSRFToken != nil {
+				if tok := s.cfg.CSRFToken(r); tok != "" {
+					v.CSRFHeader, v.CSRFToken = s.cfg.CSRFHeader, tok
+				}
+			}
+			writeJSON(w, v)
 			return
 		}
 	}

@@ -182,6 +182,9 @@ func TestBoxJSONGivesTheStreamURLs(t *testing.T) {
 	if v.WHEP != "/whep/amb-07" || v.History != "/api/v1/devices/amb-07/vitals" || v.Box.Device != "amb-07" {
 		t.Errorf("box view %+v", v)
 	}
+	if v.CSRFToken != "" || strings.Contains(body, "csrf") {
+		t.Errorf("a CSRF token without a CSRFToken function: %s", body)
+	}
 	if res, body := get(t, srv.URL+"/ed/api/box/amb-99"); res.StatusCode != 404 || !strings.Contains(body, "amb-99") {
 		t.Errorf("unknown box: %d %q", res.StatusCode, body)
 	}
@@ -294,5 +297,32 @@ func TestEveryStringInBothLanguages(t *testing.T) {
 		if !zh["link."+q] {
 			t.Errorf("link quality %q has no label", q)
 		}
+	}
+}
+
+func TestBoxJSONCarriesTheSessionsCSRFToken(t *testing.T) {
+	s, err := New(Config{
+		Boxes:      func(context.Context) ([]BoxSummary, error) { return []BoxSummary{{Device: "amb-07"}}, nil },
+		CSRFToken:  func(r *http.Request) string { return "tok-" + r.Header.Get("X-Session") },
+		CSRFHeader: "X-Lifeline-CSRF",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/ed/api/box/amb-07", nil)
+	req.Header.Set("X-Session", "s1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var v BoxView
+	if err := json.NewDecoder(res.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v.CSRFHeader != "X-Lifeline-CSRF" || v.CSRFToken != "tok-s1" {
+		t.Errorf("box view CSRF %q: %q, want the session's token in the configured header", v.CSRFHeader, v.CSRFToken)
 	}
 }

@@ -160,8 +160,10 @@ async function main() {
     return;
   }
   renderBox();
-  const ctx = { device, t, onLang, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null };
-  viewer = new Viewer(box.whep, {
+  // Modules send these headers with their own state-changing requests too.
+  const headers = box.csrf_header && box.csrf_token ? { [box.csrf_header]: box.csrf_token } : {};
+  const ctx = { device, t, onLang, headers, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null };
+  viewer = new Viewer(box.whep, headers, {
     onTrack, onMessage, onState,
     beforeOffer: (pc, channels) => {
       ctx.pc = pc;

@@ -14,10 +14,12 @@ function gathered(pc, timeout) {
 }
 
 export class Viewer {
-  // url is the WHEP endpoint; hooks: onTrack(track, streams), onMessage(label, data),
-  // onState(state), beforeOffer(pc) (returns nothing; add channels/transceivers).
-  constructor(url, hooks) {
+  // url is the WHEP endpoint; headers go with every request (the hub's anti-CSRF
+  // token); hooks: onTrack(track, streams), onMessage(label, data), onState(state),
+  // beforeOffer(pc, channels) (add channels/transceivers).
+  constructor(url, headers, hooks) {
     this.url = url;
+    this.headers = headers;
     this.hooks = hooks;
     this.pc = null;
     this.location = null;
@@ -64,7 +66,7 @@ export class Viewer {
     await gathered(pc, 2000);
     const res = await fetch(this.url, {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+      headers: { ...this.headers, "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
     });
     const body = await res.text();
     if (res.status !== 201) throw new Error("WHEP " + res.status + ": " + body.trim());
@@ -94,7 +96,7 @@ export class Viewer {
   teardown() {
     if (this.location) {
       // Tell the hub the view ended, so its audit and viewer count are right.
-      fetch(this.location, { method: "DELETE", credentials: "same-origin", keepalive: true }).catch(() => {});
+      fetch(this.location, { method: "DELETE", headers: this.headers, credentials: "same-origin", keepalive: true }).catch(() => {});
       this.location = null;
     }
     if (this.pc) this.pc.close();
