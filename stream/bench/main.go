@@ -21,6 +21,8 @@ func main() {
 	parts := flag.String("run", "a,b,e,d", "measurements to run, comma-separated: a (vitals latency), b (video path delay), e (box RSS at 1080p30), d (outages), c (hub fan-out)")
 	dur := flag.Duration("for", 20*time.Second, "how long each steady-state measurement records")
 	tunnel := flag.Duration("tunnel", 30*time.Second, "(d) the tunnel's outage (the profile's is 30 s)")
+	outageProfiles := flag.String("outages", "handover,tunnel", "(d) the profiles whose outage is run")
+	flag.BoolVar(&verbose, "v", false, "print the hub's and the box's stream log lines when each system stops")
 	flag.Parse()
 	if *bin == "" {
 		dir, err := os.MkdirTemp("", "bench-stream-bin-")
@@ -40,7 +42,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(clips)
-	b := &bench{bin: *bin, clips: clips, dur: *dur, tunnel: *tunnel}
+	b := &bench{bin: *bin, clips: clips, dur: *dur, tunnel: *tunnel, outageProfiles: strings.Split(*outageProfiles, ",")}
 	for _, p := range strings.Split(*parts, ",") {
 		switch strings.TrimSpace(p) {
 		case "a":
@@ -60,6 +62,9 @@ func main() {
 	b.report(os.Stdout)
 }
 
+// verbose prints the processes' stream logs.
+var verbose bool
+
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench-stream:", err)
 	os.Exit(1)
@@ -70,7 +75,9 @@ type bench struct {
 	bin, clips string
 	dur        time.Duration
 	tunnel     time.Duration
-	rows       []row
+	// outageProfiles names the profiles (d) runs.
+	outageProfiles []string
+	rows           []row
 }
 
 // row is one line of the table.

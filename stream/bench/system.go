@@ -293,6 +293,18 @@ func (s *system) close() {
 	s.closeOnce.Do(func() {
 		stopProc(s.box)
 		stopProc(s.hub)
+		if verbose {
+			for _, l := range []struct {
+				name string
+				log  *bytes.Buffer
+			}{{"box", s.boxLog}, {"hub", s.hubLog}} {
+				for _, line := range strings.Split(l.log.String(), "\n") {
+					if strings.Contains(line, "whip") || strings.Contains(line, "sfu") {
+						fmt.Fprintf(os.Stderr, "%s: %s\n", l.name, line)
+					}
+				}
+			}
+		}
 		if s.monitorStop != nil {
 			s.monitorStop()
 		}
