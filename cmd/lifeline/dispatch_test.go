@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"lifeline/appliance"
 	"lifeline/dispatch/jt808"
@@ -24,8 +27,10 @@ const testHospitalLat, testHospitalLon = 23.1270, 113.2760
 // the JT/T 808 platform over TCP. The platform's log receives the box's reports every
 // 5 s while the ambulance is available; the hub's /api/v1/boxes shows it moving in
 // Guangzhou with its fix, ETA to the hospital and link quality; the crew sets the
-// mission through the box's API and the reports come every second, the hub shows the
-// new state; a text from dispatch reaches the crew's page.
+// mission through the box's API (JSON, same origin only) and the reports come every
+// second, the hub shows the new state; in Chromium the status page shows position, ETA
+// and link, its "en route" button reaches the hub's board, and a text from dispatch
+// appears on it.
 func TestAmbulanceOnTheBoard(t *testing.T) {
 	gnssCable, modemCable := peers.PlugCable(t), peers.PlugCable(t)
 	platformAddr := freePort(t)
@@ -105,13 +110,36 @@ lon = %g
 		pos.Fix != appliance.FixFixed || pos.Position == nil || pos.Mission.State != "dispatched" {
 		t.Fatalf("box's position API: status %d, %+v", code, pos)
 	}
+
+	// The crew presses "en route" on the status page, and reads dispatch's text there.
+	tab := peers.Browser(t, peers.BrowserOptions{Timeout: time.Minute})
+	if err := chromedp.Do(tab,
+		chromedp.Navigate("http://"+sys.edgeHTTP+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#position`)),
+		chromedp.WaitVisible(chromedp.CSS(`#mission-buttons button.current`)),
+	); err != nil {
+		t.Fatalf("the status page's mission: %v", err)
+	}
+	wait.For(t, 10*time.Second, "the page to show the fix, the ETA and the link", func() bool {
+		shown, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("position").innerText`))
+		return err == nil && strings.Contains(shown, "fixed") && strings.Contains(shown, "WGS-84") &&
+			strings.Contains(shown, "ETA") && strings.Contains(shown, "dBm RSRP") && strings.Contains(shown, "dispatched")
+	})
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](
+		`(() => { const b = [...document.querySelectorAll("#mission-buttons button")].find((b) => b.textContent === "en route"); b.click(); return true; })()`)); err != nil {
+		t.Fatalf("press en route: %v", err)
+	}
+	waitForBoard(t, sys, "en route, set on the status page, on the hub's board", func(b appliance.BoxSummary) bool {
+		return b.Mission.State == "en route"
+	})
 	if _, err := toPlatform.Write([]byte("text 00000000013800138000 急诊已准备好\n")); err != nil {
 		t.Fatal(err)
 	}
 	wait.For(t, 15*time.Second, "dispatch's text on the crew's page", func() bool {
 		var msgs []appliance.CrewMessage
 		getJSON(t, "http://"+sys.edgeHTTP+appliance.MessagesPath, &msgs)
-		return len(msgs) == 1 && msgs[0].Text == "急诊已准备好"
+		shown, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("messages").innerText`))
+		return len(msgs) == 1 && msgs[0].Text == "急诊已准备好" && err == nil && strings.Contains(shown, "急诊已准备好")
 	})
 }
 
