@@ -148,6 +148,13 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	wait.For(t, 10*time.Second, "the warning to go once the hub answers", func() bool {
 		return js[bool](t, tab, `document.getElementById("hub-lost").hidden`)
 	})
+
+	// The session ends (idle timeout): the board goes to the sign-in page instead of
+	// going stale.
+	h.signedOut.Store(true)
+	wait.For(t, 10*time.Second, "the board to give way to the sign-in page", func() bool {
+		return js[bool](t, tab, `!!document.getElementById("signin")`)
+	})
 }
 
 // waveStats is what the view's sweep reports per wave.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +39,9 @@ type testHub struct {
 
 	// failBoxes makes the board's data source fail, as a hub whose registry is down.
 	failBoxes atomic.Bool
+	// signedOut makes the sign-in wrapper refuse the data with 401 and answer the
+	// pages with a sign-in page, as after the idle timeout.
+	signedOut atomic.Bool
 
 	mu    sync.Mutex
 	cards map[string]*PatientCard
@@ -110,7 +114,7 @@ func startHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.screen, err = New(Config{Boxes: h.boxes, Log: log, CSRFToken: func(*http.Request) string { return testCSRFToken }})
+	h.screen, err = New(Config{Boxes: h.boxes, Log: log, CSRFToken: func(*http.Request) string { return testCSRFToken }, Wrap: h.signIn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +135,21 @@ func startHub(t *testing.T) *testHub {
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// signIn stands in for the hub's sign-in wrapper.
+func (h *testHub) signIn(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !h.signedOut.Load():
+			next.ServeHTTP(w, r)
+		case strings.Contains(r.URL.Path, "/api/"):
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+		default:
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = io.WriteString(w, `<!doctype html><title>sign in</title><p id="signin">Sign in to Lifeline</p>`)
+		}
+	})
 }
 
 // setCard gives a box the crew's patient card.

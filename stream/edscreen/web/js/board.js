@@ -6,6 +6,7 @@ import { el, replace } from "./dom.js";
 import { syncTo, ago, eta, clockTime } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
 import { beep, soundBlocked, unlock, stats as soundStats } from "./alert.js";
+import { signedOut } from "./session.js";
 
 const refreshEvery = 1500; // ms between board requests
 const requestTimeout = 5000; // a request that takes longer counts as lost contact
@@ -31,7 +32,7 @@ async function poll() {
   const timer = setTimeout(() => ctl.abort(), requestTimeout);
   try {
     const res = await fetch("api/boxes", { signal: ctl.signal, credentials: "same-origin", cache: "no-store" });
-    if (!res.ok) throw new Error("board: " + res.status);
+    if (signedOut(res) || !res.ok) throw new Error("board: " + res.status);
     last = await res.json();
     syncTo(last.server_time);
     lastOK = Date.now();

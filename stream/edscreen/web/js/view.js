@@ -15,6 +15,7 @@ import { drawTrends } from "./trends.js";
 import { pxPerMm, onCalibration } from "./calibration.js";
 import { openSettings } from "./settings.js";
 import { modules } from "./modules.js";
+import { signedOut } from "./session.js";
 
 const device = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop());
 const api = "../api/box/" + encodeURIComponent(device);
@@ -39,6 +40,7 @@ window.edView = {
 
 async function loadBox() {
   const res = await fetch(api, { credentials: "same-origin", cache: "no-store" });
+  signedOut(res);
   if (!res.ok) throw new Error((await res.text()).trim() || String(res.status));
   const v = await res.json();
   syncTo(v.server_time);
@@ -52,6 +54,7 @@ async function loadHistory(url) {
     const q = new URLSearchParams({ channel: "vitals", limit: "1000" });
     if (after) q.set("after", after);
     const res = await fetch(url + "?" + q, { credentials: "same-origin", cache: "no-store" });
+    signedOut(res);
     if (!res.ok) throw new Error("history: " + res.status + " " + (await res.text()).trim());
     const p = await res.json();
     for (const m of p.messages || []) if (feed.take(m)) window.edView.history++;
@@ -164,7 +167,7 @@ async function main() {
   const headers = box.csrf_header && box.csrf_token ? { [box.csrf_header]: box.csrf_token } : {};
   const ctx = { device, t, onLang, headers, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null };
   viewer = new Viewer(box.whep, headers, {
-    onTrack, onMessage, onState,
+    onTrack, onMessage, onState, onResponse: signedOut,
     beforeOffer: (pc, channels) => {
       ctx.pc = pc;
       ctx.channels = channels;

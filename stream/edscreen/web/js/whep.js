@@ -69,6 +69,7 @@ export class Viewer {
       headers: { ...this.headers, "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
     });
     const body = await res.text();
+    if (this.hooks.onResponse) this.hooks.onResponse(res);
     if (res.status !== 201) throw new Error("WHEP " + res.status + ": " + body.trim());
     this.location = res.headers.get("Location");
     await pc.setRemoteDescription({ type: "answer", sdp: body });
