@@ -65,6 +65,9 @@ type Viewer struct {
 	videoLost   uint64 // sequence numbers skipped (before NACK repair)
 	lastSeq     uint16
 	haveSeq     bool
+	extSeq      uint64              // the highest sequence number, extended over wraps
+	seen        map[uint64]struct{} // every extended sequence number received
+	firstExt    uint64
 	onVideoRTP  func(p *rtp.Packet, at time.Time)
 	onMessage   func(label string, m Message)
 	videoSource uint32
@@ -232,8 +235,14 @@ func (v *Viewer) video(p *rtp.Packet, at time.Time) {
 			v.videoLost += uint64(d - 1)
 		}
 	}
+	if !v.haveSeq {
+		v.extSeq, v.firstExt = 1<<32+uint64(p.SequenceNumber), 1<<32+uint64(p.SequenceNumber)
+		v.seen = map[uint64]struct{}{}
+	}
+	ext := uint64(int64(v.extSeq) + int64(int16(p.SequenceNumber-uint16(v.extSeq))))
+	v.seen[ext] = struct{}{}
 	if !v.haveSeq || int16(p.SequenceNumber-v.lastSeq) > 0 {
-		v.lastSeq, v.haveSeq = p.SequenceNumber, true
+		v.lastSeq, v.haveSeq, v.extSeq = p.SequenceNumber, true, ext
 	}
 	if StartsIDR(p.Payload) {
 		v.keyframes = append(v.keyframes, at)
@@ -299,18 +308,27 @@ type Stats struct {
 	VideoPackets      uint64
 	VideoBytes        uint64
 	VideoSkipped      uint64 // sequence numbers never seen in order (loss before repair)
-	Connection        string
+	// VideoExpected is the span of video sequence numbers from the first received to
+	// the highest; VideoUnique how many of them arrived, retransmissions included.
+	VideoExpected, VideoUnique uint64
+	Connection                 string
 }
 
 // Stats returns copies of what arrived so far.
 func (v *Viewer) Stats() Stats {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	var expected uint64
+	if v.haveSeq {
+		expected = v.extSeq - v.firstExt + 1
+	}
 	return Stats{
-		Vitals: append([]Message(nil), v.vitals...), Waves: append([]Message(nil), v.waves...),
+		VideoExpected: expected,
+		Vitals:        append([]Message(nil), v.vitals...), Waves: append([]Message(nil), v.waves...),
 		Keyframes: append([]time.Time(nil), v.keyframes...), Frames: append([]time.Time(nil), v.frames...),
 		VideoPackets: v.videoPkts, VideoBytes: v.videoBytes, VideoSkipped: v.videoLost,
-		Connection: v.pc.ConnectionState().String(),
+		VideoUnique: uint64(len(v.seen)),
+		Connection:  v.pc.ConnectionState().String(),
 	}
 }
 
