@@ -80,6 +80,7 @@ lon = %g
 	waitForBoard(t, sys, "the ambulance to move on the board", func(b appliance.BoxSummary) bool {
 		return b.Position != nil && (b.Position.Lat != first.Position.Lat || b.Position.Lon != first.Position.Lon)
 	})
+	waitForBoard(t, sys, "the box's live stream (its vitals) on the board", func(b appliance.BoxSummary) bool { return b.Live })
 	wait.For(t, 30*time.Second, "two live reports 5 s apart while the ambulance is available", func() bool {
 		return countGaps(liveReportsInGuangzhou(logPath), time.Time{}, 4500*time.Millisecond, 6*time.Second) >= 1
 	})
@@ -141,6 +142,24 @@ lon = %g
 		shown, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.getElementById("messages").innerText`))
 		return len(msgs) == 1 && msgs[0].Text == "急诊已准备好" && err == nil && strings.Contains(shown, "急诊已准备好")
 	})
+}
+
+// TestBadPositionConfigExitsTwo: a bad [gnss], [modem] or [dispatch] value stops the
+// box at once with status 2 and one line naming the file and the key.
+func TestBadPositionConfigExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ body, key, says string }{
+		{"[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"ublox\"\n", "gnss.usb", "VID:PID"},
+		{"[dispatch]\nserver = \"127.0.0.1:7808\"\nterminal_id = \"13800138000\"\nedition = \"2011\"\n", "dispatch.edition", "not one of"},
+		{"[dispatch.destination]\nname = \"ED\"\nlat = 123.0\nlon = 113.2\n", "dispatch.destination.lat", "latitude"},
+	} {
+		conf := writeFile(t, dir, "edge.toml", c.body)
+		code, _, stderr := lifeline(t, "edge", "--config", conf, "--data", filepath.Join(dir, "data"))
+		if code != 2 || !strings.Contains(stderr, conf) || !strings.Contains(stderr, `"`+c.key+`"`) ||
+			!strings.Contains(stderr, c.says) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming %s and %q", c.key, code, stderr, conf, c.key)
+		}
+	}
 }
 
 // checkBoardEntry checks what the board shows of the moving ambulance.
