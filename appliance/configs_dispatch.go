@@ -36,7 +36,7 @@ type DispatchSection struct {
 	Server     string `toml:"server"`      // the platform's host:port
 	TerminalID string `toml:"terminal_id"` // the terminal's phone number: up to 20 digits (2019), 12 (2013)
 	// Edition is "2019" (default) or "2013"; a bare number is taken too.
-	Edition Edition `toml:"edition"`
+	Edition DispatchEdition `toml:"edition"`
 	// Interval between reports while the ambulance is available (0: 5 s); on a
 	// mission it reports every second, and dispatch may change either with 0x8103.
 	Interval Duration `toml:"interval"`
@@ -52,17 +52,17 @@ type DestinationSection struct {
 	Lon  float64 `toml:"lon"`
 }
 
-// Edition is a JT/T 808 edition as written in edge.toml: "2019" or "2013" (or the
-// bare number). The zero value is the default, 2019.
-type Edition string
+// DispatchEdition is a JT/T 808 edition as written in edge.toml: "2019" or "2013"
+// (or the bare number). The zero value is the default, 2019.
+type DispatchEdition string
 
 // UnmarshalTOML takes the edition as a string or an integer.
-func (e *Edition) UnmarshalTOML(v any) error {
+func (e *DispatchEdition) UnmarshalTOML(v any) error {
 	switch v := v.(type) {
 	case string:
-		*e = Edition(v)
+		*e = DispatchEdition(v)
 	case int64:
-		*e = Edition(fmt.Sprint(v))
+		*e = DispatchEdition(fmt.Sprint(v))
 	default:
 		return fmt.Errorf("%v is not an edition such as \"2019\" or \"2013\"", v)
 	}
@@ -70,7 +70,7 @@ func (e *Edition) UnmarshalTOML(v any) error {
 }
 
 // JT808 is the edition for the dispatch library (2019 when not set).
-func (e Edition) JT808() jt808.Edition {
+func (e DispatchEdition) JT808() jt808.Edition {
 	if e == "2013" {
 		return jt808.Edition2013
 	}
@@ -159,7 +159,7 @@ func (c *checker) position(g GNSSSection, m ModemSection, d DispatchSection) {
 }
 
 // JT808String is the edition's year, for messages.
-func (e Edition) JT808String() string { return fmt.Sprint(int(e.JT808())) }
+func (e DispatchEdition) JT808String() string { return fmt.Sprint(int(e.JT808())) }
 
 // serialRole checks the port, USB identity and baud rate of a serial device's role.
 func (c *checker) serialRole(section, port, usb string, baud int) {
