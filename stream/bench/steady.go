@@ -245,8 +245,9 @@ func (b *bench) boxRSS() {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	st := v.Stats()
+	st, pub := v.Stats(), s.publisher()
 	b.add(row{what: what, where: "loopback", measured: fmt.Sprintf("%.1f MB (%.1f MB at the end)", float64(peak)/1e6, float64(last)/1e6),
 		goal: "< 100 MB", met: peak > 0 && peak < 100e6,
-		note: fmt.Sprintf("viewer got %d frames, %.1f Mbit/s; %d wave chunks", len(st.Frames), float64(st.VideoBytes)*8/max(b.dur, 30*time.Second).Seconds()/1e6, len(st.Waves))})
+		note: fmt.Sprintf("6 Mbit/s clip; box sent %d frames, dropped %d (%d over its video budget; estimate %.1f Mbit/s); viewer got %d frames, %d wave chunks",
+			pub.FramesSent, pub.Dropped, pub.OverBudget, float64(pub.Target)/1e6, len(st.Frames), len(st.Waves))})
 }

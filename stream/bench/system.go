@@ -224,6 +224,10 @@ type publisherStatus struct {
 	ICERestarts int    `json:"ice_restarts"`
 	NewSessions int    `json:"new_sessions"`
 	LastError   string `json:"last_error"`
+	FramesSent  uint64 `json:"frames_sent"`
+	Dropped     uint64 `json:"frames_dropped"`
+	OverBudget  uint64 `json:"frames_over_budget"`
+	Target      int    `json:"target_bitrate_bps"`
 }
 
 func (s *system) publisher() publisherStatus {
