@@ -32,7 +32,7 @@ type demo struct {
 }
 
 // RunDemo runs hub and box with simulated devices until ctx ends. It prints what runs
-// where to out, the viewer's URL last.
+// where to out, and last a one-time sign-in link to the ED screen for a demo doctor.
 func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	d := &demo{opts: opts, hub: DefaultHubConfig(), edge: DefaultEdgeConfig(), out: out}
 	if opts.RandomPorts {
@@ -47,6 +47,9 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 		return err
 	}
 	d.edge.Monitor = []MonitorConfig{{Port: telemetry.Endpoint{Kind: telemetry.EndpointListen, Addr: monitorAddr}.String(), Protocol: "hl7"}}
+	// The camera is the clip built into the binary: a moving picture with its frame
+	// number burnt in, and sound.
+	d.edge.Camera = []CameraConfig{{URL: "clip:"}}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -77,14 +80,20 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	go runDemoMonitor(ctx, monitorAddr, devLog)
 	go runDemoModality(ctx, filepath.Join(opts.DataDir, "modality"), d.edge.DICOM.Listen, d.edge.DICOM.AETitle, devLog)
 
+	link, err := hub.DemoSignInLink(ctx)
+	if err != nil {
+		return fmt.Errorf("demo sign-in link: %w", err)
+	}
 	fmt.Fprintf(d.out, "Lifeline demo: state in %s\n", opts.DataDir)
-	fmt.Fprintf(d.out, "  hub:     https://%s (status http://%s/api/v1/status)\n", d.hub.Server.Listen, d.hub.Status.Listen)
+	fmt.Fprintf(d.out, "  hub:     https://%s for boxes (status http://%s/api/v1/status)\n", d.hub.Server.Listen, d.hub.Status.Listen)
 	fmt.Fprintf(d.out, "  box:     enrolled as DEMO-AMB-1; status page http://%s/\n", d.edge.HTTP.Listen)
 	fmt.Fprintf(d.out, "  monitor: simulated HL7 monitor → box on %s; vitals at http://%s/api/v1/vitals\n", monitorAddr, d.edge.HTTP.Listen)
+	fmt.Fprintf(d.out, "  camera:  the built-in clip; the box streams it with the vitals to the hub over WHIP\n")
 	fmt.Fprintf(d.out, "  CT:      simulated modality sends a study to %s (AE %s) now and every %s; it goes on to the hub's archive\n",
 		d.edge.DICOM.Listen, d.edge.DICOM.AETitle, demoStudyEvery)
-	fmt.Fprintf(d.out, "  live viewer: not built yet (the live-stream work comes next); watch the box at:\n")
-	fmt.Fprintf(d.out, "http://%s/\n", d.edge.HTTP.Listen)
+	fmt.Fprintf(d.out, "  ED screen: %s (the hub's own certificate: the browser warns once; a hospital sets server.cert_file)\n", hub.ViewerURL())
+	fmt.Fprintf(d.out, "Sign in as the demo doctor with this one-time link (valid %s):\n", d.hub.Viewer.LinkLifetime.Duration)
+	fmt.Fprintln(d.out, link)
 
 	select {
 	case <-ctx.Done():
@@ -134,6 +143,8 @@ func (d *demo) pickPorts() error {
 	}
 	d.hub.Server.Listen = pick(true)
 	d.hub.Status.Listen = pick(false)
+	d.hub.Viewer.Listen = pick(false)
+	d.hub.Stream.Listen = pick(true)
 	d.edge.HTTP.Listen = pick(false)
 	d.edge.DICOM.Listen = pick(false)
 	return err

@@ -310,7 +310,8 @@ func assertMetrics(t *testing.T, url string) {
 	}
 }
 
-// TestDemoStartsAndStops runs `lifeline demo` and follows the URL it prints last.
+// TestDemoStartsAndStops runs `lifeline demo`, reads the box's page it names and follows
+// the sign-in link it prints last into a browser that watches the live stream.
 func TestDemoStartsAndStops(t *testing.T) {
 	cmd := exec.Command(binary, "demo", "--random-ports", "--data", t.TempDir())
 	stdout, err := cmd.StdoutPipe()
@@ -344,20 +345,28 @@ func TestDemoStartsAndStops(t *testing.T) {
 			}
 		}
 	}()
-	var url string
+	// The box's status page is named on its line; the one-time sign-in link to the ED
+	// screen comes last.
+	var url, link string
 	timeout := time.After(30 * time.Second)
-	for url == "" {
+	for link == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
 				t.Fatalf("demo ended early: %s", stderr.String())
 			}
-			if strings.HasPrefix(l, "http://") {
-				url = strings.TrimSpace(l)
+			if _, page, found := strings.Cut(l, "status page "); found {
+				url = strings.TrimSpace(page)
+			}
+			if strings.HasPrefix(l, "https://") && strings.Contains(l, "/signin/link") {
+				link = strings.TrimSpace(l)
 			}
 		case <-timeout:
-			t.Fatalf("demo printed no URL: %s", stderr.String())
+			t.Fatalf("demo printed no sign-in link: %s", stderr.String())
 		}
+	}
+	if !strings.HasPrefix(url, "http://") {
+		t.Fatalf("demo named no box status page before its sign-in link")
 	}
 	var st statusBody
 	wait.For(t, 15*time.Second, "demo box connected to its hub", func() bool {
@@ -379,6 +388,9 @@ func TestDemoStartsAndStops(t *testing.T) {
 		}
 		return false
 	})
+	// The doctor's link signs a browser in, and the box's clip and vitals play there.
+	watchSignedIn(t, link, "DEMO-AMB-1")
+
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

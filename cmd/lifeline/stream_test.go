@@ -19,7 +19,7 @@ import (
 // viewer origin: it offers to receive video and audio and opens the vitals channels,
 // authenticated by a viewer token, and counts what arrives.
 const whepViewerJS = `
-window.watch = async (url, token) => {
+window.watch = async (url, token, csrf) => {
   const pc = new RTCPeerConnection();
   window.viewer = pc;
   window.got = {vitals: [], wave: []};
@@ -42,6 +42,7 @@ window.watch = async (url, token) => {
     pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r()));
   const headers = {"Content-Type": "application/sdp"};
   if (token) headers.Authorization = "Bearer " + token;
+  if (csrf) headers["X-CSRF-Token"] = csrf;
   const res = await fetch(url, {method: "POST", headers, body: pc.localDescription.sdp});
   const body = await res.text();
   if (res.status !== 201) return res.status + " " + body;
@@ -98,7 +99,7 @@ func TestLiveStreamFromBoxToChromiumViewer(t *testing.T) {
 	}
 	watch := func(tok string) string {
 		t.Helper()
-		res, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf("watch(%q, %q)", whepURL, tok), chromedp.EvalAwaitPromise))
+		res, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf("watch(%q, %q, \"\")", whepURL, tok), chromedp.EvalAwaitPromise))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,5 +166,38 @@ func TestLiveStreamFromBoxToChromiumViewer(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// watchSignedIn opens a one-time sign-in link in Chromium, as a doctor would, and then
+// watches device over WHEP with that browser session (its cookie and CSRF token): the
+// video must decode and the vitals arrive.
+func watchSignedIn(t *testing.T, link, device string) {
+	t.Helper()
+	tab := peers.Browser(t, peers.BrowserOptions{Flags: map[string]any{"ignore-certificate-errors": true}})
+	if err := chromedp.Do(tab, chromedp.Navigate(link)); err != nil {
+		t.Fatal(err)
+	}
+	var csrf string
+	wait.For(t, 15*time.Second, "the sign-in link to sign the browser in", func() bool {
+		raw, err := chromedp.Run(tab, chromedp.Evaluate[string](
+			`fetch("/api/v1/whoami").then(r => r.ok ? r.json().then(w => w.csrf) : "")`, chromedp.EvalAwaitPromise))
+		csrf = raw
+		return err == nil && raw != ""
+	})
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[string](whepViewerJS)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := chromedp.Run(tab, chromedp.Evaluate[string](fmt.Sprintf("watch(%q, \"\", %q)", "/whep/"+device, csrf), chromedp.EvalAwaitPromise))
+	if err != nil || res != "201" {
+		t.Fatalf("WHEP as the signed-in doctor: %v %s", err, res)
+	}
+	wait.For(t, 30*time.Second, "the signed-in browser decoding the box's video", func() bool {
+		n, err := chromedp.Run(tab, chromedp.Evaluate[int]("framesDecoded()", chromedp.EvalAwaitPromise))
+		return err == nil && n >= 30
+	})
+	wait.For(t, 30*time.Second, "vitals at the signed-in browser", func() bool {
+		n, err := chromedp.Run(tab, chromedp.Evaluate[int]("window.got.vitals.length + window.got.wave.length"))
+		return err == nil && n > 0
 	})
 }

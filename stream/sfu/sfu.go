@@ -246,16 +246,33 @@ func (s *SFU) shutdown() {
 	t := s.t
 	s.t = nil
 	s.mu.Unlock()
+	// Every session ends at once and in parallel: closing a peer connection waits for
+	// its DTLS and SCTP goodbyes, and a peer that no longer answers must not hold the
+	// hub's shutdown past the supervisor's grace.
+	var wg sync.WaitGroup
 	for _, v := range viewers {
-		s.endViewer(v, "hub shutting down")
+		wg.Go(func() { s.endViewer(v, "hub shutting down") })
 	}
 	for _, p := range pubs {
-		s.endPublication(p, "hub shutting down", false)
+		wg.Go(func() { s.endPublication(p, "hub shutting down", false) })
 	}
-	if t != nil {
-		t.close()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		if t != nil {
+			t.close()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(shutdownWait):
+		s.log.Warn("sfu: sessions still closing at shutdown; leaving them to the process exit", "viewers", len(viewers), "sessions", len(pubs))
 	}
 }
+
+// shutdownWait bounds how long shutdown waits for sessions to close.
+const shutdownWait = 3 * time.Second
 
 // transport returns the running transport, or nil.
 func (s *SFU) transport() *transport {
