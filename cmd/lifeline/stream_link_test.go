@@ -20,7 +20,7 @@ import (
 	"lifeline/stream/bench/whepviewer"
 )
 
-// tunnelOutage is the outage of TestLiveStreamAcrossTunnel. The `tunnel` profile's
+// tunnelOutage is the tunnel of TestLiveStreamAcrossOutages. The `tunnel` profile's
 // outage is 30 s; the test uses 10 s to stay short in `make test` (the box's ICE has
 // failed well before then, so the path is the same one), and `make bench-stream` runs
 // the full 30 s.
@@ -95,7 +95,7 @@ func (s *nsSystem) start(t *testing.T, side linkemu.Side, args ...string) *proc 
 			t.Logf("the box's live stream when last read: %s", s.lastLive)
 		}
 		if t.Failed() {
-			t.Logf("%s log:\n%s", args[0], tail(p.stderr.String(), 40))
+			t.Logf("%s log, stream lines:\n%s", args[0], streamLines(p.stderr.String(), 40))
 		}
 	})
 	t.Cleanup(func() { p.stop(t) })
@@ -182,20 +182,36 @@ func (s *nsSystem) viewerToken(t *testing.T, device string) string {
 	return lines[len(lines)-1]
 }
 
-// TestLiveStreamAcrossTunnel is the issue's tunnel test through the binary: the box
-// in one network namespace and the hub in another, joined by the emulated 5G link,
-// a simulated HL7 monitor on a serial cable and the embedded clip as the camera, and a
-// pion WHEP viewer with a viewer token on the hub's side. The link goes down for
-// tunnelOutage; the box keeps its one session (ICE restart over PATCH, no new POST),
-// the viewer gets a keyframe and frames again within seconds of the link returning,
-// every reliable vitals message arrives in order without a hole, and the first wave
-// chunk of each waveform after the outage is marked as a gap.
-func TestLiveStreamAcrossTunnel(t *testing.T) {
+// TestLiveStreamAcrossOutages is the issue's tunnel and handover test through the
+// binary: the box in one network namespace and the hub in another, joined by the
+// emulated 5G link, a simulated HL7 monitor on a serial cable and the embedded clip as
+// the camera, and a pion WHEP viewer with a viewer token on the hub's side. The link
+// goes down (tunnel: tunnelOutage, same address; handover: 3 s, then a new box
+// address); the box keeps its one session (ICE restart over PATCH, no new POST), the
+// viewer gets a keyframe and frames again within seconds of the link returning, every
+// reliable vitals message arrives in order without a hole, and the first wave chunk of
+// each waveform after the outage is marked as a gap.
+func TestLiveStreamAcrossOutages(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		profile  linkemu.Profile
+		outage   time.Duration
+		handover bool
+	}{
+		{"tunnel", linkemu.Tunnel(), tunnelOutage, false},
+		{"handover", linkemu.Handover(), 3 * time.Second, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.profile.Outages = linkemu.Outages{} // the test takes the link down itself, once all is flowing
+			liveStreamAcrossOutage(t, c.profile, c.outage, c.handover)
+		})
+	}
+}
+
+func liveStreamAcrossOutage(t *testing.T, p linkemu.Profile, outage time.Duration, handover bool) {
 	cable := peers.PlugCable(t)
 	start(t, "sim", "monitor", "--protocol", "hl7", "--port", cable.DeviceEnd)
-	p := linkemu.Tunnel()
-	p.Outages = linkemu.Outages{} // the test takes the link down itself, once all is flowing
-	s := newNSSystem(t, p, "AMB-TUNNEL",
+	s := newNSSystem(t, p, "AMB-LINK",
 		fmt.Sprintf("[[camera]]\nurl = \"clip:\"\n[[monitor]]\nport = %q\nprotocol = \"hl7\"\n", cable.BoxEnd))
 
 	wait.For(t, 60*time.Second, "the box's live stream connected to the hub across the link", func() bool {
@@ -204,7 +220,7 @@ func TestLiveStreamAcrossTunnel(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	v, err := whepviewer.Watch(ctx, "https://"+nsHubViewer+"/whep/AMB-TUNNEL", s.viewerToken(t, "AMB-TUNNEL"),
+	v, err := whepviewer.Watch(ctx, "https://"+nsHubViewer+"/whep/AMB-LINK", s.viewerToken(t, "AMB-LINK"),
 		whepviewer.Config{Socket: s.link.InHub, UDPAddr: "10.202.0.1:0"}, whepviewer.Hooks{})
 	if err != nil {
 		t.Fatal(err)
@@ -216,13 +232,17 @@ func TestLiveStreamAcrossTunnel(t *testing.T) {
 	})
 
 	down := time.Now()
-	s.link.Outage(tunnelOutage)
-	back := down.Add(tunnelOutage)
-	wait.For(t, tunnelOutage+5*time.Second, "the box to notice the outage", func() bool {
+	if handover {
+		s.link.Handover(outage)
+	} else {
+		s.link.Outage(outage)
+	}
+	back := down.Add(outage)
+	wait.For(t, outage+5*time.Second, "the box to notice the outage", func() bool {
 		pub, _ := s.publisher()
 		return pub.State == "restarting" || pub.State == "waiting"
 	})
-	wait.For(t, tunnelOutage+20*time.Second, "the box's live stream connected again", func() bool {
+	wait.For(t, 20*time.Second, "the box's live stream connected again", func() bool {
 		pub, _ := s.publisher()
 		return pub.State == "connected" && time.Now().After(back)
 	})
@@ -309,10 +329,16 @@ func countAfter(ts []time.Time, from time.Time) int {
 	return n
 }
 
-func tail(s string, lines int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
+// streamLines returns the last n lines of a process log that concern the live stream.
+func streamLines(log string, n int) string {
+	var l []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "whip") || strings.Contains(line, "sfu") || strings.Contains(line, "live-stream") {
+			l = append(l, line)
+		}
+	}
+	if len(l) > n {
+		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
 }
