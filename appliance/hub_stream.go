@@ -92,6 +92,9 @@ func (h *Hub) addStream() error {
 	h.mux.Handle(hubWHIPPath+"/", whip)
 	h.HandleViewer(hubWHEPPath+"/", h.viewerAccess(fanout.WHEP()))
 	h.HandleViewer("GET "+hubHistoryPath+"{device}/vitals", h.gate.Require(viewerRoles...)(h.auditHistory(archive.HistoryHandler())))
+	if err := h.addEDScreen(); err != nil {
+		return err
+	}
 	h.sup.Add(fanout.Service())
 	h.sup.Add(service.Service{Name: "vitals-archive", Run: func(ctx context.Context, health *service.Health) error {
 		health.Ready("keeping every vitals message the boxes send, acknowledged once on disk")

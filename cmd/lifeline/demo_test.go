@@ -41,14 +41,14 @@ func TestDemoRemovesItsTemporaryState(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cmd.Process.Kill()
-			// The first line names the state directory; the last, the box's status page.
+			// The first line names the state directory; the last is the sign-in link.
 			lines := bufio.NewScanner(stdout)
 			var dir string
 			for lines.Scan() {
 				if d, ok := strings.CutPrefix(lines.Text(), "Lifeline demo: state in "); ok {
 					dir = d
 				}
-				if strings.HasPrefix(lines.Text(), "http://") {
+				if strings.HasPrefix(lines.Text(), "https://") && strings.Contains(lines.Text(), "/signin/link") {
 					break
 				}
 			}

@@ -324,6 +324,11 @@ func TestDemoStartsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the demo's log:\n%s", stderr.String())
+		}
+	})
 	lines := make(chan string)
 	go func() {
 		buf := make([]byte, 4096)

@@ -200,4 +200,33 @@ func watchSignedIn(t *testing.T, link, device string) {
 		n, err := chromedp.Run(tab, chromedp.Evaluate[int]("window.got.vitals.length + window.got.wave.length"))
 		return err == nil && n > 0
 	})
+
+	// The ED screen: the box is on the board, live, and its view plays the video and
+	// shows the monitor's numbers.
+	if err := chromedp.Do(tab, chromedp.Navigate(origin(link)+"/ed/")); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 20*time.Second, device+" on the ED board", func() bool {
+		text, err := chromedp.Run(tab, chromedp.Evaluate[string]("document.body.innerText"))
+		return err == nil && strings.Contains(text, device)
+	})
+	if err := chromedp.Do(tab, chromedp.Navigate(origin(link)+"/ed/box/"+device)); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 30*time.Second, "the patient view playing video with the monitor's heart rate", func() bool {
+		frames, err := chromedp.Run(tab, chromedp.Evaluate[int](
+			`Promise.resolve(window.edView && window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`, chromedp.EvalAwaitPromise))
+		if err != nil || frames < 10 {
+			return false
+		}
+		numerics, err := chromedp.Run(tab, chromedp.Evaluate[map[string]string]("window.edView.numerics"))
+		return err == nil && numerics["hr"] != "" && numerics["hr"] != "—"
+	})
+}
+
+// origin is the scheme and host of a URL.
+func origin(u string) string {
+	scheme, rest, _ := strings.Cut(u, "://")
+	host, _, _ := strings.Cut(rest, "/")
+	return scheme + "://" + host
 }
