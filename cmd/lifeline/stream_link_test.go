@@ -342,3 +342,50 @@ func streamLines(log string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// TestLiveStreamOverLossyLink is the loss test: 3 % and 5 % random loss in
+// both directions with ±5 ms jitter on the 5G link between the box's and the hub's
+// namespaces. The picture still plays at the viewer on the hub's side: frames keep
+// arriving at nearly the clip's 30 fps, and NACK repairs nearly all the loss, so the
+// viewer misses under 1 % of the video packets.
+func TestLiveStreamOverLossyLink(t *testing.T) {
+	for _, loss := range []float64{0.03, 0.05} {
+		t.Run(fmt.Sprintf("%.0f%%", loss*100), func(t *testing.T) {
+			p := linkemu.FiveGUrban().WithLoss(loss)
+			p.Up.Jitter, p.Down.Jitter = 5*time.Millisecond, 5*time.Millisecond
+			s := newNSSystem(t, p, "AMB-LOSSY", "[[camera]]\nurl = \"clip:\"\n")
+			wait.For(t, 60*time.Second, "the box's live stream connected to the hub across the link", func() bool {
+				pub, ready := s.publisher()
+				return ready && pub.State == "connected"
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			v, err := whepviewer.Watch(ctx, "https://"+nsHubViewer+"/whep/AMB-LOSSY", s.viewerToken(t, "AMB-LOSSY"),
+				whepviewer.Config{Socket: s.link.InHub, UDPAddr: "10.202.0.1:0"}, whepviewer.Hooks{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			wait.For(t, 20*time.Second, "a keyframe and frames at the viewer", func() bool {
+				st := v.Stats()
+				return len(st.Keyframes) > 0 && len(st.Frames) > 30
+			})
+			before, from := v.Stats(), time.Now()
+			wait.For(t, 15*time.Second, "ten seconds of video at the viewer", func() bool { return time.Since(from) >= 10*time.Second })
+			after := v.Stats()
+			fps := float64(len(after.Frames)-len(before.Frames)) / time.Since(from).Seconds()
+			// The newest 100 packets (over a second) may still be repaired.
+			lost, span := v.MissingVideo(100)
+			missed := float64(lost) / float64(max(span, 1))
+			up := s.link.Stats().Up
+			t.Logf("%.0f%% loss: the link dropped %d of %d uplink packets; %.1f frames/s at the viewer, %d of %d video packets never arrived",
+				loss*100, up.Dropped(), up.Packets, fps, lost, span)
+			if fps < 25 {
+				t.Errorf("%.1f frames/s at the viewer, want the clip's 30 nearly", fps)
+			}
+			if missed > 0.01 {
+				t.Errorf("%.2f%% of the video packets never reached the viewer: NACK repairs too little", missed*100)
+			}
+		})
+	}
+}

@@ -350,3 +350,20 @@ func (v *Viewer) Close() error {
 	}
 	return err
 }
+
+// MissingVideo counts the video sequence numbers from the first received up to all
+// but the newest recent ones (which NACK may still repair) that never arrived, and how
+// many sequence numbers that span holds.
+func (v *Viewer) MissingVideo(recent uint64) (missing, span uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.haveSeq || v.extSeq < v.firstExt+recent {
+		return 0, 0
+	}
+	for s := v.firstExt; s <= v.extSeq-recent; s++ {
+		if _, ok := v.seen[s]; !ok {
+			missing++
+		}
+	}
+	return missing, v.extSeq - recent - v.firstExt + 1
+}
