@@ -49,6 +49,9 @@ type session struct {
 	// pendingFrag is the fragment of an ICE restart offer whose PATCH has not been
 	// answered yet; a failed PATCH is retried with it rather than with new credentials.
 	pendingFrag string
+	// pair is the candidate pair ICE selected, as pion reports it: asking the ICE
+	// transport for it while ICE starts races inside pion.
+	pair string
 
 	channels    []*boxChannel
 	rtcpReaders sync.WaitGroup
@@ -70,6 +73,11 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("whip: new peer connection: %w", err)
 	}
+	s.pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+		s.mu.Lock()
+		s.pair = pair.String()
+		s.mu.Unlock()
+	})
 	if err := p.addMedia(s); err != nil {
 		s.close()
 		return nil, err
@@ -357,13 +365,7 @@ func (s *session) resourceURL() string {
 
 // selectedPair names the candidate pair ICE selected, for the status page.
 func (s *session) selectedPair() string {
-	sctp := s.pc.SCTP()
-	if sctp == nil || sctp.Transport() == nil || sctp.Transport().ICETransport() == nil {
-		return ""
-	}
-	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil {
-		return ""
-	}
-	return pair.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pair
 }
