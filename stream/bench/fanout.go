@@ -30,7 +30,7 @@ const (
 // fed a 2 Mbit/s 720p30 clip; then 3 pion WHEP viewers each. The bench process shares
 // the machine's two cores with the hub, so the hub's CPU is read from /proc for its
 // process alone. Loss is the viewers' video sequence numbers never received
-// (retransmissions counted as received). The viewers one core serves is estimated
+// (retransmissions counted as received), over each viewer's whole session. The viewers one core serves is estimated
 // from the hub's CPU with publishers alone and with the viewers added.
 func (b *bench) fanout() {
 	const what = "(c) hub fan-out, 20 publishers × 3 viewers at 2 Mbit/s"
@@ -122,16 +122,16 @@ func (b *bench) runFanout(what string) error {
 	if err != nil {
 		return err
 	}
-	var expected, got, bytes uint64
+	var expected, missing, bytes uint64
 	for i, v := range viewers {
-		st := v.Stats()
-		expected += st.VideoExpected - before[i].VideoExpected
-		got += st.VideoUnique - before[i].VideoUnique
-		bytes += st.VideoBytes - before[i].VideoBytes
+		bytes += v.Stats().VideoBytes - before[i].VideoBytes
+		m, span := v.MissingVideo(100) // the newest 100 may still be repaired
+		missing += m
+		expected += span
 	}
 	loss := 0.0
 	if expected > 0 {
-		loss = 1 - float64(got)/float64(expected)
+		loss = float64(missing) / float64(expected)
 	}
 	perViewer := (cpuAll - cpuPubs) / float64(len(viewers))
 	perPub := cpuPubs / fanPublishers
