@@ -50,6 +50,16 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	// The camera is the clip built into the binary: a moving picture with its frame
 	// number burnt in, and sound.
 	d.edge.Camera = []CameraConfig{{URL: "clip:"}}
+	ambulance, err := d.startDemoAmbulance()
+	if err != nil {
+		return err
+	}
+	ambulanceRuns := false
+	defer func() {
+		if !ambulanceRuns {
+			ambulance.close()
+		}
+	}()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -78,6 +88,8 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 
 	devLog := opts.Log.With("process", "simulated devices")
 	go runDemoMonitor(ctx, monitorAddr, devLog)
+	go ambulance.run(ctx, devLog)
+	ambulanceRuns = true
 	go runDemoModality(ctx, filepath.Join(opts.DataDir, "modality"), d.edge.DICOM.Listen, d.edge.DICOM.AETitle, devLog)
 
 	link, err := hub.DemoSignInLink(ctx)
@@ -89,6 +101,9 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	fmt.Fprintf(d.out, "  box:     enrolled as DEMO-AMB-1; status page http://%s/\n", d.edge.HTTP.Listen)
 	fmt.Fprintf(d.out, "  monitor: simulated HL7 monitor → box on %s; vitals at http://%s/api/v1/vitals\n", monitorAddr, d.edge.HTTP.Listen)
 	fmt.Fprintf(d.out, "  camera:  the built-in clip; the box streams it with the vitals to the hub over WHIP\n")
+	fmt.Fprintf(d.out, "  route:   simulated GNSS (%s) and 5G modem (%s) drive across Guangzhou; the hub's board at http://%s/api/v1/boxes\n",
+		ambulance.gnssLine.Path, ambulance.modemLine.Path, d.hub.Status.Listen)
+	fmt.Fprintf(d.out, "  120:     simulated JT/T 808 dispatch platform on %s logs every report to %s\n", d.edge.Dispatch.Server, ambulance.reportLog)
 	fmt.Fprintf(d.out, "  CT:      simulated modality sends a study to %s (AE %s) now and every %s; it goes on to the hub's archive\n",
 		d.edge.DICOM.Listen, d.edge.DICOM.AETitle, demoStudyEvery)
 	fmt.Fprintf(d.out, "  ED screen: %s (the hub's own certificate: the browser warns once; a hospital sets server.cert_file)\n", hub.ViewerURL())

@@ -352,7 +352,7 @@ func TestDemoStartsAndStops(t *testing.T) {
 	}()
 	// The box's status page is named on its line; the one-time sign-in link to the ED
 	// screen comes last.
-	var url, link string
+	var url, link, board, reports string
 	timeout := time.After(30 * time.Second)
 	for link == "" {
 		select {
@@ -362,6 +362,12 @@ func TestDemoStartsAndStops(t *testing.T) {
 			}
 			if _, page, found := strings.Cut(l, "status page "); found {
 				url = strings.TrimSpace(page)
+			}
+			if _, b, found := strings.Cut(l, "the hub's board at "); found {
+				board = strings.TrimSpace(b)
+			}
+			if _, r, found := strings.Cut(l, "logs every report to "); found {
+				reports = strings.TrimSpace(r)
 			}
 			if strings.HasPrefix(l, "https://") && strings.Contains(l, "/signin/link") {
 				link = strings.TrimSpace(l)
@@ -393,6 +399,30 @@ func TestDemoStartsAndStops(t *testing.T) {
 		}
 		return false
 	})
+	// The simulated ambulance drives: the hub's board shows it moving, with its ETA to
+	// the hospital and the modem's link quality.
+	wait.For(t, 30*time.Second, "the demo ambulance moving on the hub's board with an ETA and link quality", func() bool {
+		var boxes []struct {
+			Device   string
+			Fix      string
+			SpeedKmh float64 `json:"speed_kmh"`
+			ETA      *struct{ Arrival time.Time }
+			Link     *struct{ Bars int }
+		}
+		getJSON(t, board, &boxes)
+		for _, b := range boxes {
+			if b.Device == "DEMO-AMB-1" && b.Fix == "fixed" && b.SpeedKmh > 10 && b.ETA != nil && b.Link != nil {
+				return true
+			}
+		}
+		return false
+	})
+
+	wait.For(t, 20*time.Second, "the box's location reports in the dispatch platform's log", func() bool {
+		log, _ := os.ReadFile(reports)
+		return strings.Count(string(log), "\n") >= 2
+	})
+
 	// The doctor's link signs a browser in, and the box's clip and vitals play there.
 	watchSignedIn(t, link, "DEMO-AMB-1")
 

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
-
 	"lifeline/hardware/gnss"
 	"lifeline/hardware/serialport"
 )
@@ -117,44 +115,10 @@ func openSimLine(path string, baud int, what string) (io.ReadWriter, io.Closer, 
 		}
 		return p, p, nil
 	}
-	master, slave, err := pty.Open()
+	line, err := serialport.OpenSimulatedLine()
 	if err != nil {
-		return nil, nil, fmt.Errorf("create pty: %w", err)
+		return nil, nil, err
 	}
-	// A duplicate of the master on the runtime poller, so writes get deadlines.
-	fd, err := syscall.Dup(int(master.Fd()))
-	if err == nil {
-		err = syscall.SetNonblock(fd, true)
-	}
-	if err != nil {
-		master.Close()
-		slave.Close()
-		return nil, nil, fmt.Errorf("pty: %w", err)
-	}
-	m := os.NewFile(uintptr(fd), master.Name())
-	fmt.Printf("%s on pty %s\n", what, slave.Name())
-	return droppingLine{m}, closeAll{m, master, slave}, nil
-}
-
-type droppingLine struct{ f *os.File }
-
-func (d droppingLine) Read(b []byte) (int, error) { return d.f.Read(b) }
-
-func (d droppingLine) Write(b []byte) (int, error) {
-	d.f.SetWriteDeadline(time.Now().Add(time.Second))
-	n, err := d.f.Write(b)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return len(b), nil // nobody reads the line: the bytes are lost, as on a real one
-	}
-	return n, err
-}
-
-type closeAll []io.Closer
-
-func (c closeAll) Close() error {
-	var errs []error
-	for _, x := range c {
-		errs = append(errs, x.Close())
-	}
-	return errors.Join(errs...)
+	fmt.Printf("%s on pty %s\n", what, line.Path)
+	return line, line, nil
 }
