@@ -16,7 +16,7 @@ import (
 type SimulatedLine struct {
 	io.ReadWriter
 	// Path is the terminal the box opens, e.g. /dev/pts/7.
-	Path string
+	Path    string
 	closers []io.Closer
 }
 
