@@ -19,6 +19,18 @@ import (
 type iceResource struct {
 	mu   sync.Mutex
 	etag string
+	// last is the ICE restart applied most recently. A client whose PATCH was applied
+	// but whose answer was lost on a failing link sends the same PATCH again with the
+	// entity tag it still holds; it gets the same answer instead of a 412 that would
+	// cost it the session.
+	last appliedRestart
+}
+
+// appliedRestart is one applied ICE restart: what was asked and what was answered.
+type appliedRestart struct {
+	ifMatch, ufrag, pwd string
+	answer              []byte
+	etag                string
 }
 
 func newETag() string {
@@ -43,6 +55,8 @@ func (r *iceResource) patch(ctx context.Context, pc *webrtc.PeerConnection, ifMa
 	switch {
 	case ifMatch == "":
 		return nil, "", &httpError{code: http.StatusPreconditionRequired, msg: "a PATCH needs If-Match: the session's ETag, or * for an ICE restart"}
+	case r.last.etag != "" && r.last.etag == r.etag && ifMatch == r.last.ifMatch && frag.Ufrag == r.last.ufrag && frag.Pwd == r.last.pwd:
+		return r.last.answer, r.last.etag, nil
 	case ifMatch != "*" && ifMatch != r.etag:
 		return nil, "", &httpError{code: http.StatusPreconditionFailed, msg: "If-Match does not name this session's current ICE session (ETag " + r.etag + ")"}
 	}
@@ -55,7 +69,11 @@ func (r *iceResource) patch(ctx context.Context, pc *webrtc.PeerConnection, ifMa
 		return nil, "", fmt.Errorf("parse current offer: %w", err)
 	}
 	if frag.Ufrag != "" && frag.Ufrag != iceUfrag(&sd) {
-		return r.restart(ctx, pc, &sd, frag)
+		answer, etag, err := r.restart(ctx, pc, &sd, frag)
+		if err == nil {
+			r.last = appliedRestart{ifMatch: ifMatch, ufrag: frag.Ufrag, pwd: frag.Pwd, answer: answer, etag: etag}
+		}
+		return answer, etag, err
 	}
 	for _, c := range frag.Candidates {
 		init := webrtc.ICECandidateInit{Candidate: c.Value}

@@ -104,6 +104,12 @@ func restartICE(t *testing.T, h *hub, pc *webrtc.PeerConnection, location, etag,
 	if newETag == "" || newETag == etag {
 		t.Errorf("restart kept ETag %q, want a new one", newETag)
 	}
+	// The same PATCH again, as a client sends it when the answer was lost on a failing
+	// link: the same answer, not a second restart or a 412 that would cost the session.
+	code, hdr, again := h.do(t, http.MethodPatch, location, fragmentType, string(mine.Marshal()), patchHeader)
+	if code != http.StatusOK || hdr.Get("ETag") != newETag || again != body {
+		t.Errorf("repeated restart PATCH: %d ETag %q, want 200 with the first answer and ETag %q", code, hdr.Get("ETag"), newETag)
+	}
 	theirs, err := ParseFragment([]byte(body))
 	if err != nil {
 		t.Fatalf("hub's restart fragment: %v\n%s", err, body)
