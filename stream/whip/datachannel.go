@@ -50,7 +50,11 @@ func (ch *boxChannel) send(msg []byte) error {
 	if ch.dc.ReadyState() != webrtc.DataChannelStateOpen {
 		return fmt.Errorf("whip: %q: %w", ch.spec.Label, ErrNotOpen)
 	}
-	if ch.dc.BufferedAmount() > MaxBuffered {
+	limit := ch.spec.MaxBuffered
+	if limit == 0 {
+		limit = MaxBuffered
+	}
+	if ch.dc.BufferedAmount() > limit {
 		return fmt.Errorf("whip: %q: %w", ch.spec.Label, ErrBacklog)
 	}
 	send := ch.dc.Send

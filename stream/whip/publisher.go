@@ -94,7 +94,8 @@ type Config struct {
 	// RestartDelay is how long ICE may stay disconnected before the box restarts it;
 	// default 500 ms. RestartTimeout bounds one ICE restart, from the PATCH to ICE
 	// connected, and is also the pace of restarts while the link is down; default 2 s.
-	// A PATCH may take twice that (at most HTTPTimeout).
+	// A PATCH may take as long (at most HTTPTimeout): one stuck on a connection the
+	// handover killed is given up in time for the next restart.
 	RestartDelay, RestartTimeout time.Duration
 	// RestartGiveUp is how long the box keeps restarting ICE in one session before it
 	// opens a new one; default 2 minutes, well past a 30 s tunnel, about when a WHIP
@@ -123,6 +124,11 @@ type DataChannel struct {
 	// Text sends every message as a WebRTC string message (UTF-8), so that a browser
 	// at the far end receives strings, as it expects of JSON; otherwise binary.
 	Text bool
+	// MaxBuffered bounds what may wait unsent on this channel before send refuses;
+	// zero means the package's MaxBuffered. A channel of samples that are useless late
+	// sets it low, so that a dead link shows as refused sends (and a marked gap)
+	// instead of a backlog delivered late.
+	MaxBuffered uint64
 	// OnOpen is called each time the channel opens, in every new session, with the
 	// function that sends one message on it. send fails once the channel closed or
 	// when more than MaxBuffered bytes wait unsent (the link is down); it never blocks.

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/rtcp"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -49,6 +50,10 @@ type session struct {
 	// pendingFrag is the fragment of an ICE restart offer whose PATCH has not been
 	// answered yet; a failed PATCH is retried with it rather than with new credentials.
 	pendingFrag string
+	// network is the session's view of the box's interfaces. pion reads it once, so it
+	// is read again before every ICE restart: after a handover the modem has a new
+	// address, and candidates on the old one can never connect.
+	network *stdnet.Net
 	// pair is the candidate pair ICE selected, as pion reports it: asking the ICE
 	// transport for it while ICE starts races inside pion.
 	pair string
@@ -62,7 +67,12 @@ type session struct {
 // stateChanged channel tells when its state changes.
 func (p *Publisher) open(ctx context.Context) (*session, error) {
 	s := &session{stateChanged: make(chan struct{}, 1)}
-	api, err := p.newAPI()
+	network, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("whip: network interfaces: %w", err)
+	}
+	s.network = network
+	api, err := p.newAPI(network)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +128,7 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 // newAPI builds the WebRTC stack for one session: the box's codecs only, NACK
 // responses from a send buffer, RTCP reports, transport-wide congestion control
 // feedback and Google Congestion Control on it.
-func (p *Publisher) newAPI() (*webrtc.API, error) {
+func (p *Publisher) newAPI(network *stdnet.Net) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := p.media.register(me, p.cfg.VideoProfileLevelID); err != nil {
 		return nil, err
@@ -153,6 +163,7 @@ func (p *Publisher) newAPI() (*webrtc.API, error) {
 		return nil, fmt.Errorf("whip: RTCP reports: %w", err)
 	}
 	se := webrtc.SettingEngine{}
+	se.SetNet(network)
 	se.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
 	se.SetSCTPRTOMax(sctpRTOMax)
 	// The hospital's control messages are short; a far end may not make the box
@@ -279,6 +290,9 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) error {
 		// Host candidates are there at once; a STUN server behind the link that just
 		// dropped may not answer at all, and the picture is waiting.
 		gatherFor := min(p.cfg.GatherTimeout, p.cfg.RestartTimeout/2)
+		if err := s.network.UpdateInterfaces(); err != nil {
+			p.cfg.Log.Warn("whip: reading the network interfaces before an ICE restart", "err", err)
+		}
 		offer, err := p.localOffer(ctx, s.pc, &webrtc.OfferOptions{ICERestart: true}, gatherFor)
 		if err != nil {
 			return err
@@ -294,7 +308,7 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) error {
 	s.mu.Lock()
 	resource, etag := s.resource, s.etag
 	s.mu.Unlock()
-	answerFrag, newETag, err := p.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, 2*p.cfg.RestartTimeout), resource, etag, frag)
+	answerFrag, newETag, err := p.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, p.cfg.RestartTimeout), resource, etag, frag)
 	if err != nil {
 		return err
 	}
