@@ -11,7 +11,7 @@ FUZZTIME ?= 5s
 STATICCHECK_VERSION := 0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build build-all test peers tools fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu bench-dispatch clean
+.PHONY: build build-all test peers tools fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu bench-dispatch bench-stream clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline ./cmd/lifeline
@@ -74,6 +74,11 @@ bench-forward: build peers
 
 bench-telemetry: peers
 	$(GO) test -tags bench -run TestBench -v -count=1 ./telemetry/...
+
+# bench-stream needs root (network namespaces for the emulated 5G link), ffmpeg and socat.
+# BENCH_STREAM_FLAGS: -run a,b,e,d,c  -for 20s  -tunnel 30s  -outages handover,tunnel  -v
+bench-stream: build peers
+	$(GO) run ./stream/bench -lifeline bin/lifeline -run a,b,e,c,d $(BENCH_STREAM_FLAGS)
 
 # bench-dispatch: reports/s through encode → TCP → the dispatch simulator, and a 10-minute
 # blind zone drained over linkemu's 4g-rural (needs root), with CPU and RSS.
