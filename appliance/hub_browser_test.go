@@ -125,9 +125,9 @@ func TestChromiumSignsInThroughTheHub(t *testing.T) {
 	if err := chromedp.Do(tab, chromedp.Navigate(linkURL)); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, 10*time.Second, "the link page to sign in and move on", func() bool {
+	wait.For(t, 10*time.Second, "the link page to sign in and land on the ED screen", func() bool {
 		loc, err := chromedp.Run(tab, chromedp.Location())
-		return err == nil && loc == base+"/"
+		return err == nil && loc == base+edPrefix+"/"
 	})
 	if got := fetchJS(t, tab, "GET", signin.WhoamiPath, "", nil); !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"user":"`+DemoDoctor+`"`) {
 		t.Fatalf("whoami after the link: %s", got)
