@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"lifeline/hardware/serialport"
@@ -37,7 +36,8 @@ type Config struct {
 // survives the receiver being unplugged and plugged back in.
 type Receiver struct {
 	*Intake
-	cfg Config
+	cfg    Config
+	device *serialport.Device
 }
 
 // New returns a Receiver; call Run.
@@ -54,7 +54,9 @@ func New(cfg Config) *Receiver {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Receiver{Intake: NewIntake(cfg.Log, cfg.OnFix), cfg: cfg}
+	return &Receiver{Intake: NewIntake(cfg.Log, cfg.OnFix), cfg: cfg, device: &serialport.Device{
+		Role: "GNSS receiver", Path: cfg.Port, Mode: serialport.Mode{Baud: cfg.Baud}, USB: cfg.USB, Lister: cfg.Lister,
+	}}
 }
 
 // Status is the receiver's entry in the box's /api/v1/status details.
@@ -84,52 +86,14 @@ func (r *Receiver) Status() Status {
 // degraded while searching, lost, silent or unplugged. It returns nil when ctx ends;
 // a missing or failing port is retried every second, never fatal.
 func (r *Receiver) Run(ctx context.Context, h *service.Health) error {
-	for ctx.Err() == nil {
-		port, err := r.open()
-		if err != nil {
-			h.Degraded("GNSS receiver not available", err)
-			r.cfg.Log.Warn("gnss: cannot open the receiver", "err", err)
-			if !sleepCtx(ctx, time.Second) {
-				break
-			}
-			continue
+	r.device.Serve(ctx, h, r.cfg.Log, func(p *serialport.Port) error {
+		// A pause this long between bytes ends the receiver's burst: the epoch is complete.
+		if err := p.SetReadTimeout(100 * time.Millisecond); err != nil {
+			return err
 		}
-		err = r.read(ctx, port, h)
-		port.Close()
-		if ctx.Err() != nil {
-			break
-		}
-		h.Degraded("GNSS receiver lost: "+port.Path, err)
-		r.cfg.Log.Warn("gnss: receiver lost; looking for it again", "port", port.Path, "err", err)
-		sleepCtx(ctx, time.Second)
-	}
+		return r.read(ctx, p, h)
+	})
 	return nil
-}
-
-func (r *Receiver) open() (*serialport.Port, error) {
-	path := r.cfg.Port
-	if _, err := os.Stat(path); err != nil && !r.cfg.USB.IsZero() {
-		found, ferr := serialport.Find(r.cfg.Lister, r.cfg.USB)
-		if ferr != nil {
-			return nil, fmt.Errorf("gnss receiver %s gone and not found again: %w", path, ferr)
-		}
-		path = found
-	}
-	p, err := serialport.Open(path, serialport.Mode{Baud: r.cfg.Baud})
-	if err != nil {
-		return nil, err
-	}
-	if r.cfg.USB.IsZero() {
-		if id, err := serialport.Identify(r.cfg.Lister, path); err == nil && !id.IsZero() {
-			r.cfg.USB = id // remembered, to find it after an unplug
-		}
-	}
-	// A pause this long between bytes ends the receiver's burst: the epoch is complete.
-	if err := p.SetReadTimeout(100 * time.Millisecond); err != nil {
-		p.Close()
-		return nil, err
-	}
-	return p, nil
 }
 
 // read reads lines until the port fails or ctx ends.
@@ -178,16 +142,5 @@ func (r *Receiver) report(h *service.Health, now time.Time, path string) {
 		h.Degraded(fmt.Sprintf("fix lost for more than %s (%d satellites in view)", StaleAfter, f.InView), errors.New("no valid GNSS fix"))
 	case Silent:
 		h.Degraded(fmt.Sprintf("no NMEA from %s for %s: check the cable and the baud rate (%d)", path, StaleAfter, r.cfg.Baud), errors.New("GNSS receiver silent"))
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -85,7 +84,8 @@ type Config struct {
 
 // Modem polls a module's AT port and keeps the latest LinkQuality.
 type Modem struct {
-	cfg Config
+	cfg    Config
+	device *serialport.Device
 
 	mu      sync.Mutex
 	latest  LinkQuality
@@ -112,7 +112,9 @@ func New(cfg Config) *Modem {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Modem{cfg: cfg}
+	return &Modem{cfg: cfg, device: &serialport.Device{
+		Role: "modem AT port", Path: cfg.Port, Mode: serialport.Mode{Baud: cfg.Baud}, USB: cfg.USB, Lister: cfg.Lister,
+	}}
 }
 
 // Latest is the last poll's result.
@@ -141,46 +143,8 @@ func (m *Modem) Status() Status {
 
 // Run polls until ctx ends; a missing or silent module is retried, never fatal.
 func (m *Modem) Run(ctx context.Context, h *service.Health) error {
-	for ctx.Err() == nil {
-		p, err := m.open()
-		if err != nil {
-			h.Degraded("modem AT port not available", err)
-			if !sleepCtx(ctx, time.Second) {
-				break
-			}
-			continue
-		}
-		err = m.poll(ctx, p, h)
-		p.Close()
-		if ctx.Err() != nil {
-			break
-		}
-		h.Degraded("modem AT port lost: "+p.Path, err)
-		m.cfg.Log.Warn("modem: AT port lost; looking for it again", "port", p.Path, "err", err)
-		sleepCtx(ctx, time.Second)
-	}
+	m.device.Serve(ctx, h, m.cfg.Log, func(p *serialport.Port) error { return m.poll(ctx, p, h) })
 	return nil
-}
-
-func (m *Modem) open() (*serialport.Port, error) {
-	path := m.cfg.Port
-	if _, err := os.Stat(path); err != nil && !m.cfg.USB.IsZero() {
-		found, ferr := serialport.Find(m.cfg.Lister, m.cfg.USB)
-		if ferr != nil {
-			return nil, fmt.Errorf("modem %s gone and not found again: %w", path, ferr)
-		}
-		path = found
-	}
-	p, err := serialport.Open(path, serialport.Mode{Baud: m.cfg.Baud})
-	if err != nil {
-		return nil, err
-	}
-	if m.cfg.USB.IsZero() {
-		if id, err := serialport.Identify(m.cfg.Lister, path); err == nil && !id.IsZero() {
-			m.cfg.USB = id
-		}
-	}
-	return p, nil
 }
 
 func (m *Modem) poll(ctx context.Context, p *serialport.Port, h *service.Health) error {
@@ -222,16 +186,5 @@ func (m *Modem) poll(ctx context.Context, p *serialport.Port, h *service.Health)
 			return nil
 		case <-t.C:
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
