@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -88,7 +89,7 @@ func (f *Forwarder) DeadLetters() ([]DeadLetter, error) {
 	var out []DeadLetter
 	err := f.store.ForEach(bucketBoxInstances, func(k, v []byte) error {
 		var bi boxInstance
-		if jsonUnmarshal(v, &bi) == nil && bi.Dead {
+		if json.Unmarshal(v, &bi) == nil && bi.Dead {
 			out = append(out, DeadLetter{StudyUID: bi.StudyUID, SOPInstanceUID: string(k), Reason: bi.DeadReason, At: bi.DeadAt})
 		}
 		return nil

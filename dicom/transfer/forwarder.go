@@ -196,7 +196,7 @@ func (f *Forwarder) Retry(sopInstanceUID string) error {
 	var was boxInstance
 	err := f.store.Update(func(tx *durable.Tx) error {
 		var bi boxInstance
-		found, err := getJSONTx(tx, bucketBoxInstances, sopInstanceUID, &bi)
+		found, err := durable.GetJSONTx(tx, bucketBoxInstances, sopInstanceUID, &bi)
 		if err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ func (f *Forwarder) Retry(sopInstanceUID string) error {
 		}
 		was = bi
 		bi.Dead, bi.DeadReason, bi.DeadAt, bi.DigestFailures, bi.URL, bi.Offset = false, "", time.Time{}, 0, "", 0
-		return putJSONTx(tx, bucketBoxInstances, sopInstanceUID, bi)
+		return durable.PutJSONTx(tx, bucketBoxInstances, sopInstanceUID, bi)
 	})
 	if err != nil {
 		return err

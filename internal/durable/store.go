@@ -151,3 +151,33 @@ func (s *Store) GetJSON(bucket, key string, v any) error {
 	}
 	return nil
 }
+
+// GetJSONTx decodes the JSON record under key in bucket, inside tx, into v, and
+// reports whether there was one.
+func GetJSONTx(tx *Tx, bucket, key string, v any) (bool, error) {
+	b := tx.Bucket([]byte(bucket))
+	if b == nil {
+		return false, nil
+	}
+	raw := b.Get([]byte(key))
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("durable: decode %s/%s: %w", bucket, key, err)
+	}
+	return true, nil
+}
+
+// PutJSONTx stores v as JSON under key in bucket, inside the read-write tx.
+func PutJSONTx(tx *Tx, bucket, key string, v any) error {
+	b, err := Bucket(tx, bucket)
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("durable: encode %s/%s: %w", bucket, key, err)
+	}
+	return b.Put([]byte(key), raw)
+}

@@ -21,14 +21,14 @@ const (
 func (s *Store) CreateUser(ctx context.Context, u hubstate.User) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var old hubstate.User
-		found, err := get(tx, bucketUsers, u.ID, &old)
+		found, err := durable.GetJSONTx(tx, bucketUsers, u.ID, &old)
 		switch {
 		case err != nil:
 			return err
 		case found:
 			return fmt.Errorf("user %s: %w", u.ID, hubstate.ErrExists)
 		}
-		return put(tx, bucketUsers, u.ID, u)
+		return durable.PutJSONTx(tx, bucketUsers, u.ID, u)
 	})
 }
 
@@ -37,7 +37,7 @@ func (s *Store) CreateUser(ctx context.Context, u hubstate.User) error {
 func (s *Store) ChangeUser(ctx context.Context, id string, change func(*hubstate.User) error) (hubstate.User, error) {
 	var u hubstate.User
 	err := s.update(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketUsers, id, &u)
+		found, err := durable.GetJSONTx(tx, bucketUsers, id, &u)
 		switch {
 		case err != nil:
 			return err
@@ -50,7 +50,7 @@ func (s *Store) ChangeUser(ctx context.Context, id string, change func(*hubstate
 		if u.ID != id {
 			return fmt.Errorf("boltstate: a change renamed user %s to %s", id, u.ID)
 		}
-		return put(tx, bucketUsers, id, u)
+		return durable.PutJSONTx(tx, bucketUsers, id, u)
 	})
 	return u, err
 }
@@ -59,7 +59,7 @@ func (s *Store) ChangeUser(ctx context.Context, id string, change func(*hubstate
 func (s *Store) User(ctx context.Context, id string) (hubstate.User, error) {
 	var u hubstate.User
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketUsers, id, &u)
+		found, err := durable.GetJSONTx(tx, bucketUsers, id, &u)
 		if err == nil && !found {
 			return fmt.Errorf("user %s: %w", id, hubstate.ErrNotFound)
 		}
@@ -84,14 +84,14 @@ func (s *Store) Users(ctx context.Context) ([]hubstate.User, error) {
 func (s *Store) CreateSession(ctx context.Context, sess hubstate.Session, keep int) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var u hubstate.User
-		found, err := get(tx, bucketUsers, sess.User, &u)
+		found, err := durable.GetJSONTx(tx, bucketUsers, sess.User, &u)
 		switch {
 		case err != nil:
 			return err
 		case !found:
 			return fmt.Errorf("session for user %s: %w", sess.User, hubstate.ErrNotFound)
 		}
-		if err := put(tx, bucketSessions, sess.Hash, sess); err != nil {
+		if err := durable.PutJSONTx(tx, bucketSessions, sess.Hash, sess); err != nil {
 			return err
 		}
 		theirs, err := userSessions(tx, sess.User)
@@ -125,7 +125,7 @@ func userSessions(tx *durable.Tx, userID string) ([]hubstate.Session, error) {
 func (s *Store) Session(ctx context.Context, hash string) (hubstate.Session, error) {
 	var sess hubstate.Session
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketSessions, hash, &sess)
+		found, err := durable.GetJSONTx(tx, bucketSessions, hash, &sess)
 		if err == nil && !found {
 			return fmt.Errorf("session: %w", hubstate.ErrNotFound)
 		}
@@ -138,7 +138,7 @@ func (s *Store) Session(ctx context.Context, hash string) (hubstate.Session, err
 func (s *Store) TouchSession(ctx context.Context, hash string, at time.Time) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var sess hubstate.Session
-		found, err := get(tx, bucketSessions, hash, &sess)
+		found, err := durable.GetJSONTx(tx, bucketSessions, hash, &sess)
 		switch {
 		case err != nil:
 			return err
@@ -148,7 +148,7 @@ func (s *Store) TouchSession(ctx context.Context, hash string, at time.Time) err
 		if at.After(sess.LastUsed) {
 			sess.LastUsed = at
 		}
-		return put(tx, bucketSessions, hash, sess)
+		return durable.PutJSONTx(tx, bucketSessions, hash, sess)
 	})
 }
 
@@ -180,14 +180,14 @@ func (s *Store) EndUserSessions(ctx context.Context, userID string) (int, error)
 func (s *Store) IssueSignInLink(ctx context.Context, l hubstate.SignInLink) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var u hubstate.User
-		found, err := get(tx, bucketUsers, l.User, &u)
+		found, err := durable.GetJSONTx(tx, bucketUsers, l.User, &u)
 		switch {
 		case err != nil:
 			return err
 		case !found:
 			return fmt.Errorf("sign-in link for user %s: %w", l.User, hubstate.ErrNotFound)
 		}
-		return put(tx, bucketLinks, l.Hash, l)
+		return durable.PutJSONTx(tx, bucketLinks, l.Hash, l)
 	})
 }
 
@@ -197,7 +197,7 @@ func (s *Store) RedeemSignInLink(ctx context.Context, hash string, now time.Time
 	var user string
 	err := s.update(ctx, func(tx *durable.Tx) error {
 		var l hubstate.SignInLink
-		found, err := get(tx, bucketLinks, hash, &l)
+		found, err := durable.GetJSONTx(tx, bucketLinks, hash, &l)
 		switch {
 		case err != nil:
 			return err
@@ -210,7 +210,7 @@ func (s *Store) RedeemSignInLink(ctx context.Context, hash string, now time.Time
 		}
 		l.UsedAt = now
 		user = l.User
-		return put(tx, bucketLinks, hash, l)
+		return durable.PutJSONTx(tx, bucketLinks, hash, l)
 	})
 	return user, err
 }

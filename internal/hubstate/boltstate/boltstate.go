@@ -70,35 +70,6 @@ func (s *Store) view(ctx context.Context, fn func(tx *durable.Tx) error) error {
 	return s.db.View(fn)
 }
 
-// get decodes the record under key into v and reports whether there was one.
-func get(tx *durable.Tx, bucket, key string, v any) (bool, error) {
-	b := tx.Bucket([]byte(bucket))
-	if b == nil {
-		return false, nil
-	}
-	raw := b.Get([]byte(key))
-	if raw == nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return false, fmt.Errorf("boltstate: stored %s/%s: %w", bucket, key, err)
-	}
-	return true, nil
-}
-
-// put stores v as JSON under key.
-func put(tx *durable.Tx, bucket, key string, v any) error {
-	b, err := durable.Bucket(tx, bucket)
-	if err != nil {
-		return err
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("boltstate: encode %s/%s: %w", bucket, key, err)
-	}
-	return b.Put([]byte(key), raw)
-}
-
 // del removes key; a missing bucket or key is not an error.
 func del(tx *durable.Tx, bucket, key string) error {
 	b := tx.Bucket([]byte(bucket))

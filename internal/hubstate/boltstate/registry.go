@@ -20,7 +20,7 @@ type codeRecord struct {
 func (s *Store) IssueCode(ctx context.Context, code hubstate.EnrolmentCode) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var dev hubstate.Device
-		found, err := get(tx, bucketDevices, code.Device, &dev)
+		found, err := durable.GetJSONTx(tx, bucketDevices, code.Device, &dev)
 		if err != nil {
 			return err
 		}
@@ -28,11 +28,11 @@ func (s *Store) IssueCode(ctx context.Context, code hubstate.EnrolmentCode) erro
 		case found && dev.State == hubstate.StateRevoked:
 			return fmt.Errorf("device %s: %w; choose a new device ID", code.Device, hubstate.ErrRevoked)
 		case !found:
-			if err := put(tx, bucketDevices, code.Device, hubstate.Device{ID: code.Device, State: hubstate.StatePending}); err != nil {
+			if err := durable.PutJSONTx(tx, bucketDevices, code.Device, hubstate.Device{ID: code.Device, State: hubstate.StatePending}); err != nil {
 				return err
 			}
 		}
-		return put(tx, bucketCodes, code.Hash, codeRecord{Device: code.Device, Expires: code.Expires, UsedAt: code.UsedAt})
+		return durable.PutJSONTx(tx, bucketCodes, code.Hash, codeRecord{Device: code.Device, Expires: code.Expires, UsedAt: code.UsedAt})
 	})
 }
 
@@ -42,7 +42,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash string, now time.Time, 
 	var deviceID string
 	err := s.update(ctx, func(tx *durable.Tx) error {
 		var rec codeRecord
-		found, err := get(tx, bucketCodes, codeHash, &rec)
+		found, err := durable.GetJSONTx(tx, bucketCodes, codeHash, &rec)
 		switch {
 		case err != nil:
 			return err
@@ -57,7 +57,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash string, now time.Time, 
 			return hubstate.ErrCodeExpired
 		}
 		var dev hubstate.Device
-		if _, err := get(tx, bucketDevices, rec.Device, &dev); err != nil {
+		if _, err := durable.GetJSONTx(tx, bucketDevices, rec.Device, &dev); err != nil {
 			return err
 		}
 		if dev.State == hubstate.StateRevoked {
@@ -68,10 +68,10 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash string, now time.Time, 
 			return err
 		}
 		rec.UsedAt = now
-		if err := put(tx, bucketCodes, codeHash, rec); err != nil {
+		if err := durable.PutJSONTx(tx, bucketCodes, codeHash, rec); err != nil {
 			return err
 		}
-		return put(tx, bucketDevices, rec.Device, hubstate.Device{ID: rec.Device, State: hubstate.StateActive,
+		return durable.PutJSONTx(tx, bucketDevices, rec.Device, hubstate.Device{ID: rec.Device, State: hubstate.StateActive,
 			Serial: cert.Serial, EnrolledAt: now, NotAfter: cert.NotAfter})
 	})
 	return deviceID, err
@@ -81,7 +81,7 @@ func (s *Store) RedeemCode(ctx context.Context, codeHash string, now time.Time, 
 func (s *Store) RevokeDevice(ctx context.Context, deviceID string, at time.Time) error {
 	return s.update(ctx, func(tx *durable.Tx) error {
 		var dev hubstate.Device
-		found, err := get(tx, bucketDevices, deviceID, &dev)
+		found, err := durable.GetJSONTx(tx, bucketDevices, deviceID, &dev)
 		switch {
 		case err != nil:
 			return err
@@ -89,7 +89,7 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, at time.Time)
 			return fmt.Errorf("revoke %s: %w", deviceID, hubstate.ErrUnknownDevice)
 		}
 		dev.State, dev.RevokedAt = hubstate.StateRevoked, at
-		return put(tx, bucketDevices, deviceID, dev)
+		return durable.PutJSONTx(tx, bucketDevices, deviceID, dev)
 	})
 }
 
@@ -97,7 +97,7 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string, at time.Time)
 func (s *Store) Device(ctx context.Context, deviceID string) (hubstate.Device, error) {
 	var dev hubstate.Device
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketDevices, deviceID, &dev)
+		found, err := durable.GetJSONTx(tx, bucketDevices, deviceID, &dev)
 		if err == nil && !found {
 			return fmt.Errorf("device %s: %w", deviceID, hubstate.ErrNotFound)
 		}

@@ -15,7 +15,7 @@ import (
 func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.Upload, error) {
 	err := s.update(ctx, func(tx *durable.Tx) error {
 		var old hubstate.Upload
-		found, err := get(tx, bucketUploads, u.ID, &old)
+		found, err := durable.GetJSONTx(tx, bucketUploads, u.ID, &old)
 		if err != nil {
 			return err
 		}
@@ -24,7 +24,7 @@ func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.U
 			return nil
 		}
 		var inst hubstate.Instance
-		archived, err := get(tx, bucketInstances, u.SOPInstanceUID, &inst)
+		archived, err := durable.GetJSONTx(tx, bucketInstances, u.SOPInstanceUID, &inst)
 		switch {
 		case err != nil:
 			return err
@@ -33,7 +33,7 @@ func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.U
 		case archived:
 			u.Offset, u.Complete = u.Length, true
 		}
-		return put(tx, bucketUploads, u.ID, u)
+		return durable.PutJSONTx(tx, bucketUploads, u.ID, u)
 	})
 	return u, err
 }
@@ -42,7 +42,7 @@ func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.U
 func (s *Store) Upload(ctx context.Context, id string) (hubstate.Upload, error) {
 	var u hubstate.Upload
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketUploads, id, &u)
+		found, err := durable.GetJSONTx(tx, bucketUploads, id, &u)
 		if err == nil && !found {
 			return fmt.Errorf("upload %s: %w", id, hubstate.ErrNotFound)
 		}
@@ -55,7 +55,7 @@ func (s *Store) Upload(ctx context.Context, id string) (hubstate.Upload, error) 
 func (s *Store) AdvanceUpload(ctx context.Context, id string, from, to int64) (hubstate.Upload, error) {
 	var u hubstate.Upload
 	err := s.update(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketUploads, id, &u)
+		found, err := durable.GetJSONTx(tx, bucketUploads, id, &u)
 		switch {
 		case err != nil:
 			return err
@@ -67,7 +67,7 @@ func (s *Store) AdvanceUpload(ctx context.Context, id string, from, to int64) (h
 			return fmt.Errorf("upload %s: offset %d..%d outside its %d bytes", id, from, to, u.Length)
 		}
 		u.Offset = to
-		return put(tx, bucketUploads, id, u)
+		return durable.PutJSONTx(tx, bucketUploads, id, u)
 	})
 	return u, err
 }
@@ -82,7 +82,7 @@ func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubst
 	var out hubstate.Archived
 	err := s.update(ctx, func(tx *durable.Tx) error {
 		var u hubstate.Upload
-		found, err := get(tx, bucketUploads, uploadID, &u)
+		found, err := durable.GetJSONTx(tx, bucketUploads, uploadID, &u)
 		switch {
 		case err != nil:
 			return err
@@ -90,7 +90,7 @@ func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubst
 			return fmt.Errorf("upload %s: %w", uploadID, hubstate.ErrNotFound)
 		}
 		var old hubstate.Instance
-		archived, err := get(tx, bucketInstances, inst.SOPInstanceUID, &old)
+		archived, err := durable.GetJSONTx(tx, bucketInstances, inst.SOPInstanceUID, &old)
 		switch {
 		case err != nil:
 			return err
@@ -98,14 +98,14 @@ func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubst
 			return &hubstate.ConflictError{Archived: old}
 		}
 		u.Offset, u.Complete = u.Length, true
-		if err := put(tx, bucketUploads, u.ID, u); err != nil {
+		if err := durable.PutJSONTx(tx, bucketUploads, u.ID, u); err != nil {
 			return err
 		}
 		if archived {
 			out.Duplicate = true
 			return nil
 		}
-		if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+		if err := durable.PutJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
 			return err
 		}
 		if owed {
@@ -126,20 +126,20 @@ func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubst
 // progress recomputes and stores a study's milestones inside tx; found is false when
 // no manifest named the study yet.
 func progress(tx *durable.Tx, studyUID string) (sp hubstate.StudyProgress, found bool, err error) {
-	found, err = get(tx, bucketStudies, studyUID, &sp.Study)
+	found, err = durable.GetJSONTx(tx, bucketStudies, studyUID, &sp.Study)
 	if err != nil || !found {
 		return sp, found, err
 	}
 	if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
 		return sp, found, err
 	}
-	return sp, true, put(tx, bucketStudies, studyUID, sp.Study)
+	return sp, true, durable.PutJSONTx(tx, bucketStudies, studyUID, sp.Study)
 }
 
 func archivedIn(tx *durable.Tx) func(string) (hubstate.Instance, bool, error) {
 	return func(sop string) (hubstate.Instance, bool, error) {
 		var inst hubstate.Instance
-		ok, err := get(tx, bucketInstances, sop, &inst)
+		ok, err := durable.GetJSONTx(tx, bucketInstances, sop, &inst)
 		return inst, ok, err
 	}
 }
@@ -148,7 +148,7 @@ func archivedIn(tx *durable.Tx) func(string) (hubstate.Instance, bool, error) {
 func (s *Store) Instance(ctx context.Context, sop string) (hubstate.Instance, error) {
 	var inst hubstate.Instance
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketInstances, sop, &inst)
+		found, err := durable.GetJSONTx(tx, bucketInstances, sop, &inst)
 		if err == nil && !found {
 			return fmt.Errorf("instance %s: %w", sop, hubstate.ErrNotFound)
 		}
@@ -161,7 +161,7 @@ func (s *Store) Instance(ctx context.Context, sop string) (hubstate.Instance, er
 func (s *Store) RecordManifest(ctx context.Context, m hubstate.Manifest) (hubstate.StudyProgress, error) {
 	var sp hubstate.StudyProgress
 	err := s.update(ctx, func(tx *durable.Tx) error {
-		if _, err := get(tx, bucketStudies, m.StudyUID, &sp.Study); err != nil {
+		if _, err := durable.GetJSONTx(tx, bucketStudies, m.StudyUID, &sp.Study); err != nil {
 			return err
 		}
 		sp.Study.Merge(m)
@@ -169,7 +169,7 @@ func (s *Store) RecordManifest(ctx context.Context, m hubstate.Manifest) (hubsta
 		if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
 			return err
 		}
-		return put(tx, bucketStudies, m.StudyUID, sp.Study)
+		return durable.PutJSONTx(tx, bucketStudies, m.StudyUID, sp.Study)
 	})
 	return sp, err
 }
@@ -178,7 +178,7 @@ func (s *Store) RecordManifest(ctx context.Context, m hubstate.Manifest) (hubsta
 func (s *Store) Study(ctx context.Context, studyUID string) (hubstate.StudyView, error) {
 	var v hubstate.StudyView
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := get(tx, bucketStudies, studyUID, &v.Study)
+		found, err := durable.GetJSONTx(tx, bucketStudies, studyUID, &v.Study)
 		switch {
 		case err != nil:
 			return err
@@ -268,7 +268,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, outcomes []hubstate.Delive
 		var studies []string
 		for _, o := range outcomes {
 			var inst hubstate.Instance
-			found, err := get(tx, bucketInstances, o.SOPInstanceUID, &inst)
+			found, err := durable.GetJSONTx(tx, bucketInstances, o.SOPInstanceUID, &inst)
 			switch {
 			case err != nil:
 				return err
@@ -278,7 +278,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, outcomes []hubstate.Delive
 			inst.Attempts++
 			if o.Err != "" {
 				inst.LastError, inst.NextAttempt = o.Err, o.RetryAt
-				if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+				if err := durable.PutJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
 					return err
 				}
 				continue
@@ -287,7 +287,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, outcomes []hubstate.Delive
 			if o.ForgetPath {
 				inst.Path = ""
 			}
-			if err := put(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
+			if err := durable.PutJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
 				return err
 			}
 			if err := del(tx, bucketDelivery, inst.SOPInstanceUID); err != nil {
