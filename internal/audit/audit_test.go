@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"lifeline/internal/peers"
 )
 
 func TestAppendOnlyJSONLines(t *testing.T) {
@@ -58,12 +60,10 @@ func TestAppendOnlyJSONLines(t *testing.T) {
 // checks that a security event that does not fit is refused with an error, leaves no
 // part of itself in the file, and that the file takes events again once there is room.
 func TestFullDiskFailsClosedWithoutTornLines(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	peers.NeedRoot(t)
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v", err)
+		peers.Missing(t, "cannot mount a tmpfs to fill: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	l, err := Open(filepath.Join(dir, "audit.log"), quietLog())
