@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -61,7 +60,7 @@ func newNSSystem(t *testing.T, p linkemu.Profile, device, edgeExtra string) *nsS
 	}
 	dir := t.TempDir()
 	s := &nsSystem{link: link, dir: dir, hubData: filepath.Join(dir, "hub"), edgeData: filepath.Join(dir, "edge"),
-		hubHTTP: nsClient(link, linkemu.Hub), boxHTTP: nsClient(link, linkemu.Box)}
+		hubHTTP: link.HTTPClient(linkemu.Hub, 5*time.Second), boxHTTP: link.HTTPClient(linkemu.Box, 5*time.Second)}
 	s.hubConf = writeFile(t, dir, "hub.toml", fmt.Sprintf("[server]\nlisten = %q\nnames = [\"10.202.0.1\"]\n[status]\nlisten = %q\n[viewer]\nlisten = %q\n[stream]\nlisten = %q\n",
 		nsHubServer, nsHubStatus, nsHubViewer, nsHubStream))
 	s.edgeConf = writeFile(t, dir, "edge.toml", fmt.Sprintf("[http]\nlisten = %q\n[hub]\nurl = \"https://%s\"\n[dicom]\nlisten = \"127.0.0.1:11112\"\n%s",
@@ -101,20 +100,6 @@ func (s *nsSystem) start(t *testing.T, side linkemu.Side, args ...string) *proc 
 	})
 	t.Cleanup(func() { p.stop(t) })
 	return p
-}
-
-// nsClient is an HTTP client whose connections are made inside side's namespace.
-func nsClient(link *linkemu.Link, side linkemu.Side) *http.Client {
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := link.In(side, func() error {
-			var err error
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}
 }
 
 func nsGetJSON(c *http.Client, url string, v any) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -383,4 +385,19 @@ func (l *Link) teardown() error {
 		return fmt.Errorf("linkemu: close: %w", err)
 	}
 	return nil
+}
+
+// HTTPClient returns an HTTP client whose connections are made inside side's
+// namespace, for a test or benchmark that talks to a process living there.
+func (l *Link) HTTPClient(side Side, timeout time.Duration) *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := l.In(side, func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: dial}}
 }

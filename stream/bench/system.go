@@ -20,6 +20,7 @@ import (
 
 	"lifeline/hardware/serialport"
 	"lifeline/internal/linkemu"
+	"lifeline/internal/wait"
 	"lifeline/stream/bench/whepviewer"
 	"lifeline/telemetry"
 	"lifeline/telemetry/protocols"
@@ -188,17 +189,10 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (s *system) httpClient(side linkemu.Side) *http.Client {
-	in := s.in(side)
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := in(func() error {
-			var err error
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
+	if s.link == nil {
+		return &http.Client{Timeout: 5 * time.Second}
 	}
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}
+	return s.link.HTTPClient(side, 5*time.Second)
 }
 
 func getJSON(c *http.Client, url string, v any) error {
@@ -369,14 +363,10 @@ func numericKey(mdc string, monitorTime time.Time) string {
 	return fmt.Sprintf("%s@%d", mdc, monitorTime.UnixMilli())
 }
 
-// waitFor polls cond every 20 ms until it holds or d passes.
+// waitFor waits until cond holds or d passes, naming what it waited for.
 func waitFor(d time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if wait.Until(d, cond) != nil {
+		return fmt.Errorf("timed out after %v waiting for %s", d, what)
 	}
 	return nil
 }
