@@ -21,25 +21,34 @@ import (
 )
 
 // TestLinkRTT checks that a datagram's round trip across each profile is its RTT,
-// within a few milliseconds (timer granularity and ±jitter).
+// within a few milliseconds (timer granularity and ±jitter). The emulator's timers run
+// in this process beside the rest of `go test ./...`; a median pushed late by a starved
+// scheduler is measured once more on a new link before the test fails, as
+// TestLinkTCPThroughput does.
 func TestLinkRTT(t *testing.T) {
 	for _, name := range []string{"5g-urban", "4g-rural"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			p, _ := ProfileByName(name)
 			p = p.WithLoss(0)
-			l := startLink(t, p)
-			echo := udpEcho(t, l, nil)
-			c := listenUDP(t, l, Box, netipUnspecified)
-			rtts := ping(t, c, echo, 50, 20*time.Millisecond, 300*time.Millisecond)
-			med, n := median(rtts)
-			t.Logf("%s: median RTT %v over %d pings (profile %v)", name, med, n, p.RTT())
-			if n != len(rtts) {
-				t.Errorf("%d of %d pings lost on a loss-free link", len(rtts)-n, len(rtts))
+			var med time.Duration
+			for attempt := 1; attempt <= 2; attempt++ {
+				l := startLink(t, p)
+				echo := udpEcho(t, l, nil)
+				c := listenUDP(t, l, Box, netipUnspecified)
+				rtts := ping(t, c, echo, 50, 20*time.Millisecond, 300*time.Millisecond)
+				var n int
+				med, n = median(rtts)
+				t.Logf("%s: median RTT %v over %d pings (profile %v)", name, med, n, p.RTT())
+				l.Close()
+				if n != len(rtts) {
+					t.Fatalf("%d of %d pings lost on a loss-free link", len(rtts)-n, len(rtts))
+				}
+				if d := med - p.RTT(); d >= -time.Millisecond && d <= 3*time.Millisecond {
+					return
+				}
 			}
-			if d := med - p.RTT(); d < -time.Millisecond || d > 3*time.Millisecond {
-				t.Errorf("median RTT %v, want %v within -1/+3 ms", med, p.RTT())
-			}
+			t.Errorf("median RTT %v, want %v within -1/+3 ms", med, p.RTT())
 		})
 	}
 }
@@ -590,9 +599,22 @@ func TestLinkSetShapeAndDown(t *testing.T) {
 	if err := l.SetShape(Uplink, up); err != nil {
 		t.Fatal(err)
 	}
-	med, n := median(ping(t, c, echo, 10, 10*time.Millisecond, 300*time.Millisecond))
-	if want := up.Delay + p.Down.Delay; n != 10 || med < want-time.Millisecond || med > want+3*time.Millisecond {
-		t.Errorf("after SetShape: median RTT %v over %d pings, want %v", med, n, want)
+	// The emulator's timers share this process with the rest of `go test ./...`, so a
+	// median pushed late by a starved scheduler is measured again, as TestLinkRTT does.
+	// Early is never excused: that would mean the old, shorter delay still applies.
+	want := up.Delay + p.Down.Delay
+	for attempt := 1; ; attempt++ {
+		med, n := median(ping(t, c, echo, 10, 10*time.Millisecond, 300*time.Millisecond))
+		if n != 10 || med < want-time.Millisecond {
+			t.Fatalf("after SetShape: median RTT %v over %d of 10 pings, want %v", med, n, want)
+		}
+		if med <= want+3*time.Millisecond {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("after SetShape: median RTT %v in each of 3 rounds, want %v within -1/+3 ms", med, want)
+		}
+		t.Logf("after SetShape: median RTT %v, want %v; measuring again", med, want)
 	}
 	if err := l.SetShape(Uplink, Shape{Loss: 2}); err == nil {
 		t.Error("SetShape accepted a loss of 2")
