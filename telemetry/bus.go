@@ -17,12 +17,11 @@ type Message struct {
 // the recorder). Each subscriber has a bounded buffer; when a subscriber falls behind, the
 // oldest message in its buffer is dropped and counted, so a slow consumer never blocks
 // the reader (a monitor does not wait for us). The bus also keeps the latest numeric of
-// each code for GET /api/v1/vitals.
+// each source, code and channel for GET /api/v1/vitals.
 type Bus struct {
-	mu      sync.Mutex
-	subs    map[*Subscription]struct{}
-	latest  map[Code]*Numeric
-	sources map[Code]string
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	latest map[latestKey]*Numeric
 
 	published *prometheus.CounterVec
 	dropped   *prometheus.CounterVec
@@ -32,9 +31,8 @@ type Bus struct {
 // (nil: no metrics).
 func NewBus(reg prometheus.Registerer) *Bus {
 	b := &Bus{
-		subs:    make(map[*Subscription]struct{}),
-		latest:  make(map[Code]*Numeric),
-		sources: make(map[Code]string),
+		subs:   make(map[*Subscription]struct{}),
+		latest: make(map[latestKey]*Numeric),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lifeline_telemetry_bus_published_total",
 			Help: "Events published on the telemetry bus, by kind.",
@@ -98,9 +96,10 @@ func (b *Bus) Publish(source string, ev Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if n, ok := ev.(*Numeric); ok {
-		if prev, had := b.latest[n.Code]; !had || !n.Time().Before(prev.Time()) {
-			b.latest[n.Code] = n
-			b.sources[n.Code] = source
+		// One value per channel: two temperature probes stay two values.
+		k := latestKey{source: source, code: n.Code, channel: n.Channel.ID}
+		if prev, had := b.latest[k]; !had || !n.Time().Before(prev.Time()) {
+			b.latest[k] = n
 		}
 	}
 	b.published.WithLabelValues(ev.Kind().String()).Inc()
@@ -127,15 +126,75 @@ func (b *Bus) Publish(source string, ev Event) {
 	}
 }
 
-// Latest returns the most recent numeric of every code seen, sorted by code name. The
-// returned numerics must not be modified.
+// latestKey tells the values GET /api/v1/vitals keeps apart.
+type latestKey struct {
+	source  string
+	code    Code
+	channel string
+}
+
+// LatestValue is the most recent numeric of one source, code and channel.
+type LatestValue struct {
+	Source  string
+	Numeric *Numeric
+	// Primary is set on the one value per code PrimaryOf picks, for consumers that
+	// want "the" heart rate.
+	Primary bool
+}
+
+// Latest returns the most recent numeric of every source, code and channel seen, in the
+// order of LatestValues. The returned numerics must not be modified.
 func (b *Bus) Latest() []*Numeric {
+	vs := b.LatestValues()
+	out := make([]*Numeric, len(vs))
+	for i, v := range vs {
+		out[i] = v.Numeric
+	}
+	return out
+}
+
+// LatestValues returns the most recent numeric of every source, code and channel seen,
+// sorted by name, then source, then channel in the monitor's order, with the primary
+// value of each code marked. The numerics must not be modified.
+func (b *Bus) LatestValues() []LatestValue {
 	b.mu.Lock()
-	out := make([]*Numeric, 0, len(b.latest))
-	for _, n := range b.latest {
-		out = append(out, n)
+	out := make([]LatestValue, 0, len(b.latest))
+	for k, n := range b.latest {
+		out = append(out, LatestValue{Source: k.source, Numeric: n})
 	}
 	b.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Code.Name() < out[j].Code.Name() })
+	sort.Slice(out, func(i, j int) bool {
+		a, c := out[i], out[j]
+		if na, nc := NameOf(a.Numeric.Code, a.Numeric.Ref), NameOf(c.Numeric.Code, c.Numeric.Ref); na != nc {
+			return na < nc
+		}
+		if a.Numeric.Code != c.Numeric.Code {
+			return a.Numeric.Code < c.Numeric.Code
+		}
+		if a.Source != c.Source {
+			return a.Source < c.Source
+		}
+		return CompareChannelIDs(a.Numeric.Channel.ID, c.Numeric.Channel.ID) < 0
+	})
+	markPrimary(out)
 	return out
+}
+
+// markPrimary sets Primary on the value PrimaryOf picks among those of each code.
+func markPrimary(ls []LatestValue) {
+	byCode := map[Code][]int{}
+	for i, l := range ls {
+		byCode[l.Numeric.Code] = append(byCode[l.Numeric.Code], i)
+	}
+	for _, idx := range byCode {
+		ns := make([]*Numeric, len(idx))
+		srcs := make([]string, len(idx))
+		for k, i := range idx {
+			ns[k], srcs[k] = ls[i].Numeric, ls[i].Source
+		}
+		p := PrimaryOf(ns, srcs)
+		for _, i := range idx {
+			ls[i].Primary = ls[i].Numeric == p
+		}
+	}
 }

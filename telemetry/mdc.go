@@ -78,7 +78,7 @@ const (
 	MDC_TEMP                      Code = 150344 // cross-checked
 	MDC_TEMP_BODY                 Code = 150364 // cross-checked
 	MDC_TEMP_SKIN                 Code = 150388
-	MDC_TEMP_ESOPH                Code = 150376
+	MDC_TEMP_ESOPH                Code = 150372 // Philips NOM_TEMP_ESOPH 0x4B64 (was 150376, a number no source backs)
 	MDC_ECG_ELEC_POTL_I           Code = 131329 // cross-checked
 	MDC_ECG_ELEC_POTL_II          Code = 131330 // cross-checked
 	MDC_ECG_ELEC_POTL_V1          Code = 131331 // cross-checked
@@ -193,6 +193,7 @@ var (
 )
 
 func init() {
+	quantities = append(quantities, moreQuantities...)
 	for _, q := range quantities {
 		byCode[q.Code] = q
 		byName[q.Name] = q
@@ -246,6 +247,10 @@ var mdcUnits = []MDCUnit{
 	{266419, "MDC_DIM_MICRO_VOLT", UnitMicroVolt},
 	{266432, "MDC_DIM_OHM", UnitOhm},
 	{264640, "MDC_DIM_HZ", UnitHertz},
+	{265216, "MDC_DIM_X_L_PER_MIN", UnitLitrePerMinute},         // Philips NOM_DIM_X_L_PER_MIN 0x0C00
+	{266048, "MDC_DIM_CM_H2O", UnitCmH2O},                       // Philips NOM_DIM_CM_H2O 0x0F40
+	{263762, "MDC_DIM_MILLI_L", UnitMilliLitre},                 // Philips NOM_DIM_MILLI_L 0x0652
+	{268050, "MDC_DIM_MILLI_L_PER_CM_H2O", UnitMilliLitrePerCm}, // Philips NOM_DIM_MILLI_L_PER_CM_H2O 0x1712
 	{264608, "MDC_DIM_PER_SEC", UnitHertz},
 }
 
@@ -312,6 +317,14 @@ func NormalizeUnit(s string) (string, bool) {
 		return UnitNone, true
 	case "hz", "/s":
 		return UnitHertz, true
+	case "l/min", "lpm":
+		return UnitLitrePerMinute, true
+	case "cm[h2o]", "cmh2o":
+		return UnitCmH2O, true
+	case "ml":
+		return UnitMilliLitre, true
+	case "ml/cm[h2o]", "ml/cmh2o":
+		return UnitMilliLitrePerCm, true
 	}
 	return "", false
 }

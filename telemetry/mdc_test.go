@@ -1,6 +1,9 @@
 package telemetry
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestQuantityTableIsConsistent(t *testing.T) {
 	seen := map[Code]string{}
@@ -55,5 +58,36 @@ func TestWellKnownCodes(t *testing.T) {
 	}
 	if Code(999999).Name() != "MDC_CODE_999999" {
 		t.Errorf("unknown code name = %s", Code(999999).Name())
+	}
+}
+
+// TestAddedCodesAgreeWithTheirSources pins the codes added for issue 15 to the numbers
+// their sources give: those seen in GE PCD-01 messages, those cross-checked between the
+// Philips nomenclature and other tables, and the rule that an IntelliVue SCADA term is
+// the 11073 term (so a code is 131072 + the Philips NOM id).
+func TestAddedCodesAgreeWithTheirSources(t *testing.T) {
+	for name, want := range map[string]Code{
+		"MDC_CONC_AWAY_CO2_EXP":  151712, // GE B40/B1x5 OBX-3
+		"MDC_CONC_AWAY_CO2_INSP": 151716, // GE B40/B1x5 OBX-3
+		"MDC_CONC_AWAY_O2_INSP":  152196, // Philips 0x5284 and Rosetta tables
+		"MDC_ECG_AMPL_ST_I":      131841, // Philips 0x0301 and GE's code list
+		"MDC_TEMP_ESOPH":         131072 + 0x4B64,
+		"MDC_TEMP_SKIN":          131072 + 0x4B74, // already in mdc.go before: the rule holds
+		"MDC_PULS_OXIM_SAT_O2":   131072 + 0x4BB8,
+		"MDC_SAT_O2_VEN":         131072 + 0x4B3C,
+		"MDC_CONC_AWAY_O2_ET":    131072 + 0x5378,
+	} {
+		if q, ok := LookupName(name); !ok || q.Code != want {
+			t.Errorf("%s = %d (%v), want %d", name, q.Code, ok, want)
+		}
+	}
+	for _, lead := range ECG12 {
+		st := STFor(lead)
+		if q, ok := Lookup(st); !ok || !strings.HasPrefix(q.Name, "MDC_ECG_AMPL_ST_") {
+			t.Errorf("STFor(%s) = %d, not an ST code of the table", lead, st)
+		}
+	}
+	if u, ok := UnitFromMDC(265216, ""); !ok || u != UnitLitrePerMinute {
+		t.Errorf("MDC_DIM_X_L_PER_MIN = %q, %v", u, ok)
 	}
 }

@@ -50,6 +50,12 @@ type Numeric struct {
 	Code  Code
 	Value float64
 	Unit  string // UCUM
+	// Channel says which channel of the monitor measured the value: the same code on two
+	// channels (two temperatures, two respiration rates) is two values, never one.
+	Channel Channel
+	// Ref is the monitor's own reference id for Code (HL7 OBX-3.2, the IntelliVue label)
+	// when mdc.go has no name for it; empty otherwise. NameOf turns it into the name.
+	Ref string
 	// MonitorTime is the monitor's own timestamp for the value; zero when the protocol
 	// carries none (Nonin) or the monitor's clock was not set.
 	MonitorTime time.Time
@@ -104,6 +110,11 @@ type Wave struct {
 	Code Code
 	Unit string  // UCUM unit of Samples
 	Rate float64 // samples per second
+	// Channel is the monitor channel the signal comes from (see Numeric.Channel); a
+	// viewer joins blocks per source, code and channel.
+	Channel Channel
+	// Ref is the monitor's reference id for a Code mdc.go does not name (see Numeric.Ref).
+	Ref string
 	// Start is the time of the first sample on the steady time axis the reader rebuilds
 	// (Timeline): successive blocks of a channel abut exactly at 1/Rate spacing while the
 	// signal is continuous, even though monitors deliver them in bursts.
@@ -169,7 +180,9 @@ type Alarm struct {
 	Priority Priority
 	Text     string // as the monitor shows it, e.g. "HR HIGH", "VTACH"
 	// Code is the MDC code of the quantity the alarm is about, if the monitor names one.
-	Code        Code
+	Code Code
+	// Channel is the monitor channel the alarm is about, when the monitor says.
+	Channel     Channel
 	On          bool // true when raised, false when cleared
 	MonitorTime time.Time
 	ReceiveTime time.Time
@@ -218,8 +231,10 @@ func (s DeviceState) String() string {
 // DeviceEvent reports a change in the monitor or its connection.
 type DeviceEvent struct {
 	State DeviceState
-	// Code names the channel concerned (e.g. MDC_PULS_OXIM_SAT_O2 for a probe off), or 0.
-	Code        Code
+	// Code names the quantity concerned (e.g. MDC_PULS_OXIM_SAT_O2 for a probe off), or 0.
+	Code Code
+	// Channel is the monitor channel concerned (the ECG module, the T2 probe), when known.
+	Channel     Channel
 	Detail      string // human-readable detail for the log and status page
 	ReceiveTime time.Time
 }

@@ -23,8 +23,9 @@ type Config struct {
 	// Waves to subscribe to, at most MaxWaves. The S/5 serial link carries about 600
 	// samples/s: ECG 300, pleth/INVP 100, respiration/CO2 25 each.
 	Waves []byte
-	// ECGLeads names the lead shown on the monitor's ECG1, ECG2 and ECG3 traces. The
-	// records do not carry it, so it is configuration; default II, I, III.
+	// ECGLeads names the lead shown on the monitor's ECG1, ECG2 and ECG3 traces until
+	// the ECG group's label says (and for a chest lead, which it does not number);
+	// default II, I, III.
 	ECGLeads [3]telemetry.Code
 	// NoAlarms skips the alarm subscription.
 	NoAlarms bool
@@ -171,6 +172,8 @@ type session struct {
 	nibpAt   time.Time
 	alarms   map[alarmKey]bool
 	unmapped map[string]bool
+	leadOff  [3]bool // ECG channel 1-3 off, as last reported
+	ecgLabel uint16  // the ECG group's label: the lead of ECG channel 1-3, 4 bits each
 }
 
 type alarmKey struct {
@@ -243,81 +246,11 @@ func (s *session) phdb(sr Subrecord, now time.Time) {
 		return
 	}
 	if p.Basic == nil || sr.Type != PhDisplay {
-		return // ext classes and trends: nothing the model carries yet
+		// Ext classes (12-lead ST, arrhythmia, EEG, …) and trends are not requested by
+		// Requests; a monitor that sends them anyway has them skipped here.
+		return
 	}
-	b := p.Basic
-	emit := func(code telemetry.Code, raw int16, scale float64, unit string) {
-		if !Valid(raw) {
-			return
-		}
-		s.out.Emit(&telemetry.Numeric{Code: code, Value: round(float64(raw)*scale, scale), Unit: unit, MonitorTime: p.Time, ReceiveTime: now})
-	}
-	emit(telemetry.MDC_ECG_HEART_RATE, b.ECG.HR, 1, telemetry.UnitPerMinute)
-	emit(telemetry.MDC_TTHOR_RESP_RATE, b.ECG.ImpRR, 1, telemetry.UnitPerMinute)
-	for i := range b.P {
-		p := &b.P[i]
-		if !p.Present() {
-			continue
-		}
-		s.labels[i] = p.Label
-		codes, ok := pressureCodes[p.Label]
-		if !ok {
-			s.noteUnmapped(fmt.Sprintf("P%d label %d", i+1, p.Label))
-			continue
-		}
-		if codes.sys != 0 {
-			emit(codes.sys, p.Sys, 0.01, telemetry.UnitMMHg)
-			emit(codes.dia, p.Dia, 0.01, telemetry.UnitMMHg)
-		}
-		emit(codes.mean, p.Mean, 0.01, telemetry.UnitMMHg)
-		if codes.rate {
-			emit(telemetry.MDC_BLD_PULS_RATE_INV, p.HR, 1, telemetry.UnitPerMinute)
-		}
-	}
-	if Valid(b.NIBP.Sys) && Valid(b.NIBP.Dia) && Valid(b.NIBP.Mean) {
-		triple := [3]int16{b.NIBP.Sys, b.NIBP.Dia, b.NIBP.Mean}
-		// The displayed NIBP stays on screen until the next cuff cycle; the first
-		// record showing a new triple is the best measurement time the records give.
-		if triple != s.nibp || s.nibpAt.IsZero() {
-			s.nibp, s.nibpAt = triple, p.Time
-		}
-		for _, n := range (telemetry.NIBP{Sys: round(float64(triple[0])*0.01, 0.01), Dia: round(float64(triple[1])*0.01, 0.01),
-			Mean: round(float64(triple[2])*0.01, 0.01), Unit: telemetry.UnitMMHg, Measured: s.nibpAt, MonitorTime: p.Time, ReceiveTime: now}).Numerics() {
-			s.out.Emit(n)
-		}
-	}
-	emit(telemetry.MDC_TEMP, b.T[0].Temp, 0.01, telemetry.UnitCelsius)
-	for i := 1; i < len(b.T); i++ {
-		if Valid(b.T[i].Temp) {
-			s.noteUnmapped(fmt.Sprintf("T%d", i+1))
-		}
-	}
-	emit(telemetry.MDC_PULS_OXIM_SAT_O2, b.SpO2.SpO2, 0.01, telemetry.UnitPercent)
-	emit(telemetry.MDC_PULS_OXIM_PULS_RATE, b.SpO2.PR, 1, telemetry.UnitPerMinute)
-	if Valid(b.CO2.AmbPress) {
-		s.ambient = b.CO2.AmbPress
-	}
-	if Valid(s.ambient) {
-		// Gas fractions come in 1/100 %, the ambient pressure in 1/10 mmHg:
-		// p = f/100 % × Pamb.
-		mmHg := 0.01 / 100 * float64(s.ambient) * 0.1
-		emit(telemetry.MDC_AWAY_CO2_ET, b.CO2.Et, mmHg, telemetry.UnitMMHg)
-		emit(telemetry.MDC_AWAY_CO2_INSP_MIN, b.CO2.Fi, mmHg, telemetry.UnitMMHg)
-	} else {
-		emit(telemetry.MDC_AWAY_CO2_ET, b.CO2.Et, 0.01, telemetry.UnitPercent)
-		emit(telemetry.MDC_AWAY_CO2_INSP_MIN, b.CO2.Fi, 0.01, telemetry.UnitPercent)
-	}
-	emit(telemetry.MDC_AWAY_RESP_RATE, b.CO2.RR, 1, telemetry.UnitPerMinute)
-}
-
-// round removes the binary noise of scaling decimal counts (37.000000000000004).
-func round(v, scale float64) float64 {
-	if scale >= 1 {
-		return v
-	}
-	digits := math.Ceil(-math.Log10(scale)) + 2
-	p := math.Pow(10, digits)
-	return math.Round(v*p) / p
+	s.numerics(p, now)
 }
 
 func (s *session) noteUnmapped(what string) {
@@ -327,46 +260,53 @@ func (s *session) noteUnmapped(what string) {
 	}
 }
 
-type pressureSet struct {
-	sys, dia, mean telemetry.Code
-	rate           bool // its pulse rate is the arterial one
-	wave           telemetry.Code
-}
-
-var pressureCodes = map[uint16]pressureSet{
-	PressART: {telemetry.MDC_PRESS_BLD_ART_SYS, telemetry.MDC_PRESS_BLD_ART_DIA, telemetry.MDC_PRESS_BLD_ART_MEAN, true, telemetry.MDC_PRESS_BLD_ART},
-	PressABP: {telemetry.MDC_PRESS_BLD_ART_ABP_SYS, telemetry.MDC_PRESS_BLD_ART_ABP_DIA, telemetry.MDC_PRESS_BLD_ART_ABP_MEAN, true, telemetry.MDC_PRESS_BLD_ART_ABP},
-	PressPA:  {telemetry.MDC_PRESS_BLD_ART_PULM_SYS, telemetry.MDC_PRESS_BLD_ART_PULM_DIA, telemetry.MDC_PRESS_BLD_ART_PULM_MEAN, false, telemetry.MDC_PRESS_BLD_ART_PULM},
-	PressCVP: {0, 0, telemetry.MDC_PRESS_BLD_VEN_CENT_MEAN, false, telemetry.MDC_PRESS_BLD_VEN_CENT},
-}
-
 // defaultPressureWave is used for an INVP wave before any displayed-values record told
 // the channel's site: the usual S/5 set-up has the arterial line on P1 and CVP on P2.
 var defaultPressureWave = [6]telemetry.Code{telemetry.MDC_PRESS_BLD_ART, telemetry.MDC_PRESS_BLD_VEN_CENT, telemetry.MDC_PRESS_BLD_ART_PULM}
 
-func (s *session) waveCode(t byte) (telemetry.Code, string, bool) {
+// waveCode maps a waveform type to its code, unit and channel.
+func (s *session) waveCode(t byte) (telemetry.Code, string, telemetry.Channel, bool) {
 	switch t {
 	case WaveECG1, WaveECG2, WaveECG3:
-		return s.d.cfg.ECGLeads[t-WaveECG1], telemetry.UnitMilliVolt, true
+		// The ECG group's label says which lead each ECG channel shows; before the first
+		// displayed-values record, or for a chest lead it does not number, the
+		// configuration says.
+		lead := s.d.cfg.ECGLeads[t-WaveECG1]
+		if l := ecgLeads[(s.ecgLabel>>(4*(t-WaveECG1)))&0xF]; l.code != 0 {
+			lead = l.code
+		}
+		q, _ := telemetry.Lookup(lead)
+		return lead, telemetry.UnitMilliVolt, telemetry.Channel{ID: fmt.Sprintf("ECG%d", t-WaveECG1+1), Label: q.Label}, true
 	case WavePleth:
-		return telemetry.MDC_PULS_OXIM_PLETH, telemetry.UnitPercent, true
+		return telemetry.MDC_PULS_OXIM_PLETH, telemetry.UnitPercent, telemetry.Channel{ID: "SpO2", Label: "SpO2"}, true
 	case WaveResp:
-		return telemetry.MDC_IMPED_TTHOR, telemetry.UnitOhm, true
+		return telemetry.MDC_IMPED_TTHOR, telemetry.UnitOhm, telemetry.Channel{ID: "ECG", Label: "Imped."}, true
 	case WaveCO2:
-		return telemetry.MDC_AWAY_CO2, telemetry.UnitPercent, true
+		return telemetry.MDC_AWAY_CO2, telemetry.UnitPercent, telemetry.Channel{ID: "CO2", Label: "CO2"}, true
+	case WaveO2:
+		return telemetry.MDC_CONC_AWAY_O2, telemetry.UnitPercent, telemetry.Channel{ID: "O2", Label: "O2"}, true
+	case WaveN2O:
+		return telemetry.MDC_CONC_AWAY_N2O, telemetry.UnitPercent, telemetry.Channel{ID: "N2O", Label: "N2O"}, true
+	case WaveAA:
+		return telemetry.MDC_CONC_AWAY_AGENT, telemetry.UnitPercent, telemetry.Channel{ID: "AA", Label: "AA"}, true
 	case WaveINVP1, WaveINVP2, WaveINVP3, WaveINVP4, WaveINVP5, WaveINVP6:
 		ch := int(t - WaveINVP1)
 		if t >= WaveINVP5 {
 			ch = 4 + int(t-WaveINVP5)
 		}
-		if set, ok := pressureCodes[s.labels[ch]]; ok {
-			return set.wave, telemetry.UnitMMHg, true
+		id := fmt.Sprintf("P%d", ch+1)
+		if s.labels[ch] != PressNone {
+			site := pressureSite(ch, s.labels[ch])
+			return site.wave, telemetry.UnitMMHg, telemetry.Channel{ID: id, Label: site.name}, true
 		}
 		if c := defaultPressureWave[ch]; c != 0 {
-			return c, telemetry.UnitMMHg, true
+			q, _ := telemetry.Lookup(c)
+			return c, telemetry.UnitMMHg, telemetry.Channel{ID: id, Label: q.Label}, true
 		}
+		return telemetry.MDC_PRESS_BLD, telemetry.UnitMMHg, telemetry.Channel{ID: id, Label: id}, true
 	}
-	return 0, "", false
+	// Airway pressure and flow waves (spirometry) are not modelled; see NotPublished.
+	return 0, "", telemetry.Channel{}, false
 }
 
 func (s *session) wave(r Record, sr Subrecord, now time.Time) {
@@ -374,7 +314,7 @@ func (s *session) wave(r Record, sr Subrecord, now time.Time) {
 		return
 	}
 	info, known := LookupWave(sr.Type)
-	code, unit, mapped := s.waveCode(sr.Type)
+	code, unit, channel, mapped := s.waveCode(sr.Type)
 	if !known || !mapped {
 		s.noteUnmapped(fmt.Sprintf("wave type %d", sr.Type))
 		return
@@ -386,7 +326,7 @@ func (s *session) wave(r Record, sr Subrecord, now time.Time) {
 		s.lossGen++
 		return
 	}
-	ev := &telemetry.Wave{Code: code, Unit: unit, Rate: info.Rate, ReceiveTime: now, Samples: make([]float32, len(w.Samples))}
+	ev := &telemetry.Wave{Code: code, Unit: unit, Rate: info.Rate, Channel: channel, ReceiveTime: now, Samples: make([]float32, len(w.Samples))}
 	if gen, seen := s.chanGen[sr.Type]; seen && gen != s.lossGen {
 		ev.Gap = true
 	}
@@ -421,15 +361,25 @@ func (s *session) alarm(r Record, sr Subrecord, now time.Time) {
 		k := alarmKey{a.Text, a.Priority}
 		current[k] = true
 		if !s.alarms[k] {
-			s.out.Emit(&telemetry.Alarm{Priority: alarmPriority(a.Priority), Text: a.Text, On: true, MonitorTime: r.Time, ReceiveTime: now})
+			s.alarmEvent(k, true, r.Time, now)
 		}
 	}
 	for k := range s.alarms {
 		if !current[k] {
-			s.out.Emit(&telemetry.Alarm{Priority: alarmPriority(k.priority), Text: k.text, On: false, MonitorTime: r.Time, ReceiveTime: now})
+			s.alarmEvent(k, false, r.Time, now)
 		}
 	}
 	s.alarms = current
+}
+
+// alarmEvent emits an alarm raised or cleared, with the quantity and channel its text
+// names, and the sensor-off or sensor-on event it means.
+func (s *session) alarmEvent(k alarmKey, on bool, monitorTime, now time.Time) {
+	code, ch := channelOfText(k.text)
+	s.out.Emit(&telemetry.Alarm{Priority: alarmPriority(k.priority), Text: k.text, Code: code, Channel: ch, On: on, MonitorTime: monitorTime, ReceiveTime: now})
+	if ev := sensorEvent(k.text, on, now); ev != nil {
+		s.out.Emit(ev)
+	}
 }
 
 func alarmPriority(p int16) telemetry.Priority {

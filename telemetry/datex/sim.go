@@ -264,8 +264,17 @@ func (st *simState) phdbRecord(t time.Duration, now time.Time) pending {
 	present := GroupExists | GroupActive
 	mt := now.Truncate(time.Second).UTC()
 	var ev []telemetry.Event
+	// What the driver must publish: the counts scaled and rounded to the decimals the
+	// record carries (0.1 mmHg for the CO2 partial pressures).
 	num := func(code telemetry.Code, c int16, scale float64, unit string) {
-		ev = append(ev, &telemetry.Numeric{Code: code, Value: round(float64(c)*scale, scale), Unit: unit, MonitorTime: mt})
+		decimals := 2
+		switch {
+		case scale >= 1:
+			decimals = 0
+		case unit == telemetry.UnitMMHg && scale != 0.01:
+			decimals = 1
+		}
+		ev = append(ev, &telemetry.Numeric{Code: code, Value: telemetry.Decimal(float64(c)*scale, decimals), Unit: unit, MonitorTime: mt})
 	}
 	b.ECG.Status = present
 	b.ECG.HR = counts(v.HR, 1)

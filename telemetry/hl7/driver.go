@@ -102,13 +102,13 @@ func (d *Driver) Run(ctx context.Context, port telemetry.Port, out telemetry.Sin
 // returned (the link is broken).
 func (d *Driver) handle(raw []byte, now time.Time, port telemetry.Port, out telemetry.Sink) error {
 	log := d.log
-	m, err := Parse(raw)
+	m, err := parseBounded(raw)
 	if err != nil {
 		out.Skipped(len(raw)+2, "hl7: unparseable message")
 		log.Warn("hl7: unparseable message skipped", "err", err, "bytes", len(raw))
 		// If at least the header is readable, tell the monitor it was not accepted.
 		if nl := bytes.IndexAny(raw, "\r\n"); nl > 0 {
-			if hm, herr := Parse(raw[:nl]); herr == nil && WantsAckOnError(hm) {
+			if hm, herr := parseBounded(raw[:nl]); herr == nil && WantsAckOnError(hm) {
 				return d.ack(hm, "AE", err.Error(), now, port)
 			}
 		}

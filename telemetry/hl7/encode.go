@@ -50,8 +50,25 @@ func msh(b *strings.Builder, h Header, typ string) {
 	b.WriteString("MSH|^~\\&|" + app + "|" + escape(h.Facility) + "|||" + ts(h.Time) + "||" + typ + "|" + escape(h.ControlID) + "|P|2.6|||" + h.AckType + "|NE||" + charset + "|||IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO\r")
 }
 
-func obsID(c telemetry.Code) string {
-	return strconv.FormatUint(uint64(c), 10) + "^" + c.Name() + "^MDC"
+// obsID writes OBX-3: the code, its name (the monitor's own for a code mdc.go does not
+// name, so that it survives the round trip) and the coding system.
+func obsID(c telemetry.Code, ref string) string {
+	return strconv.FormatUint(uint64(c), 10) + "^" + escape(telemetry.NameOf(c, ref)) + "^MDC"
+}
+
+// channelFields writes OBX-4 and OBX-17 for a channel: the channel ID as the sub-id
+// (an HL7 monitor's containment path comes back as it was read), and the label the
+// monitor showed as the text of the observation method, where Decode reads it back.
+// Without a channel the sub-id is the MDS-level path 1.0.0.n (n numbering the row),
+// which PCD-01 receivers expect and Decode reads as "no channel".
+func channelFields(ch telemetry.Channel, n int) (sub, method string) {
+	if ch.Label != "" {
+		method = "^" + escape(ch.Label)
+	}
+	if ch.ID == "" {
+		return "1.0.0." + strconv.Itoa(n), method
+	}
+	return escape(ch.ID), method
 }
 
 func unitField(ucum string, c telemetry.Code) string {
@@ -71,9 +88,13 @@ func EncodeORU(h Header, nums []*telemetry.Numeric, waves []*telemetry.Wave) []b
 	b.WriteString("PID|||^^^Lifeline^PI||^^^^^^L\r")
 	b.WriteString("OBR|1|" + escape(h.ControlID) + "^LIFELINE|" + escape(h.ControlID) + "^LIFELINE|182777000^monitoring of patient^SCT|||" + ts(h.Time) + "\r")
 	n := 0
-	obx := func(typ, id, sub, value, unit, status, when string) {
+	obx := func(typ, id, sub, value, unit, status, when, method string) {
 		n++
-		b.WriteString("OBX|" + strconv.Itoa(n) + "|" + typ + "|" + id + "|" + sub + "|" + value + "|" + unit + "|||||" + status + "|||" + when + "\r")
+		b.WriteString("OBX|" + strconv.Itoa(n) + "|" + typ + "|" + id + "|" + sub + "|" + value + "|" + unit + "|||||" + status + "|||" + when)
+		if method != "" {
+			b.WriteString("|||" + method)
+		}
+		b.WriteString("\r")
 	}
 	for _, v := range nums {
 		status := "R"
@@ -87,10 +108,11 @@ func EncodeORU(h Header, nums []*telemetry.Numeric, waves []*telemetry.Wave) []b
 		if when.IsZero() {
 			when = v.ReceiveTime
 		}
-		obx("NM", obsID(v.Code), "1.0.1."+strconv.FormatUint(uint64(v.Code), 10), strconv.FormatFloat(v.Value, 'g', -1, 64), unitField(v.Unit, v.Code), status, ts(when))
+		sub, method := channelFields(v.Channel, n+1)
+		obx("NM", obsID(v.Code, v.Ref), sub, strconv.FormatFloat(v.Value, 'g', -1, 64), unitField(v.Unit, v.Code), status, ts(when), method)
 	}
-	for i, w := range waves {
-		sub := "1.0." + strconv.Itoa(i+2) + "." + strconv.FormatUint(uint64(w.Code), 10)
+	for _, w := range waves {
+		sub, method := channelFields(w.Channel, n+1)
 		var vals strings.Builder
 		for k, s := range w.Samples {
 			if k > 0 {
@@ -106,8 +128,9 @@ func EncodeORU(h Header, nums []*telemetry.Numeric, waves []*telemetry.Wave) []b
 		if start.IsZero() {
 			start = w.MonitorStart
 		}
-		obx("NA", obsID(w.Code), sub, vals.String(), unitField(w.Unit, w.Code), status, ts(start))
-		obx("NM", "0^MDC_ATTR_SAMP_RATE^MDC", sub+".1", strconv.FormatFloat(w.Rate, 'g', -1, 64), "264608^MDC_DIM_PER_SEC^MDC", "R", "")
+		obx("NA", obsID(w.Code, w.Ref), sub, vals.String(), unitField(w.Unit, w.Code), status, ts(start), method)
+		// The rate row follows its wave; Decode pairs them by sub-id.
+		obx("NM", "0^MDC_ATTR_SAMP_RATE^MDC", sub+".1", strconv.FormatFloat(w.Rate, 'g', -1, 64), "264608^MDC_DIM_PER_SEC^MDC", "R", "", "")
 	}
 	return []byte(b.String())
 }
@@ -124,7 +147,7 @@ func EncodeAlarms(h Header, alarms []*telemetry.Alarm) []byte {
 	for i, a := range alarms {
 		id := "196616^MDC_EVT_ALARM^MDC"
 		if a.Code != 0 {
-			id = obsID(a.Code)
+			id = obsID(a.Code, "")
 		}
 		prio := map[telemetry.Priority]string{telemetry.PriorityHigh: "PH", telemetry.PriorityMedium: "PM", telemetry.PriorityLow: "PL", telemetry.PriorityNone: "PN"}[a.Priority]
 		phase := "start"
@@ -135,9 +158,13 @@ func EncodeAlarms(h Header, alarms []*telemetry.Alarm) []byte {
 		if when.IsZero() {
 			when = a.ReceiveTime
 		}
-		sub := "1.0.0." + strconv.Itoa(i+1)
+		sub, method := channelFields(a.Channel, i+1)
 		n++
-		b.WriteString("OBX|" + strconv.Itoa(n) + "|ST|" + id + "|" + sub + "|" + escape(a.Text) + "|||" + prio + "|||F|||" + ts(when) + "\r")
+		b.WriteString("OBX|" + strconv.Itoa(n) + "|ST|" + id + "|" + sub + "|" + escape(a.Text) + "|||" + prio + "|||F|||" + ts(when))
+		if method != "" {
+			b.WriteString("|||" + method)
+		}
+		b.WriteString("\r")
 		n++
 		b.WriteString("OBX|" + strconv.Itoa(n) + "|ST|68481^" + attrEventPhase + "^MDC|" + sub + ".1|" + phase + "||||||F\r")
 	}

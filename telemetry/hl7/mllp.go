@@ -17,9 +17,12 @@ const (
 	CR         = 0x0d
 )
 
-// MaxMessage bounds one framed message; longer frames are discarded as garbage. A
-// 12-lead, 1 s waveform message at 500 Hz is about 40 kB.
-const MaxMessage = 1 << 20
+// MaxMessage bounds one framed message; longer frames are discarded as garbage. The
+// largest message a monitor sends is a 12-lead waveform ORU^R01: 1 s of 12 leads at
+// 500 Hz is 40 kB with samples of four digits and 68 kB at full float32 precision
+// (what the simulator writes), so 128 KiB holds either with room to spare. More only
+// helps a stranger: a frame is held whole until it ends.
+const MaxMessage = 128 << 10
 
 // Frame wraps msg in MLLP framing.
 func Frame(dst, msg []byte) []byte {

@@ -76,7 +76,30 @@ func Identify(obx3 []string) (telemetry.Code, bool) {
 			return c, true
 		}
 	}
+	// Philips MDIL codes are the 11073 partition and term in hex ("0002-4bb0" is
+	// partition 2, term 0x4BB0): a label we do not know still has its code, and Decode
+	// names it by the label the message gives (OBX-3.2).
+	if system == "MDIL" {
+		if c, ok := mdilCode(id); ok {
+			_, known := telemetry.Lookup(c)
+			return c, known
+		}
+	}
 	return 0, false
+}
+
+// mdilCode parses an MDIL identifier "PPPP-TTTT" (hex partition and term).
+func mdilCode(id string) (telemetry.Code, bool) {
+	part, term, ok := strings.Cut(id, "-")
+	if !ok || len(part) != 4 || len(term) != 4 {
+		return 0, false
+	}
+	p, err1 := strconv.ParseUint(part, 16, 16)
+	t, err2 := strconv.ParseUint(term, 16, 16)
+	if err1 != nil || err2 != nil || p == 0 {
+		return 0, false
+	}
+	return telemetry.Code(p<<16 | t), true
 }
 
 // ParseTS parses an HL7 DTM/TS value (YYYY[MM[DD[HH[MM[SS[.S…]]]]]][±ZZZZ]); without a
@@ -208,17 +231,31 @@ func Decode(m *Message, now time.Time, loc *time.Location) Result {
 		decodeAlarms(obx, now, loc, obrTime, &r)
 		return r
 	}
+	devices := newContainment()
+	var nums []*telemetry.Numeric
+	vmds := map[*telemetry.Numeric]string{}
 	for i, s := range obx {
 		typ := strings.ToUpper(s.Value(2))
 		name := strings.ToUpper(s.Get(3, 1))
-		if typ == "" || strings.HasPrefix(name, "MDC_ATTR_") || strings.HasPrefix(name, "MDC_DEV_") {
-			continue // device hierarchy rows and attributes carry no observation
+		if strings.HasPrefix(name, "MDC_DEV_") {
+			devices.note(s.Value(4), name)
+			continue // a device row: it names the VMD or channel of the rows below
+		}
+		if typ == "" || strings.HasPrefix(name, "MDC_ATTR_") {
+			continue // attributes carry no observation
 		}
 		code, known := Identify(s.Field(3).Components())
 		if code == 0 {
 			r.ignore("OBX-3 %q: unknown observation", strings.Join(s.Field(3).Components(), "^"))
 			continue
 		}
+		// A code mdc.go does not name keeps the name the message gives it (OBX-3.2),
+		// so that MDC_CONC_AWAY_CO2_EXP never shows as MDC_CODE_151712.
+		ref := ""
+		if _, inTable := telemetry.Lookup(code); !inTable {
+			ref = strings.TrimSpace(s.Get(3, 1))
+		}
+		channel := devices.channelOf(s.Value(4), s.Get(17, 1))
 		unit, unitOK := unitOf(s.Field(6).Components())
 		q, _ := telemetry.Lookup(code)
 		if !unitOK && unit == "" && known {
@@ -237,7 +274,10 @@ func Decode(m *Message, now time.Time, loc *time.Location) Result {
 				r.ignore("OBX %s: value %q is not a number", code.Name(), s.Value(5))
 				continue
 			}
-			n := &telemetry.Numeric{Code: code, Value: v * scale, Unit: unit, ReceiveTime: now, Invalid: status == "X" || status == "D"}
+			n := &telemetry.Numeric{Code: code, Value: v * scale, Unit: unit, Channel: channel, Ref: ref, ReceiveTime: now, Invalid: status == "X" || status == "D"}
+			if scale != 1 {
+				n.Value = telemetry.Decimal(n.Value, decimalsOf(s.Value(5))+3)
+			}
 			n.MonitorTime = obsTime
 			if n.MonitorTime.IsZero() {
 				n.MonitorTime = obrTime
@@ -246,6 +286,8 @@ func Decode(m *Message, now time.Time, loc *time.Location) Result {
 			case telemetry.MDC_PRESS_BLD_NONINV_SYS, telemetry.MDC_PRESS_BLD_NONINV_DIA, telemetry.MDC_PRESS_BLD_NONINV_MEAN:
 				n.Measured = obsTime // OBX-14 of an NIBP value is when the cuff measured it
 			}
+			vmds[n], _ = devices.device(channel.ID)
+			nums = append(nums, n)
 			r.Events = append(r.Events, n)
 		case "NA", "MA":
 			rate := rates[s.Value(4)]
@@ -256,7 +298,7 @@ func Decode(m *Message, now time.Time, loc *time.Location) Result {
 				r.ignore("OBX %s: waveform without MDC_ATTR_SAMP_RATE", code.Name())
 				continue
 			}
-			w := &telemetry.Wave{Code: code, Unit: unit, Rate: rate, ReceiveTime: now, Invalid: status == "X"}
+			w := &telemetry.Wave{Code: code, Unit: unit, Rate: rate, Channel: channel, Ref: ref, ReceiveTime: now, Invalid: status == "X"}
 			w.MonitorStart = obsTime
 			if w.MonitorStart.IsZero() {
 				w.MonitorStart = obrTime
@@ -291,19 +333,41 @@ func Decode(m *Message, now time.Time, loc *time.Location) Result {
 			// ST/CWE rows (e.g. lead names, modes) carry no vital.
 		}
 	}
+	markPrimary(nums, func(n *telemetry.Numeric) string { return vmds[n] })
 	return r
+}
+
+// decimalsOf counts the decimals of a numeric text value ("28.40" → 2).
+func decimalsOf(v string) int {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		n := 0
+		for _, c := range v[i+1:] {
+			if c < '0' || c > '9' {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	return 0
 }
 
 // Alarm phases and priorities as written in ORU^R40 by Encoder and read by Decode.
 const attrEventPhase = "MDC_ATTR_EVENT_PHASE"
 
 func decodeAlarms(obx []Segment, now time.Time, loc *time.Location, obrTime time.Time, r *Result) {
+	devices := newContainment()
 	for i := 0; i < len(obx); i++ {
 		s := obx[i]
 		if strings.Contains(strings.ToUpper(s.Get(3, 1)), attrEventPhase) {
 			continue
 		}
-		a := &telemetry.Alarm{Text: s.Value(5), ReceiveTime: now, On: true}
+		if name := strings.ToUpper(s.Get(3, 1)); strings.HasPrefix(name, "MDC_DEV_") {
+			devices.note(s.Value(4), name)
+			continue
+		}
+		a := &telemetry.Alarm{Text: s.Value(5), ReceiveTime: now, On: true, Channel: devices.channelOf(s.Value(4), s.Get(17, 1))}
 		if c, ok := Identify(s.Field(3).Components()); ok {
 			a.Code = c
 		}
@@ -343,7 +407,7 @@ func decodeAlarms(obx []Segment, now time.Time, loc *time.Location, obrTime time
 			if !a.On {
 				st = telemetry.DeviceSensorOn
 			}
-			r.Events = append(r.Events, &telemetry.DeviceEvent{State: st, Code: a.Code, Detail: a.Text, ReceiveTime: now})
+			r.Events = append(r.Events, &telemetry.DeviceEvent{State: st, Code: a.Code, Channel: a.Channel, Detail: a.Text, ReceiveTime: now})
 		}
 	}
 }

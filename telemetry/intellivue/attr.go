@@ -253,7 +253,10 @@ const (
 // type (priority and kind) and the text the monitor shows.
 type DevAlarm struct {
 	Source, Code, Type, State uint16
-	Text                      string
+	// Object is the managed object the alarm is about (its handle names the channel);
+	// zero when the monitor does not say.
+	Object ObjectID
+	Text   string
 }
 
 // EncodeAlarmList returns a DevAlarmList attribute value.
@@ -266,7 +269,7 @@ func EncodeAlarmList(as []DevAlarm) []byte {
 		w.u16(a.Code)
 		w.u16(a.Type)
 		w.u16(a.State)
-		w.obj(ObjectID{})
+		w.obj(a.Object)
 		w.u16(alertInfoStrings)
 		info := w.mark()
 		w.u16(0) // al_inst_no
@@ -293,7 +296,7 @@ func ParseAlarmList(b []byte) ([]DevAlarm, error) {
 	var out []DevAlarm
 	for i := 0; i < count && s.err == nil; i++ {
 		a := DevAlarm{Source: s.u16(), Code: s.u16(), Type: s.u16(), State: s.u16()}
-		s.obj()
+		a.Object = s.obj()
 		infoID := s.u16()
 		info := s.sub(int(s.u16()), "alarm info")
 		if infoID == alertInfoStrings {
@@ -324,4 +327,35 @@ func ParseAlarmList(b []byte) ([]DevAlarm, error) {
 		return out, r.err
 	}
 	return out, s.err
+}
+
+// ParseString decodes a String attribute value (NOM_ATTR_ID_LABEL_STRING): a byte
+// length and UTF-16 big-endian text, which may end in NULs.
+func ParseString(b []byte) (string, bool) {
+	r := newReader(b, "string")
+	n := int(r.u16())
+	raw := r.bytes(n)
+	if r.err != nil {
+		return "", false
+	}
+	units := make([]uint16, 0, n/2)
+	for k := 0; k+1 < len(raw); k += 2 {
+		u := uint16(raw[k])<<8 | uint16(raw[k+1])
+		if u == 0 {
+			break
+		}
+		units = append(units, u)
+	}
+	return string(utf16.Decode(units)), true
+}
+
+// EncodeString returns a String attribute value for s.
+func EncodeString(s string) []byte {
+	var w writer
+	units := utf16.Encode([]rune(s))
+	w.u16(uint16(2 * len(units)))
+	for _, u := range units {
+		w.u16(u)
+	}
+	return w.b
 }

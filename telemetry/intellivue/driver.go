@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"lifeline/telemetry"
@@ -183,14 +182,20 @@ type conn struct {
 	waves    map[uint16]*waveSpec // by object handle
 	alarms   map[DevAlarm]bool
 	lossGen  uint64
-	chanGen  map[uint16]uint64
+	chanGen  map[uint32]uint64 // by handle<<16 | physio id
 	unmapped map[uint16]bool
 	everUp   bool
+	// labels holds what each object's label string says (the monitor sends it among
+	// the static attributes, so it is remembered per handle); handles the object
+	// handle each physio id was last seen on, for alarms that name only the physio id.
+	labels  map[uint16]string
+	handles map[uint16]uint16
 }
 
 func newConn(d *Driver, port telemetry.Port, out telemetry.Sink) *conn {
 	return &conn{d: d, port: port, out: out, polls: map[uint16]*pollState{}, waves: map[uint16]*waveSpec{},
-		alarms: map[DevAlarm]bool{}, chanGen: map[uint16]uint64{}, unmapped: map[uint16]bool{}}
+		alarms: map[DevAlarm]bool{}, chanGen: map[uint32]uint64{}, unmapped: map[uint16]bool{},
+		labels: map[uint16]string{}, handles: map[uint16]uint16{}}
 }
 
 func (c *conn) send(userData []byte) error {
@@ -439,217 +444,6 @@ func (c *conn) monitorTime(rel RelativeTime) time.Time {
 		return time.Time{}
 	}
 	return c.baseAbs.Add(time.Duration(int32(rel-c.baseRel)) * 125 * time.Microsecond)
-}
-
-func (c *conn) results(r PollReply, now time.Time) {
-	mt := c.monitorTime(r.RelTime)
-	for _, ctxPoll := range r.Contexts {
-		for _, o := range ctxPoll.Objects {
-			switch r.ObjClass {
-			case ClassNumeric:
-				c.numeric(o, mt, now)
-			case ClassRTSA:
-				c.wave(o, mt, now)
-			case ClassAlertMon:
-				c.alerts(o, mt, now)
-			}
-		}
-	}
-}
-
-func (c *conn) numeric(o ObservationPoll, mt, now time.Time) {
-	var obs []NuObs
-	var measured time.Time
-	for _, a := range o.Attrs {
-		switch a.ID {
-		case AttrNuValObs:
-			n, err := ParseNuObs(a.Value)
-			if err != nil {
-				c.bad(len(a.Value), "bad numeric", err)
-				continue
-			}
-			obs = append(obs, n)
-		case AttrNuCmpdValObs:
-			ns, err := ParseNuCmpd(a.Value)
-			if err != nil {
-				c.bad(len(a.Value), "bad compound numeric", err)
-				continue
-			}
-			obs = append(obs, ns...)
-		case AttrStampAbs:
-			if len(a.Value) == 8 {
-				measured, _ = AbsoluteTime(a.Value).Time(c.d.cfg.Location)
-			}
-		}
-	}
-	for _, n := range obs {
-		code, ok := Lookup(n.PhysioID)
-		if !ok {
-			c.noteUnmapped(n.PhysioID)
-			continue
-		}
-		v, ok := n.Value.Value()
-		if !ok {
-			continue // no value on the screen either
-		}
-		unit, ok := Unit(n.Unit)
-		if !ok {
-			c.noteUnmapped(n.PhysioID)
-			continue
-		}
-		ev := &telemetry.Numeric{Code: code, Value: v, Unit: unit, MonitorTime: mt, ReceiveTime: now,
-			Invalid: n.State&stateNotTrustworth != 0}
-		switch code {
-		case telemetry.MDC_PRESS_BLD_NONINV_SYS, telemetry.MDC_PRESS_BLD_NONINV_DIA, telemetry.MDC_PRESS_BLD_NONINV_MEAN:
-			ev.Measured = measured
-		}
-		c.out.Emit(ev)
-	}
-}
-
-func (c *conn) noteUnmapped(id uint16) {
-	if !c.unmapped[id] {
-		c.unmapped[id] = true
-		c.d.log.Info("intellivue: physio id not mapped to the vitals model", "physio_id", fmt.Sprintf("0x%04x", id))
-	}
-}
-
-func (c *conn) wave(o ObservationPoll, mt, now time.Time) {
-	ws := c.waves[o.Handle]
-	if ws == nil {
-		ws = &waveSpec{}
-		c.waves[o.Handle] = ws
-	}
-	var obs []SaObs
-	for _, a := range o.Attrs {
-		var err error
-		switch a.ID {
-		case AttrSaSpec:
-			ws.spec, err = ParseSaSpec(a.Value)
-			ws.ok[0] = err == nil
-		case AttrScaleSpec:
-			ws.scale, err = ParseScale(a.Value)
-			ws.ok[1] = err == nil
-		case AttrSamplePeriod:
-			v, ok := parseU32(a.Value)
-			ws.period, ws.ok[2] = RelativeTime(v), ok && v > 0
-		case AttrUnitCode:
-			if u, ok := parseU16(a.Value); ok {
-				ws.unit, _ = Unit(u)
-			}
-		case AttrSaValObs:
-			var s SaObs
-			s, err = ParseSaObs(a.Value)
-			if err == nil {
-				obs = append(obs, s)
-			}
-		case AttrSaCmpdValObs:
-			var ss []SaObs
-			ss, err = ParseSaCmpd(a.Value)
-			obs = append(obs, ss...)
-		}
-		if err != nil {
-			c.bad(len(a.Value), "bad wave attribute", err)
-		}
-	}
-	for _, s := range obs {
-		code, ok := Lookup(s.PhysioID)
-		if !ok {
-			c.noteUnmapped(s.PhysioID)
-			continue
-		}
-		if ws.ok != [3]bool{true, true, true} || ws.unit == "" {
-			c.out.Skipped(len(s.Samples), "wave before its specification")
-			c.lossGen++
-			continue
-		}
-		bytesPer := int(ws.spec.SampleSize) / 8
-		n := len(s.Samples) / bytesPer
-		mask := uint16(0xFFFF)
-		if ws.spec.SignificantBits > 0 && ws.spec.SignificantBits < 16 {
-			mask = 1<<ws.spec.SignificantBits - 1
-		}
-		rate := 1 / ws.period.Duration().Seconds()
-		ev := &telemetry.Wave{Code: code, Unit: ws.unit, Rate: rate, ReceiveTime: now, Samples: make([]float32, n)}
-		for i := 0; i < n; i++ {
-			var raw uint16
-			if bytesPer == 2 {
-				raw = uint16(s.Samples[2*i])<<8 | uint16(s.Samples[2*i+1])
-			} else {
-				raw = uint16(s.Samples[i])
-			}
-			ev.Samples[i] = float32(ws.scale.Physical(raw & mask))
-		}
-		if s.State&stateNotTrustworth != 0 {
-			ev.Invalid = true
-		}
-		if !mt.IsZero() {
-			// The result's time stamp dates the end of the block it carries.
-			ev.MonitorStart = mt.Add(-time.Duration(float64(n) / rate * float64(time.Second)))
-		}
-		if gen, seen := c.chanGen[s.PhysioID]; seen && gen != c.lossGen {
-			ev.Gap = true
-		}
-		c.chanGen[s.PhysioID] = c.lossGen
-		if math.IsInf(rate, 0) {
-			continue
-		}
-		c.out.Emit(ev)
-	}
-}
-
-func (c *conn) alerts(o ObservationPoll, mt, now time.Time) {
-	current := map[DevAlarm]bool{}
-	seen := false
-	for _, a := range o.Attrs {
-		if a.ID != AttrAlarmsP && a.ID != AttrAlarmsT {
-			continue
-		}
-		seen = true
-		list, err := ParseAlarmList(a.Value)
-		if err != nil {
-			c.bad(len(a.Value), "bad alarm list", err)
-			return
-		}
-		for _, al := range list {
-			if al.Type == AlarmTypeNone {
-				continue
-			}
-			k := DevAlarm{Source: al.Source, Code: al.Code, Type: al.Type, Text: al.Text}
-			current[k] = true
-		}
-	}
-	if !seen {
-		return
-	}
-	for k := range current {
-		if !c.alarms[k] {
-			c.out.Emit(c.alarmEvent(k, true, mt, now))
-		}
-	}
-	for k := range c.alarms {
-		if !current[k] {
-			c.out.Emit(c.alarmEvent(k, false, mt, now))
-		}
-	}
-	c.alarms = current
-}
-
-func (c *conn) alarmEvent(a DevAlarm, on bool, mt, now time.Time) *telemetry.Alarm {
-	code, _ := Lookup(a.Source)
-	return &telemetry.Alarm{Priority: alarmPriority(a.Type), Text: a.Text, Code: code, On: on, MonitorTime: mt, ReceiveTime: now}
-}
-
-func alarmPriority(t uint16) telemetry.Priority {
-	switch t {
-	case AlarmHighP, AlarmHighT:
-		return telemetry.PriorityHigh
-	case AlarmMedP, AlarmMedT:
-		return telemetry.PriorityMedium
-	case AlarmLowP, AlarmLowT:
-		return telemetry.PriorityLow
-	}
-	return telemetry.PriorityNone
 }
 
 var _ telemetry.Driver = (*Driver)(nil)

@@ -107,6 +107,11 @@ func (f Float) Value() (v float64, ok bool) {
 	}
 	exp := int8(f >> 24)
 	mant := int32(f<<8) >> 8
+	if exp < 0 {
+		// Dividing two exact numbers rounds once, to the double nearest the decimal the
+		// monitor meant: 23 / 10 is 2.3, where 23 × 0.1 is 2.3000000000000003.
+		return float64(mant) / math.Pow10(-int(exp)), true
+	}
 	return float64(mant) * math.Pow10(int(exp)), true
 }
 

@@ -26,16 +26,17 @@ func (r *Reader) reportHealth(h *service.Health, st Status, err error) {
 	if st.Protocol == "" || st.Protocol == protocols.Auto {
 		what = "monitor"
 	}
+	note := refusalNote(st, time.Now())
 	switch st.State {
 	case StateConnected:
-		h.Ready(fmt.Sprintf("%s on %s: receiving data", what, where))
+		h.Ready(fmt.Sprintf("%s on %s: receiving data%s", what, where, note))
 	case StateSilent:
-		h.Degraded(fmt.Sprintf("%s on %s: silent for %s — check the cable and that the monitor's data output is on",
-			what, where, r.quiet().Round(time.Second)), nil)
+		h.Degraded(fmt.Sprintf("%s on %s: silent for %s — check the cable and that the monitor's data output is on%s",
+			what, where, r.quiet().Round(time.Second), note), nil)
 	case StateListening:
-		h.Degraded(fmt.Sprintf("%s on %s: waiting for the monitor to connect — check that its HL7 server setting names this box", what, st.Port), nil)
+		h.Degraded(fmt.Sprintf("%s on %s: waiting for the monitor to connect — check that its HL7 server setting names this box%s", what, st.Port, note), nil)
 	case StateDisconnected:
-		h.Degraded(fmt.Sprintf("%s on %s: %s", what, where, r.disconnectAdvice(err)), err)
+		h.Degraded(fmt.Sprintf("%s on %s: %s%s", what, where, r.disconnectAdvice(err), note), err)
 	}
 }
 

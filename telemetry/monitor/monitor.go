@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// SilenceLimit is how long without a valid frame before the monitor is reported
 	// silent (default 2.5 s, so that with the watchdog's 100 ms resolution the event is
-	// out within 3 s of the last frame).
+	// out within 3 s of the last frame). On a tcp:// port it is also how long a
+	// session must have been silent before a new connection may take its place.
 	SilenceLimit time.Duration
 	// RetryMin/RetryMax bound the back-off between attempts to (re)open the port.
 	RetryMin, RetryMax time.Duration
@@ -49,6 +51,11 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Lister enumerates serial ports to find a re-plugged USB adapter (default the real one).
 	Lister serialport.Lister
+	// Allow lists the addresses a monitor may connect from on a tcp:// port the box
+	// listens on (ParseAllow reads them); every other connection is refused, counted
+	// and shown in the status. Empty admits this machine only, and New refuses a
+	// listener beyond loopback without a list: whoever connects speaks for the patient.
+	Allow []netip.Prefix
 }
 
 // State of a reader.
@@ -81,6 +88,11 @@ type Status struct {
 	Reconnects uint64    `json:"reconnects"`
 	USB        string    `json:"usb,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
+	// Refused counts connections to a tcp:// port that were turned away: from an
+	// address not allowed, or while a monitor was connected and sending.
+	Refused       uint64    `json:"refused"`
+	LastRefused   string    `json:"last_refused,omitempty"` // who, and why
+	LastRefusedAt time.Time `json:"last_refused_at,omitzero"`
 }
 
 // Reader reads one monitor. Create with New, run with Run (or under a supervisor as
@@ -91,15 +103,17 @@ type Reader struct {
 	endpoint telemetry.Endpoint
 	health   *service.Health // set by Run; nil when no one asked
 
-	mu     sync.Mutex
-	status Status
-	usb    serialport.USBID
+	mu       sync.Mutex
+	status   Status
+	reportMu sync.Mutex // serialises health reports (report)
+	usb      serialport.USBID
 
-	frames, events, badBytes, reconnects atomic.Uint64
-	lastFrame                            atomic.Int64 // unix nanos
+	frames, events, badBytes, reconnects, refused atomic.Uint64
+	lastFrame                                     atomic.Int64 // unix nanos
 
 	mFrames, mBad, mEvents, mReconnects prometheus.Counter
 	mUp, mLast                          prometheus.Gauge
+	refusals                            *refusals
 }
 
 // New checks cfg and returns a reader.
@@ -122,6 +136,9 @@ func New(cfg Config) (*Reader, error) {
 	}
 	if cfg.Protocol != protocols.Auto && driverFor(cfg.Drivers, cfg.Protocol) == nil {
 		return nil, fmt.Errorf("monitor %s: protocol %q is not one of %v", cfg.Name, cfg.Protocol, names(cfg.Drivers))
+	}
+	if err := CheckAllow(ep, cfg.Allow); err != nil {
+		return nil, fmt.Errorf("monitor %s: %w", cfg.Name, err)
 	}
 	if ep.Network() {
 		if cfg.Protocol != protocols.Auto && cfg.Protocol != hl7.Protocol.Name {
@@ -170,10 +187,11 @@ func (r *Reader) registerMetrics() error {
 	r.mReconnects = counter("lifeline_telemetry_reconnects_total", "Times the port was lost and opened again.")
 	r.mUp = gauge("lifeline_telemetry_monitor_up", "1 while the monitor sends valid frames, 0 when silent or disconnected.")
 	r.mLast = gauge("lifeline_telemetry_last_frame_timestamp_seconds", "Unix time of the last valid frame.")
+	r.refusals = newRefusals(r.cfg.Name)
 	if r.cfg.Registerer == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{r.mFrames, r.mBad, r.mEvents, r.mReconnects, r.mUp, r.mLast} {
+	for _, c := range []prometheus.Collector{r.mFrames, r.mBad, r.mEvents, r.mReconnects, r.mUp, r.mLast, r.refusals.metric} {
 		if err := r.cfg.Registerer.Register(c); err != nil {
 			return fmt.Errorf("monitor %s: register metrics: %w", r.cfg.Name, err)
 		}
@@ -204,6 +222,7 @@ func (r *Reader) Status() Status {
 	s := r.status
 	r.mu.Unlock()
 	s.Frames, s.Events, s.BadBytes, s.Reconnects = r.frames.Load(), r.events.Load(), r.badBytes.Load(), r.reconnects.Load()
+	s.Refused = r.refused.Load()
 	if ns := r.lastFrame.Load(); ns != 0 {
 		s.LastFrame = time.Unix(0, ns)
 	}
@@ -224,10 +243,21 @@ func (r *Reader) setState(st State, err error) {
 		up = 1
 	}
 	r.mUp.Set(up)
-	h, status := r.health, r.status
+	r.mu.Unlock()
+	r.report(err)
+}
+
+// report tells the reader's health (if anyone asked) its current state. Reports are
+// made one at a time from a fresh snapshot, so that a refusal noted from the accepting
+// goroutine cannot overwrite a newer state with an older one.
+func (r *Reader) report(err error) {
+	r.reportMu.Lock()
+	defer r.reportMu.Unlock()
+	r.mu.Lock()
+	h := r.health
 	r.mu.Unlock()
 	if h != nil {
-		r.reportHealth(h, status, err)
+		r.reportHealth(h, r.Status(), err)
 	}
 }
 

@@ -260,7 +260,8 @@ func mustReal(p string) string {
 }
 
 // TestHL7OverTCPListening: the box listens, a monitor connects, numerics reach the bus
-// and GET /api/v1/vitals; the monitor reconnecting replaces its old connection.
+// and GET /api/v1/vitals; the monitor reconnecting after closing its connection is
+// read again (a half-open old connection: TestSilentMonitorGivesWay).
 func TestHL7OverTCPListening(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -321,12 +322,13 @@ func TestHL7OverTCPListening(t *testing.T) {
 	if !found {
 		t.Errorf("vitals %s", rec.Body.String())
 	}
-	// The monitor reconnects (new connection, old one left open): the new one wins.
+	// The monitor closes its connection and reconnects, retrying as monitors do should
+	// it come back before the box saw the old connection end.
+	stop1()
 	m2, stop2 := context.WithCancel(ctx)
 	defer stop2()
-	go monitor(m2, 133)
+	runTCPMonitor(t, m2, addr, "", 133, 0)
 	wait.For(t, 10*time.Second, "HR 133 from the new connection", func() bool { return hr() == 133 })
-	stop1()
 	if s := r.Status(); s.Protocol != "hl7" || s.Frames == 0 {
 		t.Errorf("status %+v", s)
 	}

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"sync"
 	"time"
 
 	"lifeline/hardware/serialport"
 	"lifeline/telemetry"
-	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/protocols"
 )
 
@@ -257,145 +255,3 @@ func (r *Reader) session(ctx context.Context, drv telemetry.Driver, port interfa
 	r.log.Warn("monitor disconnected", "err", err)
 	return err
 }
-
-// runNetwork serves HL7/MLLP over TCP, dialling the monitor or listening for it.
-func (r *Reader) runNetwork(ctx context.Context) error {
-	drv := driverFor(r.cfg.Drivers, hl7.Protocol.Name)
-	r.setDevice(r.endpoint.Addr, hl7.Protocol.Name)
-	if r.endpoint.Kind == telemetry.EndpointDial {
-		r.dialMonitor(ctx, drv)
-		return nil
-	}
-	ln := r.listen(ctx)
-	if ln == nil {
-		return nil
-	}
-	r.setDevice(ln.Addr().String(), hl7.Protocol.Name)
-	r.serveMonitor(ctx, drv, ln)
-	return nil
-}
-
-// dialMonitor connects to a listening monitor or gateway, reads it until the
-// connection fails, and connects again, until ctx ends.
-func (r *Reader) dialMonitor(ctx context.Context, drv telemetry.Driver) {
-	wait := r.cfg.RetryMin
-	for ctx.Err() == nil {
-		r.setState(StateOpening, nil)
-		c, err := hl7.Dial(ctx, r.endpoint.Addr)
-		if err != nil {
-			r.setState(StateDisconnected, err)
-			r.log.Warn("cannot connect to the monitor; retrying", "err", err, "retry_in", wait)
-			if !r.backoff(ctx, &wait) {
-				return
-			}
-			continue
-		}
-		wait = r.cfg.RetryMin
-		r.session(ctx, drv, r.newConn(c), c.RemoteAddr().String())
-		r.reconnects.Add(1)
-		r.mReconnects.Inc()
-	}
-}
-
-// listen opens the address monitors connect to, retrying with back-off (the address
-// may be taken for a while); nil when ctx ended first.
-func (r *Reader) listen(ctx context.Context) net.Listener {
-	wait := r.cfg.RetryMin
-	for ctx.Err() == nil {
-		var lc net.ListenConfig
-		ln, err := lc.Listen(ctx, "tcp", r.endpoint.Addr)
-		if err == nil {
-			return ln
-		}
-		r.setState(StateDisconnected, err)
-		r.log.Error("cannot listen for the monitor's HL7 connection; retrying", "addr", r.endpoint.Addr, "err", err)
-		if !r.backoff(ctx, &wait) {
-			return nil
-		}
-	}
-	return nil
-}
-
-// serveMonitor reads one monitor connection at a time from ln until ctx ends, and
-// closes ln.
-// Accepting runs beside the sessions so that a monitor reconnecting (its old
-// connection half-open after a network blip) replaces the old session at once.
-func (r *Reader) serveMonitor(ctx context.Context, drv telemetry.Driver, ln net.Listener) {
-	conns := make(chan net.Conn)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(conns)
-				return
-			}
-			select {
-			case conns <- c:
-			case <-ctx.Done():
-				c.Close()
-			}
-		}
-	}()
-	defer func() { ln.Close(); wg.Wait() }()
-	r.setState(StateListening, nil)
-	var next net.Conn
-	for ctx.Err() == nil {
-		c := next
-		if c == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case c = <-conns:
-				if c == nil {
-					return
-				}
-			}
-		}
-		next = r.serveConn(ctx, drv, c, conns)
-		r.reconnects.Add(1)
-		r.mReconnects.Inc()
-		if ctx.Err() == nil {
-			r.setState(StateListening, nil)
-		}
-	}
-}
-
-// serveConn reads the monitor on c until the connection fails, ctx ends, or a new
-// connection arrives on conns, which it returns for the next session.
-func (r *Reader) serveConn(ctx context.Context, drv telemetry.Driver, c net.Conn, conns <-chan net.Conn) (next net.Conn) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.session(sctx, drv, r.newConn(c), c.RemoteAddr().String())
-	}()
-	select {
-	case <-done:
-	case next = <-conns:
-		if next != nil {
-			r.log.Info("monitor reconnected; replacing the old connection", "remote", next.RemoteAddr().String())
-		}
-		cancel()
-		<-done
-	case <-ctx.Done():
-		cancel()
-		<-done
-	}
-	return next
-}
-
-// conn makes a net.Conn a closable telemetry.Port with read timeouts and bounded writes.
-type conn struct {
-	telemetry.Port
-	c net.Conn
-}
-
-func (r *Reader) newConn(c net.Conn) conn {
-	return conn{Port: telemetry.DeadlinePort(c, r.cfg.WriteTimeout), c: c}
-}
-
-func (x conn) Close() error { return x.c.Close() }

@@ -2,12 +2,11 @@ package record
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	lifelinedicom "lifeline/dicom"
 	"math"
-	"math/big"
 	"strconv"
 	"time"
 
@@ -165,14 +164,8 @@ func LayOut(msgs []telemetry.Message, from, to time.Time) (ECGSeries, error) {
 	return s, nil
 }
 
-// newUID returns a UID under the 2.25 root (a UUID as a decimal integer, PS3.5 B.2).
-func newUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return "2.25." + new(big.Int).SetBytes(b).String()
-}
+// newUID returns a UID under the 2.25 root.
+func newUID() string { return lifelinedicom.NewUID() }
 
 func el(t tag.Tag, v any) *dicom.Element {
 	e, err := dicom.NewElement(t, v)

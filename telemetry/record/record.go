@@ -196,6 +196,12 @@ type entry struct {
 	Text     string    `json:"t,omitempty"`
 	On       bool      `json:"on,omitempty"`
 	State    int       `json:"ds,omitempty"`
+	// The channel of the monitor and the monitor's own name for a code mdc.go lacks:
+	// two temperature probes stay two series in the record and its exports.
+	Channel      string `json:"ch,omitempty"`
+	ChannelLabel string `json:"chl,omitempty"`
+	Primary      bool   `json:"chp,omitempty"`
+	Ref          string `json:"ref,omitempty"`
 }
 
 func toEntry(m telemetry.Message) (entry, bool) {
@@ -203,40 +209,54 @@ func toEntry(m telemetry.Message) (entry, bool) {
 	switch v := m.Event.(type) {
 	case *telemetry.Numeric:
 		e.Kind, e.Code, e.Value, e.Unit, e.Monitor, e.Measured, e.Invalid = "n", uint32(v.Code), v.Value, v.Unit, v.MonitorTime, v.Measured, v.Invalid
+		e.setChannel(v.Channel, v.Ref)
 		if math.IsNaN(v.Value) || math.IsInf(v.Value, 0) {
 			e.Value, e.Invalid = 0, true // JSON has no NaN; the flag keeps the meaning
 		}
 	case *telemetry.Wave:
 		e.Kind, e.Code, e.Unit, e.Rate, e.Start, e.Monitor, e.Invalid, e.Gap = "w", uint32(v.Code), v.Unit, v.Rate, v.Start, v.MonitorStart, v.Invalid, v.Gap
+		e.setChannel(v.Channel, v.Ref)
 		e.Samples = make([]byte, 4*len(v.Samples))
 		for i, s := range v.Samples {
 			binary.LittleEndian.PutUint32(e.Samples[4*i:], math.Float32bits(s))
 		}
 	case *telemetry.Alarm:
 		e.Kind, e.Code, e.Priority, e.Text, e.On, e.Monitor = "a", uint32(v.Code), int(v.Priority), v.Text, v.On, v.MonitorTime
+		e.setChannel(v.Channel, "")
 	case *telemetry.DeviceEvent:
 		e.Kind, e.Code, e.State, e.Text = "d", uint32(v.Code), int(v.State), v.Detail
+		e.setChannel(v.Channel, "")
 	default:
 		return entry{}, false
 	}
 	return e, true
 }
 
+func (e *entry) setChannel(ch telemetry.Channel, ref string) {
+	e.Channel, e.ChannelLabel, e.Primary, e.Ref = ch.ID, ch.Label, ch.Primary, ref
+}
+
+func (e entry) channel() telemetry.Channel {
+	return telemetry.Channel{ID: e.Channel, Label: e.ChannelLabel, Primary: e.Primary}
+}
+
 func (e entry) event() telemetry.Event {
 	switch e.Kind {
 	case "n":
-		return &telemetry.Numeric{Code: telemetry.Code(e.Code), Value: e.Value, Unit: e.Unit, MonitorTime: e.Monitor, ReceiveTime: e.Received, Measured: e.Measured, Invalid: e.Invalid}
+		return &telemetry.Numeric{Code: telemetry.Code(e.Code), Value: e.Value, Unit: e.Unit, Channel: e.channel(), Ref: e.Ref,
+			MonitorTime: e.Monitor, ReceiveTime: e.Received, Measured: e.Measured, Invalid: e.Invalid}
 	case "w":
-		w := &telemetry.Wave{Code: telemetry.Code(e.Code), Unit: e.Unit, Rate: e.Rate, Start: e.Start, MonitorStart: e.Monitor, ReceiveTime: e.Received, Invalid: e.Invalid, Gap: e.Gap}
+		w := &telemetry.Wave{Code: telemetry.Code(e.Code), Unit: e.Unit, Rate: e.Rate, Channel: e.channel(), Ref: e.Ref,
+			Start: e.Start, MonitorStart: e.Monitor, ReceiveTime: e.Received, Invalid: e.Invalid, Gap: e.Gap}
 		w.Samples = make([]float32, len(e.Samples)/4)
 		for i := range w.Samples {
 			w.Samples[i] = math.Float32frombits(binary.LittleEndian.Uint32(e.Samples[4*i:]))
 		}
 		return w
 	case "a":
-		return &telemetry.Alarm{Code: telemetry.Code(e.Code), Priority: telemetry.Priority(e.Priority), Text: e.Text, On: e.On, MonitorTime: e.Monitor, ReceiveTime: e.Received}
+		return &telemetry.Alarm{Code: telemetry.Code(e.Code), Channel: e.channel(), Priority: telemetry.Priority(e.Priority), Text: e.Text, On: e.On, MonitorTime: e.Monitor, ReceiveTime: e.Received}
 	case "d":
-		return &telemetry.DeviceEvent{State: telemetry.DeviceState(e.State), Code: telemetry.Code(e.Code), Detail: e.Text, ReceiveTime: e.Received}
+		return &telemetry.DeviceEvent{State: telemetry.DeviceState(e.State), Code: telemetry.Code(e.Code), Channel: e.channel(), Detail: e.Text, ReceiveTime: e.Received}
 	}
 	return nil
 }
@@ -259,11 +279,24 @@ func Load(store *durable.Store) ([]telemetry.Message, error) {
 	return out, err
 }
 
-// Waves returns the recorded blocks of code sorted by start time.
+// Waves returns the recorded blocks of code sorted by start time, from one channel: a
+// lead recorded on two channels (or from two monitors) would otherwise interleave two
+// signals into one. The channel kept is the first in the monitor's order
+// (telemetry.CompareChannelIDs) of the first source recorded.
 func Waves(msgs []telemetry.Message, code telemetry.Code) []*telemetry.Wave {
 	var out []*telemetry.Wave
+	source, channel, found := "", "", false
 	for _, m := range msgs {
-		if w, ok := m.Event.(*telemetry.Wave); ok && w.Code == code {
+		w, ok := m.Event.(*telemetry.Wave)
+		if !ok || w.Code != code {
+			continue
+		}
+		if !found || (m.Source == source && telemetry.CompareChannelIDs(w.Channel.ID, channel) < 0) {
+			source, channel, found = m.Source, w.Channel.ID, true
+		}
+	}
+	for _, m := range msgs {
+		if w, ok := m.Event.(*telemetry.Wave); ok && w.Code == code && m.Source == source && w.Channel.ID == channel {
 			out = append(out, w)
 		}
 	}
