@@ -1,61 +1,71 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"lifeline/internal/wait"
 )
 
-// TestDICOMTLSReceiverWaitsForEnrolment runs a box with DICOM TLS before it is
-// enrolled: the receiver must say why it waits and listen on nothing, then, once
-// `lifeline edge enroll` ran, listen without a restart and present the box's own
-// certificate, issued by the hub's authority; the status names the box at once.
-func TestDICOMTLSReceiverWaitsForEnrolment(t *testing.T) {
+// TestDICOMTLSReceiverServesBeforeEnrolment runs a box with DICOM TLS before it is
+// enrolled: a clinic's modality can send at once. The receiver presents a server
+// certificate of the box's own DICOM authority naming its listen address, which a
+// verifying modality trusts from the file the box keeps and serves; after enrolment it
+// still presents that one, never the box's hub certificate, and the status names the
+// box at once.
+func TestDICOMTLSReceiverServesBeforeEnrolment(t *testing.T) {
 	sys := newTestSystem(t, "AMB-TLS-1", "", "tls = true\n")
 	sys.startHub(t)
 	sys.startBox(t)
 	dicomAddr, edgeData := sys.dicomAddr, sys.edgeData
-
 	receiver := func() (state, detail string) { return sys.boxStatus(t).service("dicom-receiver") }
-	wait.For(t, 10*time.Second, "the receiver waiting for enrolment", func() bool {
-		state, detail := receiver()
-		return state == "degraded" && strings.Contains(detail, "enrol the box first")
-	})
-	if conn, err := net.Dial("tcp", dicomAddr); err == nil {
-		conn.Close()
-		t.Fatalf("a box that is not enrolled accepts DICOM TLS connections on %s", dicomAddr)
-	}
-
-	sys.enrolBox(t)
-	wait.For(t, 15*time.Second, "the receiver ready after enrolment", func() bool {
+	wait.For(t, 15*time.Second, "the receiver serving DICOM TLS before enrolment", func() bool {
 		state, _ := receiver()
 		return state == "ready"
 	})
-	// The crew's banner names the box soon after enrolment, not a hub check (30 s) later.
-	wait.For(t, 10*time.Second, "the status naming the enrolled box", func() bool { return sys.boxStatus(t).Device == "AMB-TLS-1" })
-	// Only what the receiver presents is checked here, not a client's verification.
-	conn, err := tls.Dial("tcp", dicomAddr, &tls.Config{InsecureSkipVerify: true})
+	caPath := filepath.Join(edgeData, "dicom-tls", "dicom-ca.crt")
+	ca := readCert(t, caPath)
+	onDisk, _ := os.ReadFile(caPath)
+	res, err := http.Get("http://" + sys.edgeHTTP + "/api/v1/dicom-tls/ca.pem")
 	if err != nil {
-		t.Fatalf("DICOM TLS handshake with the enrolled box: %v", err)
+		t.Fatal(err)
 	}
-	presented := conn.ConnectionState().PeerCertificates
-	conn.Close()
-	device, ca := readCert(t, filepath.Join(edgeData, "identity", "device.crt")), readCert(t, filepath.Join(edgeData, "identity", "hub-ca.crt"))
-	if len(presented) == 0 || !presented[0].Equal(device) {
-		t.Fatalf("the receiver presents %v, not the box's certificate %s", presented, device.Subject)
+	served, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !bytes.Equal(served, onDisk) {
+		t.Fatalf("GET /api/v1/dicom-tls/ca.pem: %d, %d bytes; want the authority on disk", res.StatusCode, len(served))
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	if _, err := device.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		t.Fatalf("the presented certificate does not chain to the hub's authority: %v", err)
+	host, _, _ := net.SplitHostPort(dicomAddr)
+	verify := func() *x509.Certificate {
+		t.Helper()
+		// As a verifying modality does: the box's DICOM authority, the address dialled.
+		conn, err := tls.Dial("tcp", dicomAddr, &tls.Config{RootCAs: roots, ServerName: host})
+		if err != nil {
+			t.Fatalf("DICOM TLS handshake verifying the box's DICOM authority: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	before := verify()
+
+	sys.enrolBox(t)
+	// The crew's banner names the box soon after enrolment, not a hub check (30 s) later.
+	wait.For(t, 10*time.Second, "the status naming the enrolled box", func() bool { return sys.boxStatus(t).Device == "AMB-TLS-1" })
+	after := verify()
+	device := readCert(t, filepath.Join(edgeData, "identity", "device.crt"))
+	if after.Equal(device) || !after.Equal(before) {
+		t.Fatalf("after enrolment the receiver presents %s (the device certificate: %v); want the same DICOM certificate as before", after.Subject, after.Equal(device))
 	}
 }
 

@@ -44,6 +44,7 @@ type conn struct {
 	mu       sync.Mutex
 	stopping bool
 	stopAt   time.Time
+	cause    stopCause
 	busy     bool // inside a message: let it finish on shutdown
 }
 
@@ -69,9 +70,17 @@ func (c *conn) armDeadline() {
 	}
 }
 
-// stop asks the association to end after the message in progress, or by grace.
-func (c *conn) stop(grace time.Duration) {
+// stop asks the association to end after the message in progress, or by grace. The
+// first cause is the one reported.
+func (c *conn) stop(grace time.Duration, cause stopCause) {
 	c.mu.Lock()
+	if c.stopping && !c.stopAt.After(time.Now().Add(grace)) {
+		c.mu.Unlock()
+		return
+	}
+	if !c.stopping {
+		c.cause = cause
+	}
 	c.stopping = true
 	c.stopAt = time.Now().Add(grace)
 	if c.busy {
@@ -86,6 +95,12 @@ func (c *conn) setBusy(b bool) {
 	c.mu.Lock()
 	c.busy = b
 	c.mu.Unlock()
+}
+
+func (c *conn) stopCause() stopCause {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
 }
 
 func (c *conn) isStopping() bool {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
 	"lifeline/internal/peers"
+	"lifeline/internal/selfexec"
 	"lifeline/internal/wait"
 )
 
@@ -32,14 +34,11 @@ import (
 const childEnv = "LIFELINE_DICOM_SCP_CHILD"
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		os.Exit(runChildSCP(dir))
-	}
-	os.Exit(m.Run())
+	selfexec.Main(m, map[string]selfexec.Role{childEnv: runChildSCP})
 }
 
 // runChildSCP serves the SCP with a spool in dir until killed, writing its port to
-// dir/port once it listens.
+// dir/port once it listens. With dir/tls.crt and dir/tls.key it serves DICOM TLS.
 func runChildSCP(dir string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	store, err := durable.Open(filepath.Join(dir, "state.db"), 5*time.Second)
@@ -52,7 +51,11 @@ func runChildSCP(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	scp, err := dimse.NewSCP(dimse.SCPConfig{}, sp, log, nil)
+	var cfg dimse.SCPConfig
+	if cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")); err == nil {
+		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	scp, err := dimse.NewSCP(cfg, sp, log, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -98,8 +101,7 @@ func TestSIGKILLDuringStoreSCU(t *testing.T) {
 				phantom.File(phantom.Spec{StudyUID: fmt.Sprintf("2.25.%d", 7000+round), SOPInstanceUID: sop, Rows: 8, Columns: 8, Fill: byte(i), DefinedLengths: true})))
 		}
 		os.Remove(filepath.Join(state, "port"))
-		child := exec.Command(os.Args[0], "-test.run=^$")
-		child.Env = append(os.Environ(), childEnv+"="+state)
+		child := selfexec.Command(childEnv, state)
 		childLog := &syncBuffer{}
 		child.Stderr = childLog
 		if err := child.Start(); err != nil {
@@ -189,6 +191,14 @@ func checkSpoolAfterCrash(t *testing.T, state string, acked map[string]bool, rou
 	}
 	filepath.Walk(sp.Dir(), func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
+			return nil
+		}
+		if spool.IsSlot(p) {
+			// Open lands the slots that hold an acknowledged instance and leaves
+			// only fresh, empty ones.
+			if info.Size() != 0 {
+				t.Errorf("%s: slot with %d bytes left after recovery: %s", round, info.Size(), p)
+			}
 			return nil
 		}
 		if durable.IsPartial(p) {

@@ -29,8 +29,27 @@ func pduSeeds() [][]byte {
 		{0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0}, {0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0},
 		(&dimse.Abort{Source: 2, Reason: 6}).Encode(),
 		{0x04, 0, 0xff, 0xff, 0xff, 0xff}, rq[:50],
+		{0x01, 0, 0, 1, 0, 1}, // an A-ASSOCIATE-RQ one byte over MaxAssociateLength
+		{0x05, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0},
+		// Asynchronous operations: a window proposed and answered, and a sub-item
+		// of the wrong length.
+		(&dimse.AssociateRQ{Associate: dimse.Associate{CalledAE: "LIFELINE", CallingAE: "CT1", MaxPDU: 16384, Contexts: ctxs[:1],
+			AsyncWindow: &dimse.AsyncWindow{Invoked: 8, Performed: 1}}}).Encode(),
+		(&dimse.AssociateAC{Associate: dimse.Associate{CalledAE: "LIFELINE", CallingAE: "CT1", MaxPDU: 16384,
+			AsyncWindow: &dimse.AsyncWindow{Invoked: 1, Performed: 3}}}).Encode(),
+		asyncSubItem3,
 	}
 }
+
+// asyncSubItem3 is an A-ASSOCIATE-RQ whose asynchronous operations window sub-item
+// carries 3 bytes instead of 4.
+var asyncSubItem3 = func() []byte {
+	rq := (&dimse.AssociateRQ{Associate: dimse.Associate{CalledAE: "LIFELINE", CallingAE: "CT1",
+		AsyncWindow: &dimse.AsyncWindow{Invoked: 2, Performed: 1}}}).Encode()
+	i := bytes.Index(rq, []byte{0x53, 0, 0, 4})
+	b := append(append([]byte{}, rq[:i+3]...), 3, 0, 2, 0)
+	return append(b, rq[i+8:]...)
+}()
 
 // FuzzReadPDU feeds arbitrary byte streams to the PDU reader and the command decoder:
 // no panic, no allocation beyond the limits, and associate PDUs that decode must
@@ -54,12 +73,14 @@ func FuzzReadPDU(f *testing.F) {
 					}
 				}
 			case *dimse.AssociateRQ:
-				again, err := dimse.NewReader(bytes.NewReader(p.Encode()), 0).Read()
+				again, err := dimse.Decode(0x01, p.Encode()[6:])
 				if err != nil {
 					t.Fatalf("re-encoded A-ASSOCIATE-RQ does not decode: %v", err)
 				}
 				if rq := again.(*dimse.AssociateRQ); len(rq.Contexts) != len(p.Contexts) {
 					t.Fatalf("round trip lost presentation contexts")
+				} else if fmt.Sprint(rq.AsyncWindow) != fmt.Sprint(p.AsyncWindow) {
+					t.Fatalf("round trip changed the asynchronous operations window: %v, then %v", p.AsyncWindow, rq.AsyncWindow)
 				}
 			}
 		}

@@ -24,9 +24,33 @@ const (
 	typeAbort       = 0x07
 )
 
-// maxControlPDU bounds every PDU but P-DATA-TF. An A-ASSOCIATE-RQ proposing all 128
-// presentation contexts with a dozen transfer syntaxes each stays well below it.
-const maxControlPDU = 1 << 20
+// MaxAssociateLength bounds the body of an A-ASSOCIATE-RQ or -AC. DCMTK's storescu
+// proposing every storage SOP class it knows (128 presentation contexts) sends 9.6 KiB,
+// 11 KiB with a compressed syntax added to each; 64 KiB leaves room for 128 contexts
+// with 18 transfer syntaxes each, which no modality proposes. A peer that announces
+// more is refused after 6 bytes, before anything is allocated for it.
+const MaxAssociateLength = 64 << 10
+
+// fixedPDULength is the body length of A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT,
+// which PS3.8 9.3 fixes at 4 bytes.
+const fixedPDULength = 4
+
+// limitOf returns the largest body the reader accepts for a PDU of type typ.
+func (pr *Reader) limitOf(typ byte) uint32 {
+	switch typ {
+	case typePData:
+		if pr.maxPDU > 0 {
+			return pr.maxPDU
+		}
+		return maxUnboundedPData
+	case typeAssociateRQ, typeAssociateAC:
+		return MaxAssociateLength
+	}
+	return fixedPDULength
+}
+
+// maxUnboundedPData bounds a P-DATA-TF for a reader created without a maximum.
+const maxUnboundedPData = 1 << 20
 
 // ErrMalformedPDU wraps every error about bytes that do not form a valid PDU.
 var ErrMalformedPDU = errors.New("malformed PDU")
@@ -61,7 +85,15 @@ type Associate struct {
 	MaxPDU                 uint32 // largest P-DATA-TF variable field the sender accepts; 0 = no limit
 	ImplementationClassUID string
 	ImplementationVersion  string
+	// AsyncWindow is the Asynchronous Operations Window sub-item (PS3.7 D.3.3.3); nil
+	// when absent, which means one operation at a time each way.
+	AsyncWindow *AsyncWindow
 }
+
+// AsyncWindow is how many operations the sender may have outstanding (PS3.7 D.3.3.3):
+// Invoked, that it invokes and awaits responses to; Performed, that it performs at
+// once. Zero means no limit.
+type AsyncWindow struct{ Invoked, Performed uint16 }
 
 // AssociateRQ is an A-ASSOCIATE-RQ PDU.
 type AssociateRQ struct{ Associate }
@@ -119,13 +151,10 @@ func (pr *Reader) Read() (PDU, error) {
 	}
 	typ := pr.hdr[0]
 	length := binary.BigEndian.Uint32(pr.hdr[2:])
-	limit := uint32(maxControlPDU)
-	if typ == typePData && pr.maxPDU > 0 {
-		limit = pr.maxPDU
-	}
 	if typ < typeAssociateRQ || typ > typeAbort {
 		return nil, fmt.Errorf("%w: unknown PDU type 0x%02x", ErrMalformedPDU, typ)
 	}
+	limit := pr.limitOf(typ)
 	if length > limit {
 		return nil, fmt.Errorf("%w: PDU type 0x%02x announces %d bytes, limit %d", ErrMalformedPDU, typ, length, limit)
 	}
@@ -306,11 +335,16 @@ func (a *Associate) decodeUserInfo(v []byte) error {
 			a.MaxPDU = binary.BigEndian.Uint32(val)
 		case 0x52:
 			a.ImplementationClassUID = uidString(val)
+		case 0x53:
+			if n != 4 {
+				return fmt.Errorf("%w: asynchronous operations window sub-item of %d bytes", ErrMalformedPDU, n)
+			}
+			a.AsyncWindow = &AsyncWindow{Invoked: binary.BigEndian.Uint16(val), Performed: binary.BigEndian.Uint16(val[2:])}
 		case 0x55:
 			a.ImplementationVersion = strings.TrimSpace(string(val))
 		}
-		// Asynchronous operations, role selection, extended negotiation and user
-		// identity are not negotiated: leaving them out of the answer declines them.
+		// Role selection, extended negotiation and user identity are not
+		// negotiated: leaving them out of the answer declines them.
 	}
 	return nil
 }
@@ -358,6 +392,9 @@ func (a *Associate) encode(typ byte) []byte {
 		impl = implementationClassUID
 	}
 	ui = appendItem(ui, 0x52, []byte(impl))
+	if w := a.AsyncWindow; w != nil {
+		ui = appendItem(ui, 0x53, binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, w.Invoked), w.Performed))
+	}
 	ver := a.ImplementationVersion
 	if ver == "" {
 		ver = implementationVersion

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -19,16 +20,44 @@ import (
 
 // SCPConfig configures the C-STORE SCP. Zero fields take the defaults in brackets.
 type SCPConfig struct {
-	AETitle          string        // our (called) AE title [LIFELINE]
-	CallingAEs       []string      // calling AE titles allowed; empty allows any
-	SOPClasses       []string      // storage SOP classes accepted [dicom.StorageSOPClasses]
-	TransferSyntaxes []string      // transfer syntaxes accepted [dicom.StorableTransferSyntaxes]
-	MaxPDU           uint32        // largest P-DATA-TF we accept [256 KiB]
-	MaxAssociations  int           // concurrent associations [8]
-	ARTIM            time.Duration // wait for A-ASSOCIATE-RQ, and for close after release [30 s]
-	IdleTimeout      time.Duration // longest silence inside an association [2 min]
-	ShutdownGrace    time.Duration // time a message in progress gets to finish on shutdown [10 s]
-	TLS              *tls.Config   // DICOM TLS (PS3.15 B.1) when set
+	AETitle          string   // our (called) AE title [LIFELINE]
+	CallingAEs       []string // calling AE titles allowed; empty allows any
+	SOPClasses       []string // storage SOP classes accepted [dicom.StorageSOPClasses]
+	TransferSyntaxes []string // transfer syntaxes accepted [dicom.StorableTransferSyntaxes]
+	MaxPDU           uint32   // largest P-DATA-TF we accept [256 KiB]
+	// AllowedNetworks are the remote addresses that may connect at all; any other is
+	// closed on accept, before it costs anything. Empty allows any.
+	AllowedNetworks []netip.Prefix
+	// MaxConnections bounds the TCP connections open at once, associated or not;
+	// beyond it a connection is refused on accept [4 × MaxAssociations].
+	MaxConnections int
+	// MaxConnectionsPerAddress bounds the connections (and so the associations) of
+	// one remote IP address [MaxAssociations / 2, at least 1].
+	MaxConnectionsPerAddress int
+	MaxAssociations          int // concurrent associations [8]
+	// MaxOperations bounds the C-STOREs outstanding on one association whose SCU
+	// proposes asynchronous operations (PS3.7 D.3.3.3) [8]; see async.go.
+	MaxOperations int
+	// MaxAssociationsPerAE bounds the concurrent associations of one calling AE
+	// title [MaxAssociations / 2, at least 1].
+	MaxAssociationsPerAE int
+	// StoreIdleLimit ends an association that has stored nothing for this long: a
+	// C-ECHO keeps the connection alive but does not count [5 min].
+	StoreIdleLimit time.Duration
+	// DisplaceIdleAfter: when every association place is taken, a new association
+	// displaces the one that has stored nothing for longest, if that is at least this
+	// long [30 s].
+	DisplaceIdleAfter time.Duration
+	// MaxLife ends an association this long after it was accepted, after the message
+	// in progress (up to ShutdownGrace) [1 h].
+	MaxLife       time.Duration
+	ARTIM         time.Duration // wait for A-ASSOCIATE-RQ, and for close after release [30 s]
+	IdleTimeout   time.Duration // longest silence inside an association [2 min]
+	ShutdownGrace time.Duration // time a message in progress gets to finish on shutdown [10 s]
+	TLS           *tls.Config   // DICOM TLS (PS3.15 B.1) when set
+	// RefusalLogInterval is the least time between two log lines about refusals of
+	// one kind [10 s].
+	RefusalLogInterval time.Duration
 }
 
 func (c *SCPConfig) defaults() {
@@ -47,6 +76,28 @@ func (c *SCPConfig) defaults() {
 	if c.MaxAssociations <= 0 {
 		c.MaxAssociations = 8
 	}
+	if c.MaxOperations <= 0 {
+		c.MaxOperations = 8
+	}
+	c.MaxOperations = min(c.MaxOperations, 1<<16-1)
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 4 * c.MaxAssociations
+	}
+	if c.MaxConnectionsPerAddress <= 0 {
+		c.MaxConnectionsPerAddress = max(c.MaxAssociations/2, 1)
+	}
+	if c.MaxAssociationsPerAE <= 0 {
+		c.MaxAssociationsPerAE = max(c.MaxAssociations/2, 1)
+	}
+	if c.StoreIdleLimit <= 0 {
+		c.StoreIdleLimit = 5 * time.Minute
+	}
+	if c.DisplaceIdleAfter <= 0 {
+		c.DisplaceIdleAfter = 30 * time.Second
+	}
+	if c.MaxLife <= 0 {
+		c.MaxLife = time.Hour
+	}
 	if c.ARTIM <= 0 {
 		c.ARTIM = 30 * time.Second
 	}
@@ -55,6 +106,9 @@ func (c *SCPConfig) defaults() {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.RefusalLogInterval <= 0 {
+		c.RefusalLogInterval = 10 * time.Second
 	}
 }
 
@@ -67,10 +121,14 @@ type SCP struct {
 	classes map[string]bool
 	syntax  map[string]bool
 
-	addr   atomic.Value // string: the listening address
-	active atomic.Int64
-	total  atomic.Uint64
-	stats  stats
+	addr     atomic.Value // string: the listening address
+	active   atomic.Int64
+	total    atomic.Uint64
+	stats    stats
+	gate     *gate
+	refusals *refusalLog
+	connLog  *burstLog    // warnings about single connections and associations
+	refusers atomic.Int64 // goroutines answering refused connections
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -98,6 +156,9 @@ func NewSCP(cfg SCPConfig, sink dicom.Sink, log *slog.Logger, reg Registerer) (*
 	for _, t := range cfg.TransferSyntaxes {
 		s.syntax[t] = true
 	}
+	s.gate = newGate(&s.cfg)
+	s.refusals = &refusalLog{log: s.log, interval: cfg.RefusalLogInterval, limits: s.limitText}
+	s.connLog = &burstLog{burst: 20, interval: cfg.RefusalLogInterval}
 	s.addr.Store("")
 	return s, nil
 }
@@ -120,6 +181,23 @@ func (s *SCP) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
+		// Admission comes first, before a goroutine or a buffer is spent on the
+		// connection, so that a flood costs the box no more than its limits.
+		remote := remoteAddr(nc)
+		if !s.allowed(remote) {
+			s.refuse(nc, remote, refusedNotAllowed)
+			continue
+		}
+		sl, why, victim := s.gate.enter(remote, nc)
+		if why != "" {
+			s.refuse(nc, remote, why)
+			continue
+		}
+		if victim != nil {
+			s.countRefusal(refusedEvicted, victim.addr)
+			victim.nc.Close()
+		}
+		s.m.connections.Inc()
 		nc = withQuickAck(nc)
 		if s.cfg.TLS != nil {
 			nc = tls.Server(nc, s.cfg.TLS)
@@ -127,81 +205,87 @@ func (s *SCP) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, nc)
+			defer s.m.connections.Dec()
+			defer s.gate.leave(sl)
+			s.serveConn(ctx, nc, sl)
 		}()
 	}
 	ln.Close()
 	s.mu.Lock()
 	for c := range s.conns {
-		c.stop(s.cfg.ShutdownGrace)
+		c.stop(s.cfg.ShutdownGrace, stopShutdown)
 	}
 	s.mu.Unlock()
 	wg.Wait()
+	s.refusals.close()
 	return err
 }
 
 // serveConn runs one association from transport connect to close.
-func (s *SCP) serveConn(ctx context.Context, nc net.Conn) {
+func (s *SCP) serveConn(ctx context.Context, nc net.Conn, sl *slot) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	log := s.log.With("remote", remote)
-	c := newConn(nc, s.cfg.MaxPDU, s.cfg.IdleTimeout)
 
-	// ARTIM: the peer must open the association promptly (PS3.8 9.1.5).
+	// ARTIM: the peer must open the association promptly (PS3.8 9.1.5). The deadline
+	// covers the whole request, so a peer trickling it in cannot stretch it.
 	nc.SetReadDeadline(time.Now().Add(s.cfg.ARTIM))
 	if tc, ok := nc.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {
-			log.Warn("DICOM TLS handshake failed", "err", err)
+			if s.gate.wasEvicted(sl) {
+				return
+			}
+			s.connWarn(log, "DICOM TLS handshake failed", "err", err)
 			s.fail("tls_handshake")
 			return
 		}
 	}
-	p, err := c.pr.Read()
-	if errors.Is(err, io.EOF) {
-		// Connected and closed without a byte: a port check, not a DICOM peer.
-		log.Debug("connection closed before any PDU")
-		return
-	}
-	if err != nil {
-		log.Warn("no valid A-ASSOCIATE-RQ; closing", "err", err)
-		s.fail(reasonOf(err))
-		if errors.Is(err, ErrMalformedPDU) {
-			c.abort(abortSourceProvider, abortInvalidParameter)
-		}
-		return
-	}
-	rq, ok := p.(*AssociateRQ)
-	if !ok {
-		log.Warn("first PDU is not A-ASSOCIATE-RQ; aborting", "type", p.pduType())
-		s.fail("protocol_error")
-		c.abort(abortSourceProvider, abortUnexpectedPDU)
+	rq, ok := s.readRequest(nc, log, sl)
+	if !ok || !s.gate.spoke(sl) {
 		return
 	}
 	log = log.With("calling_ae", rq.CallingAE, "called_ae", rq.CalledAE)
 	if rj := s.admit(rq); rj != nil {
+		// The slot is free before the peer learns of the rejection, so that it may
+		// try again at once.
+		s.gate.leave(sl)
 		nc.SetWriteDeadline(time.Now().Add(s.cfg.ARTIM))
 		nc.Write(rj.Encode())
-		log.Warn("association rejected", "reason", rjText(rj))
+		s.connWarn(log, "association rejected", "reason", rjText(rj))
 		s.m.associations.WithLabelValues("rejected").Inc()
 		s.fail("association_rejected")
 		return
 	}
-	if s.active.Add(1) > int64(s.cfg.MaxAssociations) {
-		s.active.Add(-1)
+	as, why, victim := s.gate.associate(rq.CallingAE, sl.addr, time.Now())
+	if why != "" {
 		rj := &AssociateRJ{Result: rjTransient, Source: rjSourcePresentation, Reason: rjLocalLimitExceeded}
+		s.gate.leave(sl)
 		nc.SetWriteDeadline(time.Now().Add(s.cfg.ARTIM))
 		nc.Write(rj.Encode())
-		log.Warn("association rejected: too many concurrent associations", "limit", s.cfg.MaxAssociations)
 		s.m.associations.WithLabelValues("rejected").Inc()
+		s.countRefusal(why, sl.addr)
 		s.fail("too_many_associations")
 		return
 	}
+	if victim != nil {
+		s.countRefusal(refusedDisplaced, victim.addr)
+		victim.stop()
+	}
+	// free gives back the association's place; it runs before the A-RELEASE-RP, so
+	// that a modality may open its next association as soon as it has the answer, and
+	// at the latest when the connection ends. The connection's own place is held until
+	// it closes: a peer that releases and never closes still counts.
+	free := func() { s.gate.release(as) }
+	defer free()
+	s.active.Add(1)
 	s.total.Add(1)
 	s.m.active.Inc()
+	// Only an admitted association gets the buffered reader and its P-DATA buffer.
+	c := newConn(nc, s.cfg.MaxPDU, s.cfg.IdleTimeout)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	if ctx.Err() != nil {
-		c.stopping = true
+		c.stopping, c.cause = true, stopShutdown
 	}
 	s.mu.Unlock()
 	defer func() {
@@ -213,16 +297,57 @@ func (s *SCP) serveConn(ctx context.Context, nc net.Conn) {
 	}()
 
 	ac := s.negotiate(rq, c)
+	ac.AsyncWindow = s.window(rq)
+	ops := newOperations(1)
+	if ac.AsyncWindow != nil {
+		ops = newOperations(int(ac.AsyncWindow.Performed))
+	}
 	c.maxSend = rq.MaxPDU
 	nc.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
 	if _, err := nc.Write(ac.Encode()); err != nil {
-		log.Warn("cannot send A-ASSOCIATE-AC", "err", err)
+		s.connWarn(log, "cannot send A-ASSOCIATE-AC", "err", err)
 		return
 	}
 	s.m.associations.WithLabelValues("accepted").Inc()
-	log.Info("association accepted", "contexts", len(c.contexts), "proposed", len(rq.Contexts), "peer_max_pdu", rq.MaxPDU)
-	a := &scpAssoc{s: s, c: c, log: log, callingAE: rq.CallingAE, calledAE: rq.CalledAE}
+	log.Info("association accepted", "contexts", len(c.contexts), "proposed", len(rq.Contexts), "peer_max_pdu", rq.MaxPDU,
+		"operations_outstanding", cap(ops.slots))
+	a := &scpAssoc{s: s, c: c, log: log, callingAE: rq.CallingAE, calledAE: rq.CalledAE, free: free, slot: as, ops: ops}
+	s.gate.running(as, func() { c.stop(s.cfg.ShutdownGrace, stopDisplaced) })
 	a.run()
+}
+
+// readRequest reads the A-ASSOCIATE-RQ that must open the association. It reads
+// without a buffer, so that a connection not yet admitted holds no more than the
+// request itself (at most MaxAssociateLength). ok is false when the connection is
+// to be closed; what went wrong is logged and counted.
+func (s *SCP) readRequest(nc net.Conn, log *slog.Logger, sl *slot) (*AssociateRQ, bool) {
+	p, err := NewReader(nc, s.cfg.MaxPDU).Read()
+	if err != nil && s.gate.wasEvicted(sl) {
+		return nil, false // counted and logged as a refusal
+	}
+	if errors.Is(err, io.EOF) {
+		// Connected and closed without a byte: a port check, not a DICOM peer.
+		log.Debug("connection closed before any PDU")
+		return nil, false
+	}
+	if err != nil {
+		s.connWarn(log, "no valid A-ASSOCIATE-RQ; closing", "err", err)
+		s.fail(reasonOf(err))
+		if errors.Is(err, ErrMalformedPDU) {
+			nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			nc.Write((&Abort{Source: abortSourceProvider, Reason: abortInvalidParameter}).Encode())
+		}
+		return nil, false
+	}
+	rq, ok := p.(*AssociateRQ)
+	if !ok {
+		s.connWarn(log, "first PDU is not A-ASSOCIATE-RQ; aborting", "type", p.pduType())
+		s.fail("protocol_error")
+		nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		nc.Write((&Abort{Source: abortSourceProvider, Reason: abortUnexpectedPDU}).Encode())
+		return nil, false
+	}
+	return rq, true
 }
 
 // admit checks the application context and AE titles; it returns nil to accept.
@@ -287,27 +412,11 @@ type scpAssoc struct {
 	log       *slog.Logger
 	callingAE string
 	calledAE  string
-}
-
-func (a *scpAssoc) run() {
-	for {
-		a.c.setBusy(false)
-		if a.c.isStopping() {
-			a.log.Info("aborting association: service is shutting down")
-			a.c.abort(abortSourceProvider, abortNotSpecified)
-			a.s.m.associations.WithLabelValues("aborted").Inc()
-			return
-		}
-		ctxID, cmd, err := a.c.readCommand()
-		if err != nil {
-			a.end(err)
-			return
-		}
-		if err := a.dispatch(ctxID, cmd); err != nil {
-			a.end(err)
-			return
-		}
-	}
+	storeIdle *time.Timer // ends an association that stores nothing (StoreIdleLimit)
+	free      func()      // gives back its association's place in the gate (once)
+	slot      *assocSlot
+	ops       *operations // C-STOREs outstanding apart from the reader (async.go)
+	wmu       sync.Mutex  // one response written at a time
 }
 
 // end closes the association after a release request, a peer abort or an error.
@@ -315,6 +424,7 @@ func (a *scpAssoc) end(err error) {
 	var pa *PeerAbortError
 	switch {
 	case errors.Is(err, errReleaseRequested):
+		a.free()
 		a.c.nc.SetWriteDeadline(time.Now().Add(a.s.cfg.ARTIM))
 		a.c.nc.Write(encodeRelease(typeReleaseRP))
 		// ARTIM: give the requestor the chance to close first, as PS3.8 prefers.
@@ -323,29 +433,27 @@ func (a *scpAssoc) end(err error) {
 		a.log.Info("association released")
 		a.s.m.associations.WithLabelValues("released").Inc()
 	case errors.As(err, &pa):
-		a.log.Warn("association aborted by peer", "source", pa.Source, "reason", pa.Reason)
+		a.s.connWarn(a.log, "association aborted by peer", "source", pa.Source, "reason", pa.Reason)
 		a.s.m.associations.WithLabelValues("aborted").Inc()
 		a.s.fail("peer_abort")
 	case a.c.isStopping() && errors.Is(err, os.ErrDeadlineExceeded):
-		a.log.Info("aborting association: service is shutting down")
-		a.c.abort(abortSourceProvider, abortNotSpecified)
-		a.s.m.associations.WithLabelValues("aborted").Inc()
+		a.stopped()
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		a.log.Warn("aborting association: peer silent too long", "idle_timeout", a.s.cfg.IdleTimeout)
+		a.s.connWarn(a.log, "aborting association: peer silent too long", "idle_timeout", a.s.cfg.IdleTimeout)
 		a.c.abort(abortSourceProvider, abortNotSpecified)
 		a.s.m.associations.WithLabelValues("aborted").Inc()
 		a.s.fail("timeout")
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
-		a.log.Warn("peer closed the connection without releasing the association")
+		a.s.connWarn(a.log, "peer closed the connection without releasing the association")
 		a.s.m.associations.WithLabelValues("aborted").Inc()
 		a.s.fail("connection_lost")
 	case errors.Is(err, ErrMalformedPDU) || errors.Is(err, ErrMalformedCommand):
-		a.log.Warn("aborting association: protocol error", "err", err)
+		a.s.connWarn(a.log, "aborting association: protocol error", "err", err)
 		a.c.abort(abortSourceProvider, abortInvalidParameter)
 		a.s.m.associations.WithLabelValues("aborted").Inc()
 		a.s.fail("protocol_error")
 	default:
-		a.log.Warn("association failed", "err", err)
+		a.s.connWarn(a.log, "association failed", "err", err)
 		a.c.abort(abortSourceProvider, abortNotSpecified)
 		a.s.m.associations.WithLabelValues("aborted").Inc()
 		a.s.fail("connection_lost")
@@ -365,9 +473,15 @@ func (a *scpAssoc) dispatch(ctxID byte, cmd *Command) error {
 		return a.respond(ctxID, &Command{Field: CEchoRSP, AffectedSOPClassUID: dicom.VerificationSOPClass,
 			RespondedTo: cmd.MessageID, DataSetType: noDataSet, Status: StatusSuccess})
 	case CStoreRQ:
+		// Time spent receiving an instance is work, however slow: the store-idle
+		// limit counts only the time between instances.
+		a.storeIdle.Stop()
+		defer a.storeIdle.Reset(a.s.cfg.StoreIdleLimit)
+		a.s.gate.working(a.slot, true, time.Now())
+		defer func() { a.s.gate.working(a.slot, false, time.Now()) }()
 		return a.store(ctxID, pc, cmd)
 	}
-	a.log.Warn("refusing unsupported DIMSE operation", "command_field", fmt.Sprintf("0x%04x", cmd.Field))
+	a.s.connWarn(a.log, "refusing unsupported DIMSE operation", "command_field", fmt.Sprintf("0x%04x", cmd.Field))
 	if cmd.HasDataSet() {
 		if _, _, err := a.c.readDataSet(ctxID, io.Discard); err != nil {
 			return err
@@ -379,80 +493,19 @@ func (a *scpAssoc) dispatch(ctxID byte, cmd *Command) error {
 }
 
 func (a *scpAssoc) respond(ctxID byte, rsp *Command) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
 	a.c.nc.SetWriteDeadline(time.Now().Add(a.s.cfg.IdleTimeout))
 	return a.c.writeCommand(ctxID, rsp)
 }
 
-// store receives one C-STORE data set into the sink and answers with its status.
-func (a *scpAssoc) store(ctxID byte, pc acceptedContext, cmd *Command) error {
-	rsp := &Command{Field: CStoreRSP, AffectedSOPClassUID: cmd.AffectedSOPClassUID, RespondedTo: cmd.MessageID,
-		DataSetType: noDataSet, AffectedSOPInstanceUID: cmd.AffectedSOPInstanceUID}
-	log := a.log.With("sop_instance_uid", cmd.AffectedSOPInstanceUID, "sop_class_uid", cmd.AffectedSOPClassUID)
-	if !cmd.HasDataSet() {
-		return fmt.Errorf("%w: C-STORE-RQ without a data set", ErrMalformedCommand)
+// logUID returns a UID for the log, cut short when a peer sent an absurdly long one.
+func logUID(uid string) string {
+	const max = 80
+	if len(uid) <= max {
+		return uid
 	}
-	var w dicom.InstanceWriter
-	switch {
-	case pc.AbstractSyntax == dicom.VerificationSOPClass || cmd.AffectedSOPClassUID != pc.AbstractSyntax:
-		rsp.Status, rsp.ErrorComment = StatusSOPClassNotSupported, "SOP class does not match the presentation context"
-		log.Warn("C-STORE refused: SOP class does not match its presentation context", "context_abstract_syntax", pc.AbstractSyntax)
-		a.s.fail("sop_class_refused")
-	default:
-		var err error
-		w, err = a.s.sink.Begin(dicom.Incoming{SOPClassUID: cmd.AffectedSOPClassUID, SOPInstanceUID: cmd.AffectedSOPInstanceUID,
-			TransferSyntaxUID: pc.TransferSyntax, CallingAE: a.callingAE, CalledAE: a.calledAE})
-		if err != nil {
-			rsp.Status, rsp.ErrorComment = a.statusOf(log, err)
-		}
-	}
-	var sink io.Writer = io.Discard
-	if w != nil {
-		sink = w
-	}
-	n, werr, err := a.c.readDataSet(ctxID, sink)
-	if err != nil {
-		if w != nil {
-			w.Abort()
-		}
-		log.Warn("C-STORE interrupted; nothing stored", "err", err, "bytes", n)
-		return err
-	}
-	if w != nil {
-		if werr != nil {
-			w.Abort()
-			rsp.Status, rsp.ErrorComment = a.statusOf(log, werr)
-		} else if err := w.Commit(); err != nil {
-			rsp.Status, rsp.ErrorComment = a.statusOf(log, err)
-		} else {
-			rsp.Status = StatusSuccess
-			a.s.m.instances.Inc()
-			a.s.m.bytes.Add(float64(n))
-			a.s.stats.instances.Add(1)
-			a.s.stats.bytes.Add(uint64(n))
-		}
-	}
-	return a.respond(ctxID, rsp)
-}
-
-// statusOf maps a sink error to a DIMSE status, logs it and counts the failure.
-func (a *scpAssoc) statusOf(log *slog.Logger, err error) (uint16, string) {
-	switch {
-	case errors.Is(err, dicom.ErrOutOfResources):
-		log.Error("C-STORE refused: spool is full", "err", err)
-		a.s.fail("out_of_resources")
-		return StatusOutOfResources, "spool full"
-	case errors.Is(err, dicom.ErrSOPMismatch):
-		log.Warn("C-STORE refused: data set does not match the request", "err", err)
-		a.s.fail("dataset_mismatch")
-		return StatusDataSetMismatch, "data set does not match SOP class or instance"
-	case errors.Is(err, dicom.ErrMalformed):
-		log.Warn("C-STORE refused: data set does not parse", "err", err)
-		a.s.fail("malformed_dataset")
-		return StatusCannotUnderstand, "data set does not parse"
-	}
-	log.Error("C-STORE failed: cannot store the instance", "err", err)
-	a.s.fail("storage_error")
-	return StatusOutOfResources, "cannot store"
+	return fmt.Sprintf("%s… (%d bytes)", uid[:max], len(uid))
 }
 
 func (s *SCP) fail(reason string) {

@@ -27,6 +27,9 @@ type SCUOptions struct {
 	Timeout time.Duration // for negotiation and for each response [60 s]
 	TLS     *tls.Config   // DICOM TLS when set
 	Log     *slog.Logger
+	// AsyncOperations proposes an Asynchronous Operations Window (PS3.7 D.3.3.3):
+	// up to this many C-STOREs outstanding for StoreAll [1: one at a time].
+	AsyncOperations int
 }
 
 // ContextsFor proposes one presentation context per SOP class and transfer syntax of
@@ -53,6 +56,7 @@ type Association struct {
 	c       *conn
 	opts    SCUOptions
 	msgID   uint16
+	window  int                // C-STOREs StoreAll keeps outstanding (scu_async.go)
 	byPair  map[[2]string]byte // abstract+transfer syntax → accepted context ID
 	closed  bool
 	log     *slog.Logger
@@ -104,7 +108,7 @@ func Dial(ctx context.Context, addr, callingAE, calledAE string, contexts []Cont
 	defer stop()
 	c := newConn(nc, opts.MaxPDU, opts.Timeout)
 	rq := &AssociateRQ{Associate{CalledAE: calledAE, CallingAE: callingAE, MaxPDU: opts.MaxPDU,
-		ApplicationContext: dicom.ApplicationContextName}}
+		ApplicationContext: dicom.ApplicationContextName, AsyncWindow: asyncWindow(opts.AsyncOperations)}}
 	proposed := map[byte]Context{}
 	for i, pc := range contexts {
 		id := byte(2*i + 1)
@@ -130,7 +134,8 @@ func Dial(ctx context.Context, addr, callingAE, calledAE string, contexts []Cont
 		nc.Close()
 		return nil, &PeerAbortError{Source: p.Source, Reason: p.Reason}
 	case *AssociateAC:
-		a := &Association{c: c, opts: opts, byPair: map[[2]string]byte{}, log: opts.Log, Remote: addr, PeerMax: p.MaxPDU}
+		a := &Association{c: c, opts: opts, byPair: map[[2]string]byte{}, log: opts.Log, Remote: addr, PeerMax: p.MaxPDU,
+			window: agreedWindow(opts.AsyncOperations, p.AsyncWindow)}
 		c.maxSend = p.MaxPDU
 		for _, pc := range p.Contexts {
 			prop, ok := proposed[pc.ID]
@@ -172,22 +177,33 @@ func (a *Association) Echo(ctx context.Context) (uint16, error) {
 // Store sends the data set of a Part 10 file unchanged with C-STORE and returns the
 // status the acceptor answered. An error means the association is no longer usable.
 func (a *Association) Store(ctx context.Context, f dicom.File) (uint16, error) {
-	id, ok := a.byPair[[2]string{f.Meta.SOPClassUID, f.Meta.TransferSyntaxUID}]
-	if !ok {
-		return 0, fmt.Errorf("dimse: C-STORE %s: %w", f.Path, ErrNoContext)
-	}
-	fh, err := os.Open(f.Path)
+	id, cmd, fh, err := a.storeRequest(f)
 	if err != nil {
 		return 0, err
 	}
 	defer fh.Close()
+	return a.request(ctx, id, cmd, fh, f.DatasetSize)
+}
+
+// storeRequest finds f's presentation context and makes its C-STORE request under the
+// next Message ID, with f open at its data set; the caller closes it.
+func (a *Association) storeRequest(f dicom.File) (byte, *Command, *os.File, error) {
+	id, ok := a.byPair[[2]string{f.Meta.SOPClassUID, f.Meta.TransferSyntaxUID}]
+	if !ok {
+		return 0, nil, nil, fmt.Errorf("dimse: C-STORE %s: %w", f.Path, ErrNoContext)
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	if _, err := fh.Seek(f.DatasetOffset, io.SeekStart); err != nil {
-		return 0, err
+		fh.Close()
+		return 0, nil, nil, err
 	}
 	a.msgID++
 	cmd := &Command{Field: CStoreRQ, AffectedSOPClassUID: f.Meta.SOPClassUID, AffectedSOPInstanceUID: f.Meta.SOPInstanceUID,
 		MessageID: a.msgID, DataSetType: 0x0000}
-	return a.request(ctx, id, cmd, fh, f.DatasetSize)
+	return id, cmd, fh, nil
 }
 
 // StoreDataset sends a data set from r (size bytes) with C-STORE.
@@ -232,7 +248,7 @@ func (a *Association) request(ctx context.Context, id byte, cmd *Command, data i
 		if rsp.Field == cmd.Field|0x8000 && rsp.RespondedTo == cmd.MessageID {
 			if rsp.Status != StatusSuccess {
 				a.log.Warn("C-STORE/C-ECHO answered with a non-success status", "status", fmt.Sprintf("0x%04x", rsp.Status),
-					"comment", rsp.ErrorComment, "sop_instance_uid", cmd.AffectedSOPInstanceUID)
+					"comment", rsp.ErrorComment, "sop_instance_uid", logUID(cmd.AffectedSOPInstanceUID))
 			}
 			return rsp.Status, nil
 		}

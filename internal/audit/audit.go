@@ -12,6 +12,13 @@
 //   - Audit is for observations of what already happened and cannot be undone by
 //     refusing (a box connected, a refusal, a study verified). A failure is reported in
 //     the process log, marked as not audited, and the caller carries on.
+//   - Repeats is for observations a stranger can repeat at will (wrong enrolment
+//     codes, refused sign-ins): the first from a source is audited at once, the rest
+//     as one summary line per source and interval, so a flood cannot fill the disk.
+//
+// Hubs that share their state also share their trail: AlsoTo sends every line to a
+// shared append-only table as well as to the file, and a security action is then
+// refused unless both took its line (shared.go).
 //
 // A failed write never leaves a torn line: the file is cut back to where the line
 // began, so the next event starts on a line of its own. Should even that fail, the log
@@ -40,6 +47,7 @@ type File interface {
 
 // Log is an append-only audit file. It is safe for concurrent use.
 type Log struct {
+	table  *table // the shared table beside the file (shared.go); nil: the file only
 	mu     sync.Mutex
 	f      File
 	path   string
@@ -67,8 +75,20 @@ func New(f File, path string, log *slog.Logger) *Log {
 // Record appends one event for a security action and returns once the line is on
 // stable storage. On an error the line is not in the file, and the caller must not
 // carry out the action. The line holds "time", "event", "host" and the given fields.
+//
+// With a shared table (AlsoTo), the line must reach the table as well: should it
+// not, Record returns an error and the caller must not act, and the file says, in a
+// line of its own, that the event did not reach the table.
 func (l *Log) Record(event string, fields map[string]any) error {
 	line := encode(event, fields, l.host)
+	if err := l.writeFile(event, line); err != nil {
+		return err
+	}
+	return l.share(event, line, true)
+}
+
+// writeFile appends line to the file and returns once it is on stable storage.
+func (l *Log) writeFile(event string, line []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.broken != nil {
@@ -98,8 +118,12 @@ func (l *Log) Record(event string, fields map[string]any) error {
 // event still reaches the process log, marked as not audited, so that the failure
 // itself is visible to the operator; the caller is not told.
 func (l *Log) Audit(event string, fields map[string]any) {
-	if err := l.Record(event, fields); err != nil {
+	line := encode(event, fields, l.host)
+	if err := l.writeFile(event, line); err != nil {
 		l.log.Error("audit log write failed; event not audited", "event", event, "fields", fields, "err", err)
+	}
+	if err := l.share(event, line, false); err != nil {
+		l.log.Error("audit event is in the local file only", "event", event, "fields", fields, "err", err)
 	}
 }
 

@@ -195,6 +195,35 @@ func (g *Gate) IssueLink(ctx context.Context, id, by string) (LinkToken, error) 
 	return LinkToken{User: id, Token: token, Expires: expires}, nil
 }
 
+// HandoverLifetime is how long a hand-over to another hub works: the browser is sent
+// there at once, so anything longer only widens the window for a copied link.
+const HandoverLifetime = 30 * time.Second
+
+// IssueHandover makes a one-time sign-in link for v's own account, to be redeemed at
+// another hub of the shared state, which keeps the accounts and their links too: the
+// doctor signed in here opens a box that publishes to hub to, and goes there signed
+// in. The link works once and for HandoverLifetime. fields say what for (the box),
+// for the audit line, which is written first: no hand-over exists that the audit
+// trail does not show.
+func (g *Gate) IssueHandover(ctx context.Context, v Viewer, to string, fields map[string]any) (LinkToken, error) {
+	token := randomToken()
+	hash := secretHash(token)
+	expires := g.cfg.Now().Add(HandoverLifetime).UTC().Truncate(time.Second)
+	line := v.AuditFields()
+	for k, val := range fields {
+		line[k] = val
+	}
+	line["to"], line["link"], line["expires"] = to, hash[:12], expires
+	if err := g.audit.Record("signin.handover_issued", line); err != nil {
+		return LinkToken{}, fmt.Errorf("signin: no hand-over of %s to %s: %w: %w", v.User, to, ErrNotAudited, err)
+	}
+	if err := g.state.IssueSignInLink(ctx, hubstate.SignInLink{Hash: hash, User: v.User, Expires: expires}); err != nil {
+		g.audit.Audit("signin.link_not_stored", map[string]any{"user": v.User, "link": hash[:12], "reason": err.Error()})
+		return LinkToken{}, fmt.Errorf("signin: hand-over of %s to %s: %w", v.User, to, err)
+	}
+	return LinkToken{User: v.User, Token: token, Expires: expires}, nil
+}
+
 // randomToken returns 256 random bits, base64url without padding (43 characters):
 // a session ID or a link's token.
 func randomToken() string {

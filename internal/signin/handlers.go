@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"lifeline/internal/hubstate"
+	"lifeline/internal/throttle"
 )
 
 // Routes Mount serves.
@@ -68,12 +69,12 @@ func (g *Gate) signIn(w http.ResponseWriter, r *http.Request) {
 	if len(name) > 64 {
 		name = name[:64]
 	}
-	now, addr := g.cfg.Now(), addressKey(r.RemoteAddr)
-	if wait := g.address.blocked(addr, now); wait > 0 {
+	now, addr := g.cfg.Now(), throttle.AddressKey(r.RemoteAddr)
+	if wait := g.address.Blocked(addr, now); wait > 0 {
 		writeThrottled(w, "from this address", wait)
 		return
 	}
-	if wait := g.accounts.blocked(name, now); wait > 0 {
+	if wait := g.accounts.Blocked(name, now); wait > 0 {
 		writeThrottled(w, "for this account", wait)
 		return
 	}
@@ -96,8 +97,8 @@ func (g *Gate) signIn(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, name, known, ok && u.Disabled, now)
 		return
 	}
-	g.accounts.succeed(name)
-	g.startSession(w, r, u, "password")
+	g.accounts.Succeed(name)
+	g.startSession(w, r, u, "password", "")
 }
 
 // verify checks a password in one of the maxHashing slots.
@@ -130,9 +131,9 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, name string, known
 	case disabled:
 		reason = "account disabled"
 	}
-	wait := g.address.fail(addressKey(r.RemoteAddr), now)
+	wait := g.address.Fail(throttle.AddressKey(r.RemoteAddr), now)
 	if known {
-		wait = max(wait, g.accounts.fail(name, now))
+		wait = max(wait, g.accounts.Fail(name, now))
 	}
 	fields := map[string]any{"user": name, "remote": r.RemoteAddr, "reason": reason}
 	if wait > 0 {
@@ -151,10 +152,17 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, name string, known
 
 // startSession signs u in: audited first, and refused if the audit line is not
 // durable; then the session is stored and its cookie set.
-func (g *Gate) startSession(w http.ResponseWriter, r *http.Request, u hubstate.User, method string) {
+//
+// link names the sign-in link used, as its issue was audited, so that a hand-over
+// from another hub can be followed from one line to the other.
+func (g *Gate) startSession(w http.ResponseWriter, r *http.Request, u hubstate.User, method, link string) {
 	id := randomToken()
 	hash := secretHash(id)
-	err := g.audit.Record("signin", map[string]any{"user": u.ID, "role": u.Role, "remote": r.RemoteAddr, "session": hash[:12], "method": method})
+	fields := map[string]any{"user": u.ID, "role": u.Role, "remote": r.RemoteAddr, "session": hash[:12], "method": method}
+	if link != "" {
+		fields["link"] = link
+	}
+	err := g.audit.Record("signin", fields)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "sign-in refused: the hub cannot write its audit log")
 		return
@@ -228,12 +236,13 @@ func (g *Gate) redeemLink(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	now, addr := g.cfg.Now(), addressKey(r.RemoteAddr)
-	if wait := g.address.blocked(addr, now); wait > 0 {
+	now, addr := g.cfg.Now(), throttle.AddressKey(r.RemoteAddr)
+	if wait := g.address.Blocked(addr, now); wait > 0 {
 		writeThrottled(w, "from this address", wait)
 		return
 	}
-	id, err := g.state.RedeemSignInLink(r.Context(), secretHash(req.Token), now)
+	linkHash := secretHash(req.Token)
+	id, err := g.state.RedeemSignInLink(r.Context(), linkHash, now)
 	var u hubstate.User
 	if err == nil {
 		u, err = g.state.User(r.Context(), id)
@@ -242,12 +251,12 @@ func (g *Gate) redeemLink(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("this account is disabled")
 	}
 	if err != nil {
-		g.address.fail(addr, now)
-		g.audit.Audit("signin.failed", map[string]any{"user": id, "remote": r.RemoteAddr, "reason": "link: " + err.Error()})
+		g.address.Fail(addr, now)
+		g.audit.Audit("signin.failed", map[string]any{"user": id, "remote": r.RemoteAddr, "link": linkHash[:12], "reason": "link: " + err.Error()})
 		writeError(w, http.StatusUnauthorized, "this sign-in link does not work: "+err.Error())
 		return
 	}
-	g.startSession(w, r, u, "link")
+	g.startSession(w, r, u, "link", linkHash[:12])
 }
 
 // readJSON decodes a bounded JSON body, refusing other content types so that a plain

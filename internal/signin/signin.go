@@ -44,6 +44,7 @@ import (
 	"unicode/utf8"
 
 	"lifeline/internal/hubstate"
+	"lifeline/internal/throttle"
 )
 
 // Roles. A doctor watches, talks to the crew and asks for a 12-lead; an observer only
@@ -127,8 +128,8 @@ type Gate struct {
 	state    hubstate.Accounts
 	audit    Auditor
 	log      *slog.Logger
-	accounts *throttle
-	address  *throttle
+	accounts *throttle.Table
+	address  *throttle.Table
 	hashing  chan struct{}
 	// decoy is verified against when a sign-in names no account, so that an
 	// unknown name takes as long as a wrong password. It is made at the first
@@ -143,8 +144,8 @@ func New(cfg Config, state hubstate.Accounts, audit Auditor, log *slog.Logger) *
 	cfg.populate()
 	return &Gate{
 		cfg: cfg, state: state, audit: audit, log: log,
-		accounts: newThrottle(accountFree, throttleBase, throttleCeiling, throttleForget, accountTableSize),
-		address:  newThrottle(addressFree, throttleBase, throttleCeiling, throttleForget, addressTableSize),
+		accounts: throttle.New(throttle.Policy{Free: accountFree, Base: throttleBase, Ceiling: throttleCeiling, Forget: throttleForget, Size: accountTableSize}),
+		address:  throttle.New(throttle.Policy{Free: addressFree, Base: throttleBase, Ceiling: throttleCeiling, Forget: throttleForget, Size: addressTableSize}),
 		hashing:  make(chan struct{}, maxHashing),
 	}
 }

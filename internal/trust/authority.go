@@ -34,8 +34,6 @@ const (
 	caValidity     = 20 * 365 * 24 * time.Hour
 	deviceValidity = 3 * 365 * 24 * time.Hour
 	serverValidity = 365 * 24 * time.Hour
-	// serverRenewBefore is how long before expiry the hub reissues its server certificate.
-	serverRenewBefore = 30 * 24 * time.Hour
 )
 
 // Authority is the hub's certificate authority. It signs the hub's server certificate
@@ -44,6 +42,7 @@ type Authority struct {
 	dir  string
 	key  crypto.Signer
 	cert *x509.Certificate
+	life lifeSetting // renew.go: how long the certificates it issues are valid
 }
 
 // OpenAuthority loads the authority kept in dir, creating a new one on first use.
@@ -121,12 +120,12 @@ func (a *Authority) SignDevice(deviceID string, csr *x509.CertificateRequest) (*
 	if err := ValidDeviceID(deviceID); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now, life := time.Now(), a.deviceLife()
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: deviceID, Organization: []string{"Lifeline device"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(deviceValidity),
+		NotBefore:    now.Add(-backdate(life)),
+		NotAfter:     now.Add(life),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -143,8 +142,10 @@ func (a *Authority) SignDevice(deviceID string, csr *x509.CertificateRequest) (*
 func (a *Authority) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	keyPath, certPath := filepath.Join(a.dir, "server.key"), filepath.Join(a.dir, "server.crt")
 	if key, err := readKey(keyPath); err == nil {
-		if cert, err := readCert(certPath); err == nil && coversHosts(cert, hosts) &&
-			time.Until(cert.NotAfter) > serverRenewBefore && cert.CheckSignatureFrom(a.cert) == nil {
+		// A key that does not match is what a power cut between writing the new key
+		// and its certificate leaves: issue again rather than fail every handshake.
+		if cert, err := readCert(certPath); err == nil && coversHosts(cert, hosts) && keyMatches(cert, key) &&
+			!DueForRenewal(cert, time.Now()) && cert.CheckSignatureFrom(a.cert) == nil {
 			return tls.Certificate{Certificate: [][]byte{cert.Raw, a.cert.Raw}, PrivateKey: key, Leaf: cert}, nil
 		}
 	}
@@ -152,12 +153,12 @@ func (a *Authority) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	now := time.Now()
+	now, life := time.Now(), a.serverLife()
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: "Lifeline hub", Organization: []string{"Lifeline"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(serverValidity),
+		NotBefore:    now.Add(-backdate(life)),
+		NotAfter:     now.Add(life),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -18,8 +18,12 @@ func (r *Registry) Authorize(req *http.Request) (string, error) {
 		return "", errors.New("no client certificate: enrol the box with 'lifeline edge enroll'")
 	}
 	if err := r.Check(req.Context(), id, serial); err != nil {
+		if r.keptAfterRenewal(req.Context(), id, serial, req.RemoteAddr) {
+			return id, nil // a connection made before its renewal (renew_conns.go)
+		}
 		return id, fmt.Errorf("device %s: %w", id, err)
 	}
+	r.conns.seen(id, serial, req.RemoteAddr, r.now())
 	return id, nil
 }
 
@@ -30,6 +34,13 @@ func RequireDevice(reg *Registry, audit Auditor, next http.Handler) http.Handler
 		id, err := reg.Authorize(r)
 		if err != nil {
 			audit.Audit("device.refused", map[string]any{"device": id, "remote": r.RemoteAddr, "path": r.URL.Path, "reason": err.Error()})
+			// The connection is no use with this certificate (revoked, or replaced and
+			// not kept by renew_conns.go): closing it brings the box's next request on a
+			// new connection, with its current certificate. HTTP/1.1 and HTTP/2 close
+			// on this header; HTTP/3 forbids it (a client rejects the whole answer).
+			if r.ProtoMajor < 3 {
+				w.Header().Set("Connection", "close")
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
 			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})

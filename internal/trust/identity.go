@@ -22,6 +22,8 @@ type Identity struct {
 	Cert     tls.Certificate
 	Leaf     *x509.Certificate
 	HubCA    *x509.Certificate
+
+	dir string // where it was loaded from; renewal replaces it there (renew_box.go)
 }
 
 const (
@@ -30,8 +32,14 @@ const (
 	identityCA   = "hub-ca.crt"
 )
 
-// LoadIdentity reads the identity stored in dir.
+// LoadIdentity reads the identity stored in dir, finishing a renewal that a power cut
+// interrupted, and makes its certificate the one this process's connections present.
 func LoadIdentity(dir string) (*Identity, error) {
+	identityFiles.Lock()
+	defer identityFiles.Unlock()
+	if err := finishRenewal(dir); err != nil {
+		return nil, err
+	}
 	key, err := readKey(filepath.Join(dir, identityKey))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotEnrolled
@@ -50,12 +58,15 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trust: hub authority: %w", err)
 	}
-	return &Identity{
+	id := &Identity{
 		DeviceID: leaf.Subject.CommonName,
 		Cert:     tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf},
 		Leaf:     leaf,
 		HubCA:    ca,
-	}, nil
+		dir:      dir,
+	}
+	present(id)
+	return id, nil
 }
 
 // saveIdentity stores key, certificate and hub authority in dir. The certificate is
@@ -75,14 +86,16 @@ func saveIdentity(dir string, key crypto.Signer, leaf, ca *x509.Certificate) err
 }
 
 // ClientTLS returns the configuration for every connection from the box to its hub:
-// the box's certificate, and only the hub's authority as a root.
+// the box's certificate, and only the hub's authority as a root. A connection made
+// after a renewal presents the renewed certificate.
 func (id *Identity) ClientTLS() *tls.Config {
 	roots := x509.NewCertPool()
 	roots.AddCert(id.HubCA)
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{id.Cert},
-		RootCAs:            roots,
-		ClientSessionCache: tls.NewLRUClientSessionCache(16),
+		MinVersion:           tls.VersionTLS13,
+		Certificates:         []tls.Certificate{id.Cert},
+		GetClientCertificate: id.clientCertificate,
+		RootCAs:              roots,
+		ClientSessionCache:   sessionsByCertificate{tls.NewLRUClientSessionCache(16), id},
 	}
 }

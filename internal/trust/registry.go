@@ -55,6 +55,7 @@ type Registry struct {
 	state hubstate.Registry
 	pin   string
 	now   func() time.Time
+	conns connections // renew_conns.go: connections kept across a renewal
 }
 
 // NewRegistry returns the registry kept in state for the authority with the given pin.

@@ -38,6 +38,7 @@ func startHub(t *testing.T) *testHub {
 	h := &testHub{auth: auth, reg: NewRegistry(store, auth), audit: &audittest.Recorder{}}
 	mux := http.NewServeMux()
 	mux.Handle(EnrollPath, EnrollHandler(auth, h.reg, h.audit))
+	mux.Handle(RenewPath, RenewHandler(auth, h.reg, h.audit))
 	mux.Handle("/whoami", RequireDevice(h.reg, h.audit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := DeviceFrom(r.Context())
 		w.Write([]byte(id))

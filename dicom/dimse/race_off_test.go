@@ -1,0 +1,5 @@
+//go:build !race
+
+package dimse_test
+
+const raceDetector = false
