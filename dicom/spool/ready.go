@@ -11,6 +11,8 @@ import (
 	"sort"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"lifeline/dicom"
 	"lifeline/internal/durable"
 )
@@ -62,7 +64,7 @@ func (s *Spool) FlushReady(now time.Time) (int, error) {
 		var queued *Study
 		err := s.store.Update(func(tx *durable.Tx) error {
 			var err error
-			queued, err = s.queueStudyTx(tx, uid, now)
+			queued, err = s.queueStudyTx(tx, uid, now, false)
 			return err
 		})
 		if err != nil {
@@ -79,7 +81,7 @@ func (s *Spool) FlushReady(now time.Time) (int, error) {
 
 // queueStudyTx pushes a Study with the study's pending instances, atomically with
 // clearing them, so that a crash can neither lose nor duplicate the hand-over.
-func (s *Spool) queueStudyTx(tx *durable.Tx, uid string, now time.Time) (*Study, error) {
+func (s *Spool) queueStudyTx(tx *durable.Tx, uid string, now time.Time, immediately bool) (*Study, error) {
 	sb, err := durable.Bucket(tx, studiesBucket)
 	if err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func (s *Spool) queueStudyTx(tx *durable.Tx, uid string, now time.Time) (*Study,
 		return nil, err
 	}
 	// Re-check inside the transaction: an instance may have arrived meanwhile.
-	if st.Pending == 0 || now.Sub(st.LastReceived) < s.cfg.QuietPeriod {
+	if st.Pending == 0 || !immediately && now.Sub(st.LastReceived) < s.cfg.QuietPeriod {
 		return nil, nil
 	}
 	study := &Study{StudyUID: st.StudyUID, PatientID: st.PatientID, PatientName: st.PatientName,
@@ -166,24 +168,34 @@ func (s *Spool) MarkForwarded(sopInstanceUID string) error {
 		if err != nil {
 			return err
 		}
-		v := ib.Get([]byte(sopInstanceUID))
-		if v == nil {
-			return fmt.Errorf("spool: mark forwarded %s: %w", sopInstanceUID, durable.ErrNotFound)
+		found, err := markForwarded(ib, sopInstanceUID, time.Now().UTC())
+		if err == nil && !found {
+			err = fmt.Errorf("spool: mark forwarded %s: %w", sopInstanceUID, durable.ErrNotFound)
 		}
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return err
-		}
-		if !r.ForwardedAt.IsZero() {
-			return nil
-		}
-		r.ForwardedAt = time.Now().UTC()
-		data, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		return ib.Put([]byte(sopInstanceUID), data)
+		return err
 	})
+}
+
+// markForwarded records in the instances bucket ib that the hub holds sop, unless it
+// was recorded before; found is false when the spool has no such instance.
+func markForwarded(ib *bolt.Bucket, sop string, now time.Time) (found bool, err error) {
+	v := ib.Get([]byte(sop))
+	if v == nil {
+		return false, nil
+	}
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return true, err
+	}
+	if !r.ForwardedAt.IsZero() {
+		return true, nil
+	}
+	r.ForwardedAt = now
+	data, err := json.Marshal(r)
+	if err != nil {
+		return true, err
+	}
+	return true, ib.Put([]byte(sop), data)
 }
 
 // prune deletes forwarded files past retention, or (urgent) every forwarded file,

@@ -20,12 +20,18 @@ import (
 // corruptDir holds committed files that no longer parse, kept for an operator.
 const corruptDir = ".corrupt"
 
-// recover removes partial files and brings the index in line with the files.
+// recover lands marked slots, removes partial files and brings the index in line with
+// the files.
 func (s *Spool) recover() error {
-	removed, err := durable.RemovePartials(s.dir)
+	landed, removed, err := s.recoverSlots()
 	if err != nil {
 		return err
 	}
+	n, err := durable.RemovePartials(s.dir)
+	if err != nil {
+		return err
+	}
+	removed += n
 	indexed := map[string]string{} // path → SOP Instance UID
 	var missing []record
 	err = s.store.ForEach(instancesBucket, func(k, v []byte) error {
@@ -88,42 +94,78 @@ func (s *Spool) recover() error {
 			os.Remove(sub)
 		}
 	}
+	s.recovered = recovery{Landed: landed, Removed: removed, Indexed: added}
 	if removed > 0 || added > 0 {
-		s.log.Warn("spool recovered after an unclean stop", "partial_files_removed", removed, "files_indexed", added)
+		s.log.Warn("spool recovered after an unclean stop", "partial_files_removed", removed, "files_indexed", added,
+			"acknowledged_slots_landed", landed)
 	}
 	return nil
 }
 
-// reindex indexes a committed file that the index lacks (a crash came between the
-// rename and the index update, so its C-STORE was never acknowledged).
-func (s *Spool) reindex(path string) error {
+// recovery counts what Open found after an unclean stop.
+type recovery struct {
+	Landed  int // marked slots moved to their final names (acknowledged, not yet indexed)
+	Removed int // partial files and unmarked slots removed (never acknowledged)
+	Indexed int // files indexed that the index lacked
+}
+
+// readInstance parses and hashes a Part 10 file of the spool.
+func readInstance(path string) (Instance, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return Instance{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(f, h), 64<<10)
 	meta, _, err := dicom.ReadMeta(br)
 	if err != nil {
-		return err
+		return Instance{}, err
 	}
 	info, err := dicom.ReadInfo(br, meta.TransferSyntaxUID)
 	if err != nil {
-		return err
+		return Instance{}, err
 	}
 	if info.SOPInstanceUID != meta.SOPInstanceUID || info.StudyUID == "" {
-		return fmt.Errorf("%w: meta and data set disagree", dicom.ErrSOPMismatch)
+		return Instance{}, fmt.Errorf("%w: meta and data set disagree", dicom.ErrSOPMismatch)
 	}
 	io.Copy(io.Discard, br) // the walker may stop before trailing bytes of a deflated stream
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return Instance{}, err
 	}
-	inst := Instance{SOPInstanceUID: info.SOPInstanceUID, SOPClassUID: info.SOPClassUID, StudyUID: info.StudyUID,
+	return Instance{SOPInstanceUID: info.SOPInstanceUID, SOPClassUID: info.SOPClassUID, StudyUID: info.StudyUID,
 		SeriesUID: info.SeriesUID, TransferSyntax: meta.TransferSyntaxUID, PatientID: info.PatientID,
 		PatientName: info.PatientName, Modality: info.Modality, Size: st.Size(),
-		SHA256: hex.EncodeToString(h.Sum(nil)), ReceivedAt: st.ModTime().UTC(), Path: path}
+		SHA256: hex.EncodeToString(h.Sum(nil)), ReceivedAt: st.ModTime().UTC(), Path: path}, nil
+}
+
+// finalPath is where the instance in a slot belongs: DIR/STUDY/SOP.dcm.
+func finalPath(dir, slot string) (string, error) {
+	in, err := readInstance(slot)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, pathKey(in.StudyUID), pathKey(in.SOPInstanceUID)+".dcm"), nil
+}
+
+// reindex indexes a committed file that the index lacks: a crash came between the
+// rename and the index update (its C-STORE was never acknowledged), or between the
+// acknowledgement from a slot and the lander's index update (the file keeps the
+// slot's mark, with the calling AE and time of receipt).
+func (s *Spool) reindex(path string) error {
+	inst, err := readInstance(path)
+	if err != nil {
+		return err
+	}
+	var m mark
+	if raw, err := getMark(path); err == nil {
+		json.Unmarshal(raw, &m)
+	}
+	inst.CallingAE = m.CallingAE
+	if !m.ReceivedAt.IsZero() {
+		inst.ReceivedAt = m.ReceivedAt
+	}
 	var old record
 	hadOld := s.store.GetJSON(instancesBucket, inst.SOPInstanceUID, &old) == nil
 	return s.index(inst, old, hadOld)

@@ -85,10 +85,14 @@ type studyRecord struct {
 // Spool stores received instances as Part 10 files under one directory, indexes them
 // in the durable store, and queues complete studies on ReadyQueue.
 //
-// Files live at DIR/STUDY/SOP.dcm. A file is written as DIR/.partial-*, fsynced,
-// renamed into place, its directory fsynced, and only then indexed; the C-STORE is
-// acknowledged after that. Open removes partial files a crash left and indexes
-// committed files the index lacks, so a crash between rename and index loses nothing.
+// Files live at DIR/STUDY/SOP.dcm. A new instance is written into a slot whose name
+// is already durable and fsynced with a mark of its digest (one flush); the C-STORE is
+// acknowledged then (CommitDurable), and the lander renames it into place and indexes
+// it in batches (see slots.go). Where slots cannot be used, and for replacements, a
+// file is written as DIR/.partial-*, fsynced, renamed into place, its directory
+// fsynced, and indexed before the acknowledgement. Open lands marked slots, removes
+// partial files a crash left and indexes committed files the index lacks, so a crash
+// anywhere after the acknowledgement loses nothing.
 //
 // Forwarded instances (see MarkForwarded) are kept for RetainForwarded and then
 // deleted; when free space runs short they are deleted oldest first before anything
@@ -105,6 +109,19 @@ type Spool struct {
 	mu     sync.Mutex
 	dups   uint64
 	replac uint64
+
+	// The one-flush path (slots.go): ready slots, and the lander that moves
+	// acknowledged instances to their final names and indexes them.
+	slotsOn  bool
+	lmu      sync.Mutex
+	ready    []string            // empty slots whose names are durable
+	lq       []*landing          // acknowledged, waiting for the lander
+	landing  map[string]*landing // by SOP Instance UID: acknowledged, not yet indexed
+	lrunning bool
+	closed   bool
+	lwg      sync.WaitGroup
+
+	recovered recovery // what Open found
 }
 
 // Open opens the spool in dir, recovering from a crash: partial files are removed
@@ -121,8 +138,12 @@ func Open(dir string, store *durable.Store, cfg Config, log *slog.Logger) (*Spoo
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: create %s: %w", abs, err)
 	}
-	s := &Spool{dir: abs, store: store, queue: store.Queue(ReadyQueue), cfg: cfg, log: log.With("service", "dicom-spool")}
+	s := &Spool{dir: abs, store: store, queue: store.Queue(ReadyQueue), cfg: cfg, log: log.With("service", "dicom-spool"),
+		landing: map[string]*landing{}}
 	if err := s.recover(); err != nil {
+		return nil, err
+	}
+	if err := s.openSlots(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -141,6 +162,27 @@ func (s *Spool) FreeBytes() (uint64, error) {
 		return 0, fmt.Errorf("spool: statfs %s: %w", s.dir, err)
 	}
 	return uint64(st.Bavail) * uint64(st.Bsize), nil
+}
+
+// checkUIDs refuses, as dicom.ErrSOPMismatch (0xA900), UIDs that are not UIDs
+// (PS3.5 9.1: at most 64 characters, digits in components without leading zeros,
+// dots between). Such an instance could not be indexed (a 40,000-character key is
+// beyond the store) or forwarded (the hub refuses it), so the box must not acknowledge
+// it. An empty optional UID (the series, say) is left to the walker's checks.
+func checkUIDs(where string, uids ...string) error {
+	for i, uid := range uids {
+		if uid == "" && i > 0 {
+			continue
+		}
+		if !dicom.ValidUID(uid) {
+			shown := uid
+			if len(shown) > 80 {
+				shown = fmt.Sprintf("%s… (%d bytes)", shown[:80], len(uid))
+			}
+			return fmt.Errorf("%w: %s carries %q, which is not a valid UID", dicom.ErrSOPMismatch, where, shown)
+		}
+	}
+	return nil
 }
 
 // pathKey turns a UID into a safe file name: valid UIDs as they are, anything else
@@ -162,14 +204,28 @@ func (s *Spool) lock(sop string) *sync.Mutex {
 // Begin starts receiving an instance. It refuses with dicom.ErrOutOfResources when
 // free space is below MinFreeBytes even after deleting forwarded files.
 func (s *Spool) Begin(in dicom.Incoming) (dicom.InstanceWriter, error) {
+	if err := checkUIDs("request", in.SOPClassUID, in.SOPInstanceUID, ""); err != nil {
+		return nil, err
+	}
 	if err := s.ensureSpace(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(s.dir, ".partial-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool: create temporary file: %w", err)
+	var f *os.File
+	slot := s.takeSlot()
+	if slot != "" {
+		var err error
+		if f, err = os.OpenFile(slot, os.O_RDWR, 0); err != nil {
+			os.Remove(slot)
+			slot = ""
+		}
 	}
-	w := &writer{s: s, in: in, f: f, h: sha256.New()}
+	if slot == "" {
+		var err error
+		if f, err = os.CreateTemp(s.dir, ".partial-*"); err != nil {
+			return nil, fmt.Errorf("spool: create temporary file: %w", err)
+		}
+	}
+	w := &writer{s: s, in: in, f: f, h: sha256.New(), slot: slot != ""}
 	meta := dicom.EncodeMeta(dicom.Meta{SOPClassUID: in.SOPClassUID, SOPInstanceUID: in.SOPInstanceUID,
 		TransferSyntaxUID: in.TransferSyntaxUID})
 	w.metaLen = int64(len(meta))
@@ -205,6 +261,7 @@ type writer struct {
 	n       int64
 	metaLen int64
 	flushed int64 // bytes handed to writeback so far
+	slot    bool  // f is a slot: a new instance can be made durable with one flush
 	err     error
 	done    bool
 }
@@ -244,26 +301,47 @@ func (w *writer) Abort() {
 // indexes it. A re-sent instance with identical bytes is acknowledged without
 // storing it twice; different bytes replace the stored file.
 func (w *writer) Commit() error {
+	_, err := w.commit(false)
+	return err
+}
+
+// CommitDurable is Commit for the C-STORE SCP: it returns once the instance's bytes
+// and the name they can be found under after a crash are durable, which for a new
+// instance is one fsync of its slot. Its rename into place and its index entry follow
+// within milliseconds, batched with other instances' (see slots.go); Open completes
+// them after a crash. Commit, for callers that act on the index at once (a study made
+// on the box and completed right away), keeps the former path.
+func (w *writer) CommitDurable() error {
+	_, err := w.commit(true)
+	return err
+}
+
+// commit checks the data set and stores it; a non-nil landing is still to be indexed.
+func (w *writer) commit(durableOnly bool) (*landing, error) {
 	if w.done {
-		return errors.New("spool: instance already committed or aborted")
+		return nil, errors.New("spool: instance already committed or aborted")
 	}
 	if w.err != nil {
 		w.Abort()
-		return w.err
+		return nil, w.err
 	}
 	info, err := dicom.ReadInfo(io.NewSectionReader(w.f, w.metaLen, w.n-w.metaLen), w.in.TransferSyntaxUID)
 	if err != nil {
 		w.Abort()
-		return err
+		return nil, err
 	}
 	if info.SOPClassUID != w.in.SOPClassUID || info.SOPInstanceUID != w.in.SOPInstanceUID {
 		w.Abort()
-		return fmt.Errorf("%w: data set has SOP class %s instance %s, request said %s / %s", dicom.ErrSOPMismatch,
+		return nil, fmt.Errorf("%w: data set has SOP class %s instance %s, request said %s / %s", dicom.ErrSOPMismatch,
 			info.SOPClassUID, info.SOPInstanceUID, w.in.SOPClassUID, w.in.SOPInstanceUID)
 	}
 	if info.StudyUID == "" {
 		w.Abort()
-		return fmt.Errorf("%w: data set has no Study Instance UID", dicom.ErrSOPMismatch)
+		return nil, fmt.Errorf("%w: data set has no Study Instance UID", dicom.ErrSOPMismatch)
+	}
+	if err := checkUIDs("data set", info.SOPClassUID, info.StudyUID, info.SeriesUID); err != nil {
+		w.Abort()
+		return nil, err
 	}
 	sum := hex.EncodeToString(w.h.Sum(nil))
 	inst := Instance{SOPInstanceUID: info.SOPInstanceUID, SOPClassUID: info.SOPClassUID, StudyUID: info.StudyUID,
@@ -271,110 +349,74 @@ func (w *writer) Commit() error {
 		PatientName: info.PatientName, Modality: info.Modality, CallingAE: w.in.CallingAE, Size: w.n, SHA256: sum,
 		ReceivedAt: time.Now().UTC(),
 		Path:       filepath.Join(w.s.dir, pathKey(info.StudyUID), pathKey(info.SOPInstanceUID)+".dcm")}
-	return w.s.commit(w, inst)
+	return w.s.commit(w, inst, durableOnly)
 }
 
-func (s *Spool) commit(w *writer, inst Instance) error {
+func (s *Spool) commit(w *writer, inst Instance, durableOnly bool) (*landing, error) {
 	l := s.lock(inst.SOPInstanceUID)
 	l.Lock()
 	defer l.Unlock()
-	var old record
-	hadOld := false
-	switch err := s.store.GetJSON(instancesBucket, inst.SOPInstanceUID, &old); {
-	case err == nil:
-		hadOld = true
-	case !errors.Is(err, durable.ErrNotFound):
+	old, hadOld, landing, err := s.lookup(inst.SOPInstanceUID)
+	if err != nil {
 		w.Abort()
-		return fmt.Errorf("spool: read index: %w", err)
+		return nil, err
 	}
 	if hadOld && old.SHA256 == inst.SHA256 {
-		if _, err := os.Stat(old.Path); err == nil {
+		if _, err := os.Stat(old.Path); err == nil || landing != nil {
 			w.Abort()
+			if landing != nil && !durableOnly {
+				<-landing.done // Commit promises an indexed instance, not only a durable one
+			}
 			s.mu.Lock()
 			s.dups++
 			s.mu.Unlock()
 			s.log.Info("instance received again with identical bytes; kept the stored copy",
 				"sop_instance_uid", inst.SOPInstanceUID, "calling_ae", inst.CallingAE)
-			return nil
+			return nil, nil
+		}
+	}
+	if landing != nil {
+		// Different bytes for an instance still landing: let it land, so that the
+		// replacement below sees (and replaces) its index entry.
+		<-landing.done
+		if old, hadOld, _, err = s.lookup(inst.SOPInstanceUID); err != nil {
+			w.Abort()
+			return nil, err
 		}
 	}
 	w.done = true
+	if !hadOld && w.slot && durableOnly {
+		ld, err := s.commitSlot(w, inst)
+		if err == nil {
+			return ld, nil
+		}
+		if _, serr := os.Stat(w.f.Name()); serr != nil {
+			return nil, err // the fsync failed: the slot is gone
+		}
+		// No mark (a file system out of space for it, say): the former path.
+		s.log.Warn("cannot mark the slot; storing this instance the slower way", "err", err)
+	}
 	if !hadOld {
-		// A new instance: commit its index entry while the file is made durable;
-		// the C-STORE is acknowledged only after both. A crash in between leaves
-		// an entry without a file (dropped by Open) or a file without an entry
-		// (indexed by Open); neither was acknowledged, so nothing is lost.
-		idx := make(chan error, 1)
-		go func() { idx <- s.index(inst, old, false) }()
-		ferr := s.persist(w, inst.Path)
-		ierr := <-idx
-		if ferr != nil {
-			if ierr == nil {
-				s.dropInstance(record{Instance: inst})
-			}
-			return ferr
-		}
-		return ierr
+		return nil, s.commitNew(w, inst)
 	}
-	// A replacement goes file first, index second, so that the index never
-	// describes bytes that a crash could take back.
-	if err := s.persist(w, inst.Path); err != nil {
-		return err
-	}
-	if err := s.index(inst, old, hadOld); err != nil {
-		// The file is durable but not indexed: the sender gets a failure and sends
-		// again, and Open would index the file after a crash.
-		return err
-	}
-	s.mu.Lock()
-	s.replac++
-	s.mu.Unlock()
-	s.log.Warn("instance received again with different bytes; replaced the stored copy",
-		"sop_instance_uid", inst.SOPInstanceUID, "old_sha256", old.SHA256, "new_sha256", inst.SHA256,
-		"calling_ae", inst.CallingAE)
-	if old.Path != inst.Path {
-		os.Remove(old.Path)
-	}
-	return nil
+	return nil, s.replace(w, inst, old)
 }
 
-// persist fsyncs the temporary file and moves it durably to path.
-func (s *Spool) persist(w *writer, path string) error {
-	if err := w.f.Sync(); err != nil {
-		w.f.Close()
-		os.Remove(w.f.Name())
-		return fmt.Errorf("spool: fsync %s: %w", w.f.Name(), err)
+// lookup returns what the spool holds for a SOP Instance UID: the index entry, or the
+// landing of an acknowledged instance not yet indexed.
+func (s *Spool) lookup(sop string) (record, bool, *landing, error) {
+	if l := s.landed(sop); l != nil {
+		return record{Instance: l.inst}, true, l, nil
 	}
-	if err := w.f.Close(); err != nil {
-		os.Remove(w.f.Name())
-		return fmt.Errorf("spool: close %s: %w", w.f.Name(), err)
+	var old record
+	switch err := s.store.GetJSON(instancesBucket, sop, &old); {
+	case err == nil:
+		return old, true, nil, nil
+	case errors.Is(err, durable.ErrNotFound):
+		return record{}, false, nil, nil
+	default:
+		return record{}, false, nil, fmt.Errorf("spool: read index: %w", err)
 	}
-	if err := s.place(w.f.Name(), path); err != nil {
-		os.Remove(w.f.Name())
-		return err
-	}
-	return nil
-}
-
-// place renames a fsynced temporary file to its final path and makes the rename
-// durable, creating (durably) the study directory when needed.
-func (s *Spool) place(tmp, final string) error {
-	dir := filepath.Dir(final)
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("spool: create %s: %w", dir, err)
-		}
-		if err := durable.SyncDir(s.dir); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("spool: rename into %s: %w", final, err)
-	}
-	// One fsync of the target directory commits the rename (on ext4 and xfs the
-	// journal records both directories in the same transaction); a temporary name
-	// that reappeared in the root after a crash would be removed by Open anyway.
-	return durable.SyncDir(dir)
 }
 
 // index records inst and adds it to its study's pending list in one transaction.
@@ -431,8 +473,12 @@ func indexTx(tx *durable.Tx, inst Instance, old record, hadOld bool) error {
 	return sb.Put([]byte(inst.StudyUID), sdata)
 }
 
-// Instance returns the indexed instance with the given SOP Instance UID.
+// Instance returns the indexed instance with the given SOP Instance UID. An instance
+// acknowledged and not yet indexed is waited for (milliseconds, see slots.go).
 func (s *Spool) Instance(sopInstanceUID string) (Instance, error) {
+	if l := s.landed(sopInstanceUID); l != nil {
+		<-l.done
+	}
 	var r record
 	if err := s.store.GetJSON(instancesBucket, sopInstanceUID, &r); err != nil {
 		return Instance{}, err
@@ -440,8 +486,10 @@ func (s *Spool) Instance(sopInstanceUID string) (Instance, error) {
 	return r.Instance, nil
 }
 
-// Instances calls fn for every indexed instance.
+// Instances calls fn for every indexed instance, after those acknowledged before the
+// call are indexed (Settle).
 func (s *Spool) Instances(fn func(Instance) error) error {
+	s.Settle()
 	return s.store.ForEach(instancesBucket, func(_, v []byte) error {
 		var r record
 		if err := json.Unmarshal(v, &r); err != nil {

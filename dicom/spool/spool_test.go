@@ -33,6 +33,7 @@ func open(t *testing.T, dir string, cfg Config) (*Spool, *durable.Store, *logBuf
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s, store, lb
 }
 
@@ -204,23 +205,31 @@ func TestBeginRefusesWhenFull(t *testing.T) {
 	if !errors.Is(err, dicom.ErrOutOfResources) {
 		t.Fatalf("err = %v, want ErrOutOfResources", err)
 	}
-	if entries, _ := os.ReadDir(s.Dir()); len(entries) != 0 {
-		t.Errorf("refused instance left files: %v", entries)
+	if files := spoolFiles(t, s); len(files) != 0 {
+		t.Errorf("refused instance left files: %v", files)
 	}
 }
 
 func TestHostileUIDsStayInsideTheSpool(t *testing.T) {
-	s, _, _ := open(t, t.TempDir(), Config{})
+	dir := t.TempDir()
+	s, _, _ := open(t, dir, Config{})
 	spec := phantom.Spec{StudyUID: "../../etc", SOPInstanceUID: "../../passwd"}
-	if err := put(t, s, spec); err != nil {
-		t.Fatal(err)
+	// Such UIDs are refused (0xA900) before anything is written; pathKey keeps a
+	// UID from leaving the spool's directory all the same.
+	if err := put(t, s, spec); !errors.Is(err, dicom.ErrSOPMismatch) {
+		t.Fatalf("stored with %v, want ErrSOPMismatch", err)
 	}
-	in, err := s.Instance("../../passwd")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.Instance("../../passwd"); err == nil {
+		t.Errorf("instance indexed under ../../passwd")
 	}
-	if !strings.HasPrefix(in.Path, s.Dir()+string(filepath.Separator)) || strings.Contains(in.Path, "..") {
-		t.Errorf("instance stored at %s, outside %s", in.Path, s.Dir())
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && strings.HasSuffix(p, ".dcm") {
+			t.Errorf("file written for a refused instance: %s", p)
+		}
+		return nil
+	})
+	if k := pathKey("../../passwd"); strings.ContainsAny(k, "./") {
+		t.Errorf("pathKey(../../passwd) = %q", k)
 	}
 }
 

@@ -51,9 +51,21 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 }
 
+// DefaultDeliveryLease is how long a hub's claim on a delivery holds when hubs share
+// their state (IngestConfig.DeliveryLease): long beside one batch's delivery to a
+// PACS on the hospital's network, short beside how long a study may wait for its
+// delivery after a hub died.
+const DefaultDeliveryLease = time.Minute
+
 // deliverDue sends one batch of due instances and returns how many it tried.
+//
+// With a state that several hubs share and an archive they all reach (a shared_dir),
+// any of them may deliver an instance, so each batch is claimed first
+// (hubstate.DeliveryClaims) and its delivery ends before three quarters of the
+// claim's lease: a delivery still running when another hub could take the claim
+// over would be made twice. One that ran out is recorded as failed and tried again.
 func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
-	batch, pending, err := in.state.DueDeliveries(ctx, time.Now(), in.cfg.DeliveryBatch)
+	batch, pending, err := in.dueBatch(ctx)
 	in.m.pending.Set(float64(pending))
 	if err != nil || len(batch) == 0 {
 		return 0, err
@@ -63,7 +75,13 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 		items[i] = pacs.Instance{SOPInstanceUID: rec.SOPInstanceUID, SOPClassUID: rec.SOPClassUID, StudyUID: rec.StudyUID,
 			TransferSyntax: rec.TransferSyntax, Path: rec.Path, Size: rec.Size}
 	}
-	errs := in.deliver.Deliver(ctx, items)
+	dctx := ctx
+	if _, claimed := in.state.(hubstate.DeliveryClaims); claimed {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, in.cfg.DeliveryLease*3/4)
+		defer cancel()
+	}
+	errs := in.deliver.Deliver(dctx, items)
 	if ctx.Err() != nil {
 		return 0, nil // shutting down: the outcome is unknown, try again next start
 	}
@@ -99,6 +117,15 @@ func (in *Ingest) deliverDue(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
+// dueBatch claims the next batch of deliveries when the state is shared
+// (hubstate.DeliveryClaims), and reads it otherwise, the hub being alone.
+func (in *Ingest) dueBatch(ctx context.Context) ([]hubstate.Instance, int, error) {
+	if c, ok := in.state.(hubstate.DeliveryClaims); ok {
+		return c.ClaimDeliveries(ctx, time.Now(), in.cfg.DeliveryLease, in.cfg.DeliveryBatch)
+	}
+	return in.state.DueDeliveries(ctx, time.Now(), in.cfg.DeliveryBatch)
+}
+
 // backoff is min(max, min·2^(attempt-1)).
 func backoff(min, max time.Duration, attempt int) time.Duration {
 	d := min
@@ -120,7 +147,26 @@ type IngestStatus struct {
 	WireBytes         int64         `json:"wire_bytes"`
 	CorruptChunks     int64         `json:"corrupt_chunks"`
 	Duplicates        int64         `json:"duplicates"`
+	AppendsInProgress int           `json:"appends_in_progress"`
 	Studies           []StudyStatus `json:"studies"`
+	// Quarantined lists copies held apart for an operator (at most
+	// maxStatusQuarantine of QuarantinedTotal): their SOP Instance UID is archived
+	// with other content. Neither copy is lost; the quarantined one is not delivered.
+	Quarantined      []QuarantinedCopy `json:"quarantined,omitempty"`
+	QuarantinedTotal int               `json:"quarantined_total"`
+}
+
+// QuarantinedCopy is one instance held in quarantine, beside the archived copy it
+// clashes with.
+type QuarantinedCopy struct {
+	SOPInstanceUID string    `json:"sop_instance_uid"`
+	StudyUID       string    `json:"study_uid"`
+	Device         string    `json:"device"`
+	SHA256         string    `json:"sha256"`
+	Path           string    `json:"path"`
+	VerifiedAt     time.Time `json:"verified_at"`
+	ArchivedSHA256 string    `json:"archived_sha256"`
+	ArchivedDevice string    `json:"archived_device"`
 }
 
 // StudyStatus is one study as the hub sees it.
@@ -131,6 +177,7 @@ type StudyStatus struct {
 	Priority    string    `json:"priority,omitempty"`
 	Expected    int       `json:"expected"`
 	Stored      int       `json:"stored"`
+	Quarantined int       `json:"quarantined,omitempty"`
 	Delivered   int       `json:"delivered"`
 	ManifestAt  time.Time `json:"manifest_at"`
 	ReceivedAt  time.Time `json:"received_at,omitzero"`
@@ -142,11 +189,14 @@ type StudyStatus struct {
 // maxStatusStudies bounds Status: the most recent studies by manifest time.
 const maxStatusStudies = 100
 
+// maxStatusQuarantine bounds the quarantined copies Status lists.
+const maxStatusQuarantine = 100
+
 // Status reports deliveries and the most recent studies.
 func (in *Ingest) Status() (IngestStatus, error) {
 	ctx := context.Background()
 	s := IngestStatus{Target: "archive", BytesReceived: in.bytesReceived.Load(), WireBytes: in.wireBytes.Load(),
-		CorruptChunks: in.corruptChunks.Load(), Duplicates: in.duplicates.Load(), LastDeliveryError: in.lastDelivErr.Load().(string)}
+		CorruptChunks: in.corruptChunks.Load(), Duplicates: in.duplicates.Load(), AppendsInProgress: in.appendSlots.inUse(), LastDeliveryError: in.lastDelivErr.Load().(string)}
 	if in.deliver != nil {
 		s.Target = in.deliver.Target()
 	}
@@ -163,6 +213,9 @@ func (in *Ingest) Status() (IngestStatus, error) {
 			Expected: len(v.Expected), Stored: len(v.Archived), ManifestAt: v.ManifestAt, ReceivedAt: v.ReceivedAt,
 			VerifiedAt: v.VerifiedAt, DeliveredAt: v.DeliveredAt}
 		for _, inst := range v.Archived {
+			if inst.Quarantined {
+				ss.Quarantined++
+			}
 			if !inst.DeliveredAt.IsZero() {
 				ss.Delivered++
 			} else if inst.LastError != "" {
@@ -170,6 +223,16 @@ func (in *Ingest) Status() (IngestStatus, error) {
 			}
 		}
 		s.Studies = append(s.Studies, ss)
+	}
+	held, total, err := in.state.Quarantine(ctx, maxStatusQuarantine)
+	if err != nil {
+		return s, err
+	}
+	s.QuarantinedTotal = total
+	for _, q := range held {
+		s.Quarantined = append(s.Quarantined, QuarantinedCopy{SOPInstanceUID: q.SOPInstanceUID, StudyUID: q.StudyUID,
+			Device: q.Device, SHA256: q.SHA256, Path: q.Path, VerifiedAt: q.VerifiedAt, ArchivedSHA256: q.ClashSHA256,
+			ArchivedDevice: q.ClashDevice})
 	}
 	return s, nil
 }

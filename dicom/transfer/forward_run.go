@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"os"
 	"sync"
 	"time"
 
@@ -16,7 +13,9 @@ import (
 
 // Study states: sync (send the manifest, learn what the hub has) → sending (upload
 // what is missing) → sync again to confirm → acknowledged and forgotten. A study with
-// a dead-lettered instance is blocked until an operator retries it.
+// a dead-lettered instance is blocked until an operator retries it. Before all that,
+// while the study still arrives (not queued yet), it is receiving: its durable
+// instances are uploaded, and nothing else is said to the hub.
 type studyState int
 
 const (
@@ -24,10 +23,11 @@ const (
 	studySyncing
 	studySending
 	studyBlocked
+	studyReceiving
 )
 
 func (s studyState) String() string {
-	return [...]string{"syncing", "syncing", "sending", "blocked"}[s]
+	return [...]string{"syncing", "syncing", "sending", "blocked", "receiving"}[s]
 }
 
 type instState int
@@ -40,14 +40,19 @@ const (
 )
 
 type studyJob struct {
-	seq        uint64
-	study      spool.Study
-	prio       Priority
-	state      studyState
-	reason     string
-	added      time.Time
-	nextTry    time.Time
-	failures   int
+	seq      uint64
+	study    spool.Study
+	prio     Priority
+	state    studyState
+	reason   string
+	added    time.Time
+	nextTry  time.Time
+	failures int
+	// stalls counts the hub's receipts in a row that were incomplete and showed no
+	// more stored than the one before: the study waits longer before each next
+	// manifest, and is reported blocked from stallsBlocked on.
+	stalls     int
+	lastStored int // stored count of the last receipt; -1 before the first
 	inst       []*instJob
 	bytesTotal int64
 	bytesDone  int64 // confirmed by the hub
@@ -63,6 +68,17 @@ type instJob struct {
 	nextTry  time.Time
 	attempts int
 	sentEnd  int64 // furthest byte ever put on the wire in this run, to count re-sends
+	// confirmed is how much of it the hub confirmed, counted in its study's bytesDone.
+	confirmed int64
+	// superseded: the spool holds other bytes for this UID now; this upload of the
+	// old ones is left to end and then forgotten.
+	superseded bool
+	// url is the upload's path on the hub once created in this run; the box's
+	// store has it only from its next commit (see uploadInstance).
+	url string
+	// createCut: a creation carrying the first chunk got no answer; the hub may
+	// hold the chunk, so the next attempt asks before sending it again.
+	createCut bool
 }
 
 type result struct {
@@ -111,6 +127,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		case <-tick.C:
 		case <-f.wake:
 			refresh = true
+		case <-f.client.up:
+			f.linkBack()
 		}
 	}
 }
@@ -135,10 +153,13 @@ func (f *Forwarder) dispatch(free int) []func(context.Context) result {
 			}
 			sj.state = studySyncing
 			jobs = append(jobs, func(ctx context.Context) result { return f.sync(ctx, sj) })
-		case studySending:
+		case studySending, studyReceiving:
 			for _, ij := range sj.inst {
 				if len(jobs) >= free {
 					break
+				}
+				if e := f.early[ij.inst.SOPInstanceUID]; e != nil && e != ij && e.state == instInflight {
+					continue // an upload of the UID's old bytes has not ended yet
 				}
 				if ij.state == instPending && !now.Before(ij.nextTry) {
 					ij.state = instInflight
@@ -178,12 +199,23 @@ func (f *Forwarder) handle(r result) {
 		return
 	}
 	f.mu.Lock()
-	ij, sj := r.ij, r.sj
+	ij := r.ij
+	sj := ij.study // a queued study may have adopted it while it was in flight
+	if ij.superseded {
+		if f.early[ij.inst.SOPInstanceUID] == ij {
+			delete(f.early, ij.inst.SOPInstanceUID)
+		}
+		f.mu.Unlock()
+		return
+	}
 	switch {
 	case r.dead != "":
 		ij.state, ij.reason = instDead, r.dead
 		f.m.dead.Inc()
 		f.log.Error("transfer: instance put on the dead-letter list", "study", sj.study.StudyUID, "sop", ij.inst.SOPInstanceUID, "reason", r.dead)
+	case errors.Is(r.err, errConnReplaced):
+		// Cut by the box itself for a new path: again at once, from the hub's offset.
+		ij.state, ij.nextTry = instPending, time.Time{}
 	case r.err != nil:
 		ij.attempts++
 		ij.state = instPending
@@ -195,8 +227,11 @@ func (f *Forwarder) handle(r result) {
 		f.m.instances.Inc()
 	}
 	f.advance(sj)
+	// An instance of a study still arriving is released once the study is queued
+	// (refresh), so that the spool keeps it until the study's record holds it.
+	queued := sj.state != studyReceiving
 	f.mu.Unlock()
-	if r.err == nil && r.dead == "" && f.rel != nil {
+	if r.err == nil && r.dead == "" && f.rel != nil && queued {
 		if err := f.rel.MarkForwarded(ij.inst.SOPInstanceUID); err != nil {
 			f.log.Warn("transfer: spool could not release a forwarded instance", "sop", ij.inst.SOPInstanceUID, "err", err)
 		}
@@ -222,6 +257,49 @@ func (f *Forwarder) advance(sj *studyJob) {
 		return
 	}
 	sj.state, sj.nextTry = studySync, time.Time{}
+	if sj.stalls > 0 {
+		sj.nextTry = time.Now().Add(backoff(f.cfg.RetryMin, f.cfg.RetryMax, sj.stalls))
+	}
+}
+
+// stallsBlocked is how many stalled receipts in a row make a study show as blocked.
+// It keeps being synced at the capped back-off, so it goes on by itself once the hub
+// holds what it expects.
+const stallsBlocked = 3
+
+// noteReceipt counts a receipt that is incomplete and shows no progress as a stall,
+// and says why in the study's reason once it is blocked.
+func (f *Forwarder) noteReceipt(sj *studyJob, rc StudyReceipt) {
+	if rc.Complete || rc.Stored > sj.lastStored {
+		sj.stalls, sj.lastStored = 0, rc.Stored
+		if sj.state != studyBlocked {
+			sj.reason = ""
+		}
+		return
+	}
+	sj.stalls++
+	if sj.stalls < stallsBlocked {
+		return
+	}
+	own := map[string]bool{}
+	for _, ij := range sj.inst {
+		own[ij.inst.SOPInstanceUID] = true
+	}
+	var foreign []string
+	for _, sop := range rc.Missing {
+		if !own[sop] {
+			foreign = append(foreign, sop)
+		}
+	}
+	reason := fmt.Sprintf("the hub's receipt stays incomplete (%d of %d stored, %d missing)", rc.Stored, rc.Expected, len(rc.Missing))
+	if len(foreign) > 0 {
+		reason += fmt.Sprintf("; it expects %d instance(s) this box does not have, e.g. %s", len(foreign), foreign[0])
+	}
+	if sj.stalls == stallsBlocked {
+		f.log.Error("transfer: study blocked: the hub's receipt stays incomplete; syncing it at a capped back-off",
+			"study", sj.study.StudyUID, "stored", rc.Stored, "expected", rc.Expected, "missing", len(rc.Missing), "foreign", len(foreign))
+	}
+	sj.reason = reason
 }
 
 // noteFailure pauses all uploads after errors that are about the hub or the link,
@@ -232,6 +310,9 @@ func (f *Forwarder) noteFailure(err error) {
 	if isHub && he.status < 500 && he.status != 403 {
 		return
 	}
+	if time.Now().Before(f.pausedTo) {
+		return // the same outage, met by another request already in flight
+	}
 	f.failures++
 	f.pausedTo = time.Now().Add(backoff(f.cfg.RetryMin, f.cfg.RetryMax, f.failures))
 	if isHub && he.status == 403 {
@@ -240,6 +321,26 @@ func (f *Forwarder) noteFailure(err error) {
 		f.state = "hub unreachable"
 	}
 	f.log.Warn("transfer: hub not usable; backing off", "state", f.state, "retry_in", time.Until(f.pausedTo).Round(time.Millisecond), "err", err)
+}
+
+// linkBack ends every back-off caused by the link once the pool made a connection
+// after a failure: the first retry after an outage never waits for a timer.
+func (f *Forwarder) linkBack() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pausedTo = time.Time{}
+	for _, sj := range f.all() {
+		if sj.state == studySync && sj.failures > 0 {
+			sj.nextTry = time.Time{}
+		}
+		for _, ij := range sj.inst {
+			if ij.state == instPending {
+				ij.nextTry = time.Time{}
+			}
+		}
+	}
+	f.log.Info("transfer: a new connection to the hub is up, or the box moved to another hub or transport; resuming at once",
+		"hub", f.cfg.Hub.Current(), "transport", f.client.transport())
 }
 
 func (f *Forwarder) noteSuccess() {
@@ -252,6 +353,11 @@ func (f *Forwarder) noteSuccess() {
 func (f *Forwarder) handleSync(r result) {
 	sj := r.sj
 	f.mu.Lock()
+	if errors.Is(r.err, errConnReplaced) {
+		sj.state, sj.nextTry = studySync, time.Time{}
+		f.mu.Unlock()
+		return
+	}
 	if r.err != nil {
 		sj.failures++
 		sj.state, sj.nextTry = studySync, time.Now().Add(backoff(f.cfg.RetryMin, f.cfg.RetryMax, sj.failures))
@@ -261,6 +367,7 @@ func (f *Forwarder) handleSync(r result) {
 	}
 	f.noteSuccess()
 	sj.failures = 0
+	f.noteReceipt(sj, r.receipt)
 	missing := map[string]bool{}
 	for _, sop := range r.receipt.Missing {
 		missing[sop] = true
@@ -269,12 +376,13 @@ func (f *Forwarder) handleSync(r result) {
 	for _, ij := range sj.inst {
 		sop := ij.inst.SOPInstanceUID
 		switch {
-		case ij.state == instDead:
+		case ij.state == instDead, ij.state == instInflight:
 		case missing[sop] && ij.state == instDone:
 			// The hub no longer has it (restored from backup?): send it again.
 			f.log.Warn("transfer: hub is missing an instance it had confirmed; sending it again", "sop", sop)
 			ij.state = instPending
 			sj.bytesDone -= ij.inst.Size
+			ij.confirmed = 0
 			if err := f.store.Update(func(tx *durable.Tx) error { return deleteTx(tx, bucketBoxInstances, sop) }); err != nil {
 				f.log.Error("transfer: reset instance state", "sop", sop, "err", err)
 			}
@@ -285,8 +393,9 @@ func (f *Forwarder) handleSync(r result) {
 				continue
 			}
 			ij.state = instDone
-			sj.bytesDone += ij.inst.Size - bi.Offset
-			bi.StudyUID, bi.Done, bi.Offset = sj.study.StudyUID, true, ij.inst.Size
+			sj.bytesDone += ij.inst.Size - ij.confirmed
+			ij.confirmed = ij.inst.Size
+			bi.StudyUID, bi.SHA256, bi.Done, bi.Offset = sj.study.StudyUID, ij.inst.SHA256, true, ij.inst.Size
 			if err := f.saveBox(sop, bi); err != nil {
 				f.log.Error("transfer: record instance done", "sop", sop, "err", err)
 			}
@@ -302,6 +411,11 @@ func (f *Forwarder) handleSync(r result) {
 		}
 	}
 	if r.receipt.Complete {
+		if q := r.receipt.Quarantined; len(q) > 0 {
+			// Held durably, so the box is done; the hub's operator settles the clash.
+			f.log.Warn("transfer: the hub holds instances of this study in quarantine: their UIDs are archived with other content",
+				"study", sj.study.StudyUID, "quarantined", len(q), "first", q[0])
+		}
 		f.finishStudy(sj)
 		return
 	}
@@ -335,7 +449,7 @@ func (f *Forwarder) finishStudy(sj *studyJob) {
 	f.m.studies.Inc()
 	f.log.Info("transfer: study forwarded; the hub holds every instance", "study", sj.study.StudyUID,
 		"instances", len(sj.inst), "bytes", sj.bytesTotal, "took", time.Since(sj.added).Round(time.Millisecond))
-	if len(f.studies) == 0 {
+	if len(f.studies) == 0 && len(f.receiving) == 0 {
 		f.state = "idle"
 	}
 }
@@ -346,161 +460,4 @@ func deleteTx(tx *durable.Tx, bucket, key string) error {
 		return nil
 	}
 	return b.Delete([]byte(key))
-}
-
-// progress records n more bytes confirmed by the hub for sj and updates its rate
-// (an exponentially weighted average over about three seconds).
-func (f *Forwarder) progress(sj *studyJob, n int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	sj.bytesDone += n
-	now := time.Now()
-	if sj.lastAck.IsZero() {
-		sj.lastAck = now
-		return
-	}
-	dt := max(now.Sub(sj.lastAck).Seconds(), 1e-3)
-	w := 1 - math.Exp(-dt/3)
-	sj.rate += w * (float64(n)/dt - sj.rate)
-	sj.lastAck = now
-}
-
-// upload sends one instance, resuming from wherever the hub stands.
-func (f *Forwarder) upload(ctx context.Context, ij *instJob) result {
-	r := result{sj: ij.study, ij: ij}
-	r.dead, r.err = f.uploadInstance(ctx, ij)
-	return r
-}
-
-func (f *Forwarder) uploadInstance(ctx context.Context, ij *instJob) (dead string, err error) {
-	inst := ij.inst
-	sop := inst.SOPInstanceUID
-	bi, err := f.loadBox(sop)
-	if err != nil {
-		return "", err
-	}
-	bi.StudyUID = inst.StudyUID
-	file, err := os.Open(inst.Path)
-	if errors.Is(err, os.ErrNotExist) {
-		return f.deadLetter(sop, bi, "spool file "+inst.Path+" is missing")
-	}
-	if err != nil {
-		return "", err
-	}
-	defer file.Close()
-	if fi, err := file.Stat(); err != nil {
-		return "", err
-	} else if fi.Size() != inst.Size {
-		return f.deadLetter(sop, bi, fmt.Sprintf("spool file %s has %d bytes, its record says %d", inst.Path, fi.Size(), inst.Size))
-	}
-
-	var st uploadState
-	if bi.URL != "" {
-		st, err = f.client.offset(ctx, bi.URL)
-		if he, ok := asHubError(err); ok && he.is(ProblemUnknownUpload) {
-			bi.URL, err = "", nil
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	if bi.URL == "" {
-		if st, err = f.client.create(ctx, inst); err != nil {
-			if he, ok := asHubError(err); ok && he.permanent() {
-				return f.deadLetter(sop, bi, he.Error())
-			}
-			return "", err
-		}
-	}
-	switch {
-	case st.offset == 0 && bi.Offset > 0:
-		f.restartsFromZero.Add(1)
-		f.m.restarts.Inc()
-		f.log.Warn("transfer: hub lost an upload; starting it again from byte 0", "sop", sop, "had", bi.Offset)
-	case st.offset < bi.Offset:
-		f.log.Warn("transfer: hub holds less of an upload than it confirmed", "sop", sop, "confirmed", bi.Offset, "now", st.offset)
-	}
-	f.progress(ij.study, st.offset-bi.Offset)
-	bi.URL, bi.Offset = st.url, st.offset
-	if err := f.saveBox(sop, bi); err != nil {
-		return "", err
-	}
-
-	compress := !f.cfg.NoCompression && (inst.TransferSyntax == "" || compressible(inst.TransferSyntax))
-	buf := make([]byte, f.cfg.ChunkSize)
-	digestRetries := 0
-	for !st.complete {
-		off := st.offset
-		n := int(min(int64(len(buf)), inst.Size-off))
-		if _, err := file.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-			return "", fmt.Errorf("read spool file %s: %w", inst.Path, err)
-		}
-		end := off + int64(n)
-		if again := min(end, ij.sentEnd) - off; again > 0 {
-			f.resent.Add(again)
-			f.m.resent.Add(float64(again))
-		}
-		ij.sentEnd = max(ij.sentEnd, end)
-		next, wire, err := f.client.appendChunk(ctx, sop, st.url, off, buf[:n], end == inst.Size, compress)
-		f.wireBytes.Add(int64(wire))
-		f.m.wire.Add(float64(wire))
-		if err != nil {
-			he, ok := asHubError(err)
-			switch {
-			case !ok:
-				return "", err
-			case he.is(ProblemChunkDigest) && digestRetries < 5:
-				digestRetries++
-				f.log.Warn("transfer: hub found a chunk corrupt; sending it again", "sop", sop, "offset", off)
-				continue
-			case he.is(ProblemOffset) && he.offset >= 0:
-				f.progress(ij.study, he.offset-st.offset)
-				st.offset = he.offset
-				bi.Offset = he.offset
-				continue
-			case he.is(ProblemUnknownUpload):
-				bi.URL = ""
-				f.saveBox(sop, bi)
-				return "", err
-			case he.is(ProblemDigest):
-				bi.DigestFailures++
-				bi.URL, bi.Offset = "", 0
-				f.progress(ij.study, -off)
-				if bi.DigestFailures >= f.cfg.MaxDigestFailures {
-					return f.deadLetter(sop, bi, fmt.Sprintf("hub found the whole instance corrupt %d times: %v", bi.DigestFailures, he))
-				}
-				f.saveBox(sop, bi)
-				return "", err
-			case he.permanent():
-				return f.deadLetter(sop, bi, he.Error())
-			}
-			return "", err
-		}
-		digestRetries = 0
-		f.m.chunks.Inc()
-		f.progress(ij.study, next.offset-off)
-		st = next
-		bi.Offset = st.offset
-		if st.complete {
-			bi.Done = true
-		}
-		if err := f.saveBox(sop, bi); err != nil {
-			return "", err
-		}
-	}
-	if !bi.Done {
-		bi.Done = true
-		if err := f.saveBox(sop, bi); err != nil {
-			return "", err
-		}
-	}
-	return "", nil
-}
-
-func (f *Forwarder) deadLetter(sop string, bi boxInstance, reason string) (string, error) {
-	bi.Dead, bi.DeadReason, bi.DeadAt = true, reason, time.Now().UTC()
-	if err := f.saveBox(sop, bi); err != nil {
-		return "", err
-	}
-	return reason, nil
 }

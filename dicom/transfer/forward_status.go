@@ -9,10 +9,18 @@ import (
 
 // ForwarderStatus is the box's transfer state for /api/v1/status and `lifeline send`.
 type ForwarderStatus struct {
-	State            string          `json:"state"` // idle, sending, hub unreachable, refused by hub
-	LastError        string          `json:"last_error,omitempty"`
-	RetryAt          time.Time       `json:"retry_at,omitzero"`
-	BandwidthCap     int64           `json:"bandwidth_cap_bps"` // 0 = none
+	// State is idle, sending, hub unreachable, refused by hub, or blocked: every
+	// queued study waits for an operator or for the hub (see each study's reason).
+	State        string    `json:"state"`
+	LastError    string    `json:"last_error,omitempty"`
+	RetryAt      time.Time `json:"retry_at,omitzero"`
+	BandwidthCap int64     `json:"bandwidth_cap_bps"` // 0 = none
+	// Hub is the address the box sends to now, among its hub's (ForwarderConfig.Hub).
+	Hub string `json:"hub"`
+	// Transport is "quic", or "tcp" while UDP to the hub seems blocked and uploads
+	// go over HTTPS on TCP.
+	Transport        string          `json:"transport"`
+	Connections      int             `json:"connections"` // live connections to the hub on Transport
 	WireBytes        int64           `json:"wire_bytes"`
 	ResentBytes      int64           `json:"resent_bytes"`
 	RestartsFromZero int64           `json:"restarts_from_zero"`
@@ -56,10 +64,18 @@ func (f *Forwarder) Status() ForwarderStatus {
 	if time.Now().Before(f.pausedTo) {
 		s.RetryAt = f.pausedTo
 	}
+	s.Hub, s.Transport, s.Connections = f.cfg.Hub.Current(), f.client.transport(), f.client.connections()
+	blocked := 0
 	for _, sj := range f.ordered() {
 		p := StudyProgress{StudyUID: sj.study.StudyUID, PatientID: sj.study.PatientID, Modality: sj.study.Modality,
 			CallingAE: sj.study.CallingAE, Priority: sj.prio.String(), State: sj.state.String(), Reason: sj.reason,
 			Instances: len(sj.inst), Bytes: sj.bytesTotal, BytesDone: sj.bytesDone}
+		if sj.stalls >= stallsBlocked {
+			p.State = studyBlocked.String()
+		}
+		if p.State == studyBlocked.String() {
+			blocked++
+		}
 		for _, ij := range sj.inst {
 			switch ij.state {
 			case instDone:
@@ -76,6 +92,9 @@ func (f *Forwarder) Status() ForwarderStatus {
 			}
 		}
 		s.Studies = append(s.Studies, p)
+	}
+	if blocked > 0 && blocked == len(s.Studies) && s.State == "sending" {
+		s.State = "blocked"
 	}
 	f.mu.Unlock()
 	s.DeadLetters, _ = f.DeadLetters()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +60,10 @@ type pki struct {
 	reg    *trust.Registry
 	server *tls.Config
 	url    string // enrolment endpoint
+	// dir holds the authority (ca) and the device registry (trust.db); release
+	// hands both over to another process.
+	dir     string
+	release func()
 }
 
 func newPKI(t *testing.T, hosts ...string) *pki {
@@ -73,8 +78,8 @@ func newPKI(t *testing.T, hosts ...string) *pki {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	p := &pki{auth: auth, reg: trust.NewRegistry(store, auth)}
+	var once sync.Once
+	p := &pki{auth: auth, reg: trust.NewRegistry(store, auth), dir: dir}
 	if p.server, err = auth.ServerTLS(hosts); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +88,8 @@ func newPKI(t *testing.T, hosts ...string) *pki {
 	srv := httptest.NewUnstartedServer(mux)
 	srv.TLS = p.server
 	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	p.release = func() { once.Do(func() { srv.Close(); store.Close() }) }
+	t.Cleanup(p.release)
 	p.url = srv.URL
 	return p
 }
@@ -132,6 +138,8 @@ type testHub struct {
 	in func(fn func() error) error
 	// duplicates counts instances uploaded again by earlier runs of the hub.
 	duplicates int64
+	// requests counts the requests the hub's handler was given, over every run.
+	requests atomic.Int64
 }
 
 func startHub(t *testing.T, p *pki, deliver pacs.Deliverer) *testHub {
@@ -164,7 +172,12 @@ func (h *testHub) start() {
 		t.Fatal(err)
 	}
 	listen := func() (err error) {
-		h.server, err = Listen(h.addr, ServerConfig{TLS: h.pki.server, Handler: h.ingest.Handler(),
+		ingest := h.ingest.Handler()
+		counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.requests.Add(1)
+			ingest.ServeHTTP(w, r)
+		})
+		h.server, err = Listen(h.addr, ServerConfig{TLS: h.pki.server, Handler: counted,
 			RequestReadTimeout: h.readTimeout, Log: testLog(t)})
 		return err
 	}
@@ -215,11 +228,14 @@ func (h *testHub) url() string { return "https://" + h.addr }
 
 // testBox is a box's durable store with its ready queue and a forwarder on it.
 type testBox struct {
-	t       *testing.T
-	dir     string
-	tls     *tls.Config
-	cfg     ForwarderConfig
-	rel     *recordedReleases
+	t   *testing.T
+	dir string
+	tls *tls.Config
+	cfg ForwarderConfig
+	rel *recordedReleases
+	// spool, when set, is the box's real spool: the forwarder releases into it and
+	// reads its pending instances, instead of rel.
+	spool   Releaser
 	store   *durable.Store
 	fwd     *Forwarder
 	cancel  context.CancelFunc
@@ -243,7 +259,11 @@ func newBox(t *testing.T, tlsConf *tls.Config, cfg ForwarderConfig) *testBox {
 func (b *testBox) start() {
 	b.t.Helper()
 	var err error
-	if b.fwd, err = NewForwarder(b.cfg, b.store, b.rel, b.tls, testLog(b.t), prometheus.NewRegistry()); err != nil {
+	var rel Releaser = b.rel
+	if b.spool != nil {
+		rel = b.spool
+	}
+	if b.fwd, err = NewForwarder(b.cfg, b.store, rel, b.tls, testLog(b.t), prometheus.NewRegistry()); err != nil {
 		b.t.Fatal(err)
 	}
 	b.fwd.client.corrupt = b.corrupt

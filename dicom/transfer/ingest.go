@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lifeline/dicom/pacs"
@@ -45,6 +44,22 @@ type IngestConfig struct {
 	RetryMin, RetryMax time.Duration
 	// DeliveryBatch is how many instances go to the PACS per request; zero means 16.
 	DeliveryBatch int
+	// MaxAppendsPerBox bounds the appends (PATCH) one box may have in progress at
+	// once; zero means DefaultMaxAppendsPerBox. Appends over it are refused with 429
+	// and retried by the box.
+	MaxAppendsPerBox int
+	// MaxAppends bounds the appends of all boxes in progress at once; zero means
+	// DefaultMaxAppends.
+	MaxAppends int
+	// ScratchDir is where chunks are received before their digest is checked;
+	// empty means the archive's uploads directory. Hubs sharing one archive directory
+	// each give their own, so that a hub starting does not remove the chunks another
+	// is receiving.
+	ScratchDir string
+	// DeliveryLease is how long a hub's claim on a delivery holds when its state is
+	// shared with other hubs (hubstate.DeliveryClaims): a hub that died holding
+	// claims delays those deliveries by as much. Zero means DefaultDeliveryLease.
+	DeliveryLease time.Duration
 }
 
 // Ingest is the hub's end of the transfer: it serves the upload protocol, verifies
@@ -56,13 +71,17 @@ type Ingest struct {
 	deliver  pacs.Deliverer
 	audit    Auditor
 	log      *slog.Logger
-	decoder  *zstd.Decoder
+	decoders *decoderPool
 	locks    [64]sync.Mutex // per-upload serialisation, striped by upload ID
 	finalize sync.Mutex     // one instance enters the archive at a time (check, move, index)
 	wake     chan struct{}  // tells the delivery loop that work arrived
+	// appendSlots and manifestSlots bound the requests with a body in progress, per
+	// box and in all, so that no box can make the hub hold more than a few of them.
+	appendSlots, manifestSlots *slots
+	busyLog                    logThrottle
 
-	// The decoder is shared by every request; Close may release it only once no
-	// handler still uses it, so handlers are counted and, after Close, refused.
+	// The decoders are shared by every request; Close may release them only once no
+	// handler still uses them, so handlers are counted and, after Close, refused.
 	closing  sync.RWMutex
 	closed   bool
 	inflight sync.WaitGroup
@@ -85,6 +104,8 @@ type ingestMetrics struct {
 	badDigest     prometheus.Counter
 	stored        prometheus.Counter
 	duplicates    prometheus.Counter
+	quarantined   prometheus.Counter
+	busy          *prometheus.CounterVec
 	deliveries    *prometheus.CounterVec
 	pending       prometheus.Gauge
 }
@@ -108,21 +129,39 @@ func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, deli
 	if cfg.DeliveryBatch <= 0 {
 		cfg.DeliveryBatch = 16
 	}
+	if cfg.MaxAppendsPerBox <= 0 {
+		cfg.MaxAppendsPerBox = DefaultMaxAppendsPerBox
+	}
+	if cfg.MaxAppends <= 0 {
+		cfg.MaxAppends = DefaultMaxAppends
+	}
+	if cfg.ScratchDir == "" {
+		cfg.ScratchDir = filepath.Join(archiveDir, "uploads")
+	}
+	if cfg.DeliveryLease <= 0 {
+		cfg.DeliveryLease = DefaultDeliveryLease
+	}
 	if cfg.Authorize == nil {
 		log.Error("transfer ingest has no Authorize callback: every upload will be refused")
 	}
-	for _, sub := range []string{"uploads", "studies"} {
-		if err := os.MkdirAll(filepath.Join(archiveDir, sub), 0o700); err != nil {
+	for _, dir := range []string{filepath.Join(archiveDir, "uploads"), filepath.Join(archiveDir, "studies"), cfg.ScratchDir} {
+		if err := mkdirDurable(dir); err != nil {
 			return nil, fmt.Errorf("transfer: archive %s: %w", archiveDir, err)
 		}
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxChunk),
-		zstd.WithDecodeAllCapLimit(true))
+	// Scratch files of chunks a crash cut off were never acknowledged.
+	if scratch, err := filepath.Glob(filepath.Join(cfg.ScratchDir, scratchPrefix+"*")); err == nil {
+		for _, f := range scratch {
+			os.Remove(f)
+		}
+	}
+	decoders, err := newDecoderPool(decodeSlots)
 	if err != nil {
-		return nil, fmt.Errorf("transfer: zstd decoder: %w", err)
+		return nil, err
 	}
 	in := &Ingest{cfg: cfg, state: state, dir: archiveDir, deliver: delivery, audit: audit, log: log,
-		decoder: dec, wake: make(chan struct{}, 1)}
+		decoders: decoders, wake: make(chan struct{}, 1), appendSlots: newSlots(cfg.MaxAppendsPerBox, cfg.MaxAppends),
+		manifestSlots: newSlots(manifestsPerBox, maxManifests)}
 	in.lastDelivErr.Store("")
 	in.m = ingestMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_ingest_requests_total",
@@ -141,6 +180,10 @@ func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, deli
 			Help: "Instances verified and stored in the archive."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_duplicates_total",
 			Help: "Uploads of an instance the archive already held, stored once."}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "lifeline_ingest_quarantined_total",
+			Help: "Instances held in quarantine because the archive holds their SOP Instance UID with other content."}),
+		busy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_ingest_busy_total",
+			Help: "Requests refused with 429 because their box or the hub was at its bound on concurrent work."}, []string{"what"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lifeline_ingest_deliveries_total",
 			Help: "PACS delivery attempts per instance by result."}, []string{"result"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lifeline_ingest_delivery_pending",
@@ -148,7 +191,7 @@ func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, deli
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{in.m.requests, in.m.refused, in.m.bytes, in.m.wireBytes,
-			in.m.corruptChunks, in.m.badDigest, in.m.stored, in.m.duplicates, in.m.deliveries, in.m.pending} {
+			in.m.corruptChunks, in.m.badDigest, in.m.stored, in.m.duplicates, in.m.quarantined, in.m.busy, in.m.deliveries, in.m.pending} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("transfer: register ingest metrics: %w", err)
 			}
@@ -159,11 +202,11 @@ func NewIngest(cfg IngestConfig, state hubstate.Studies, archiveDir string, deli
 
 // closeWait bounds how long Close waits for requests still in flight. A box that
 // trickles a chunk must not hold the hub's shutdown; the process is ending then, and
-// a decoder left open is released with it.
+// decoders left open are released with it.
 const closeWait = 3 * time.Second
 
 // Close refuses new requests, waits (at most closeWait) for the ones in flight, and
-// then releases the decoder they share.
+// then releases the decoders they share.
 func (in *Ingest) Close() {
 	in.closing.Lock()
 	in.closed = true
@@ -172,9 +215,9 @@ func (in *Ingest) Close() {
 	go func() { in.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
-		in.decoder.Close()
+		in.decoders.close()
 	case <-time.After(closeWait):
-		in.log.Warn("transfer: requests still in flight at shutdown; leaving the chunk decoder to the process exit")
+		in.log.Warn("transfer: requests still in flight at shutdown; leaving the chunk decoders to the process exit")
 	}
 }
 
@@ -248,6 +291,10 @@ func uploadID(device, sop, sha string) string {
 }
 
 // create handles POST UploadsPath: it opens (or finds) the upload of one instance.
+// The request may carry the upload's first chunk (creation with upload, as tus and
+// the resumable-upload draft allow), with the fields and checks of an append: a small
+// instance is then one request, and a CT slice one request instead of two. A POST
+// without a body, as boxes before this sent, creates the upload as it always did.
 func (in *Ingest) create(w http.ResponseWriter, r *http.Request) {
 	device := deviceOf(r.Context())
 	length, err := ParseOffset(r.Header.Get(hdrUploadLength))
@@ -273,26 +320,102 @@ func (in *Ingest) create(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.ID = uploadID(device, rec.SOPInstanceUID, rec.SHA256)
-	defer in.lock(rec.ID)()
-
-	got, err := in.state.CreateUpload(r.Context(), rec)
-	var conflict *hubstate.ConflictError
-	if errors.As(err, &conflict) {
-		in.refuseConflict(w, rec, conflict.Archived)
+	first, ok := in.receiveFirstChunk(w, r)
+	if !ok {
 		return
 	}
+	defer first.discard()
+	defer in.lock(rec.ID)()
+
+	// An instance whose UID the archive holds with other content is taken all the
+	// same: it is quarantined when complete (finish), not refused here.
+	got, err := in.state.CreateUpload(r.Context(), rec)
 	if err != nil {
 		in.internalError(w, "create upload", err)
 		return
 	}
 	rec = got
 	w.Header().Set("Location", UploadsPath+"/"+rec.ID)
+	// The first chunk is taken only where it belongs: an upload found with bytes
+	// already (created before a crash or at another hub) answers its offset, and the
+	// box goes on from there.
+	if first.chunk != nil && !rec.Complete && rec.Offset == 0 {
+		// From here the box may go away: what it sent is checked and is recorded anyway.
+		ctx := context.WithoutCancel(r.Context())
+		if rec, ok = in.stage(ctx, w, rec, first.chunk, first.zstd, first.complete); !ok {
+			return
+		}
+		if first.complete {
+			in.finish(ctx, w, rec)
+			return
+		}
+	}
 	setOffsetHeaders(w, rec)
 	if rec.Complete {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	w.WriteHeader(http.StatusCreated)
+}
+
+// firstChunk is the chunk a creation request carries, if any.
+type firstChunk struct {
+	chunk    *chunkFile // nil: no body
+	zstd     bool
+	complete bool
+	release  func()
+}
+
+func (c firstChunk) discard() {
+	if c.chunk != nil {
+		c.chunk.discard()
+	}
+	if c.release != nil {
+		c.release()
+	}
+}
+
+// receiveFirstChunk reads a creation request's body as an append at offset 0 reads
+// its own (append slot, Content-Digest, Content-Encoding, at most MaxChunk). A
+// request without a body, or with an empty one, has no chunk. On failure it has
+// answered the box.
+func (in *Ingest) receiveFirstChunk(w http.ResponseWriter, r *http.Request) (firstChunk, bool) {
+	var fc firstChunk
+	if r.ContentLength == 0 && r.Header.Get(hdrContentDigest) == "" {
+		return fc, true
+	}
+	if v := r.Header.Get(hdrUploadComplete); v != "" {
+		var err error
+		if fc.complete, err = ParseBool(v); err != nil {
+			writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Upload-Complete", err.Error())
+			return fc, false
+		}
+	}
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "zstd":
+		fc.zstd = true
+	default:
+		writeProblem(w, http.StatusUnsupportedMediaType, ProblemBadRequest, "unsupported Content-Encoding", enc)
+		return fc, false
+	}
+	release, ok := in.appendSlots.acquire(deviceOf(r.Context()))
+	if !ok {
+		in.busy(w, r, "appends")
+		return fc, false
+	}
+	fc.release = release
+	chunk, ok := in.receiveChunk(w, r, 0)
+	if !ok {
+		release()
+		return firstChunk{}, false
+	}
+	if chunk.size == 0 {
+		chunk.discard()
+		chunk = nil
+	}
+	fc.chunk = chunk
+	return fc, true
 }
 
 // head handles HEAD on an upload: the offset from which the box resumes.
@@ -313,6 +436,13 @@ func (in *Ingest) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer in.lock(rec.ID)()
+	// Under the partial file's lock, as every change to it is, so that a hub sharing
+	// the staging directory is not cut off in the middle of an append.
+	release, ok := in.lockExisting(r.Context(), w, rec)
+	if !ok {
+		return
+	}
+	defer release()
 	if err := in.dropUpload(r.Context(), rec); err != nil {
 		in.internalError(w, "cancel upload", err)
 		return
@@ -346,13 +476,6 @@ func setOffsetHeaders(w http.ResponseWriter, rec hubstate.Upload) {
 	w.Header().Set(hdrUploadOffset, fmt.Sprint(rec.Offset))
 	w.Header().Set(hdrUploadLength, fmt.Sprint(rec.Length))
 	w.Header().Set(hdrUploadComplete, formatBool(rec.Complete))
-}
-
-func (in *Ingest) refuseConflict(w http.ResponseWriter, rec hubstate.Upload, existing hubstate.Instance) {
-	detail := fmt.Sprintf("instance %s is already archived with SHA-256 %s; this upload has %s", rec.SOPInstanceUID, existing.SHA256, rec.SHA256)
-	in.log.Warn("transfer: refused an instance whose UID is archived with other content", "device", rec.Device, "sop", rec.SOPInstanceUID, "study", rec.StudyUID)
-	in.emit("instance.refused", map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID, "reason": detail})
-	writeProblem(w, http.StatusConflict, ProblemConflict, "different instance with the same SOP Instance UID", detail)
 }
 
 func (in *Ingest) internalError(w http.ResponseWriter, what string, err error) {

@@ -1,21 +1,17 @@
 package transfer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"slices"
-	"time"
+	"path/filepath"
 
-	"lifeline/dicom"
+	"lifeline/internal/durable"
 	"lifeline/internal/hubstate"
 )
 
@@ -30,9 +26,11 @@ func deviceOf(ctx context.Context) string {
 	return d
 }
 
-// appendChunk handles PATCH on an upload. The whole chunk is read and its
-// Content-Digest checked before anything touches the disk, so a corrupted or cut-off
-// chunk is never stored; the partial file grows only by verified, fsynced chunks.
+// appendChunk handles PATCH on an upload. The chunk is streamed to a scratch file
+// while it is hashed, so a box that stalls a chunk costs the hub disk, not memory,
+// and only while it holds one of its few append slots. Its Content-Digest is checked
+// before the chunk is written into the upload's partial file, which grows only by
+// verified, fsynced chunks: a corrupted or cut-off chunk is never stored.
 func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 	offset, err := ParseOffset(r.Header.Get(hdrUploadOffset))
 	if err != nil {
@@ -46,62 +44,38 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxChunk))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeProblem(w, http.StatusRequestEntityTooLarge, ProblemBadRequest, "chunk too large", fmt.Sprintf("at most %d bytes per append", MaxChunk))
-			return
-		}
-		// The box went away mid-chunk; nothing of it is kept.
-		in.log.Info("transfer: chunk cut off", "upload", r.PathValue("id"), "offset", offset, "err", err)
+	encoding := r.Header.Get("Content-Encoding")
+	if encoding != "" && encoding != "identity" && encoding != "zstd" {
+		writeProblem(w, http.StatusUnsupportedMediaType, ProblemBadRequest, "unsupported Content-Encoding", encoding)
 		return
 	}
-	in.wireBytes.Add(int64(len(body)))
-	in.m.wireBytes.Add(float64(len(body)))
-	if len(body) > 0 || r.Header.Get(hdrContentDigest) != "" {
-		want, err := ParseDigest(r.Header.Get(hdrContentDigest))
-		if err != nil {
-			writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Content-Digest", err.Error())
-			return
-		}
-		if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
-			in.corruptChunks.Add(1)
-			in.m.corruptChunks.Inc()
-			in.log.Warn("transfer: chunk failed its Content-Digest; refused, the box will resend it",
-				"device", deviceOf(r.Context()), "upload", r.PathValue("id"), "offset", offset, "bytes", len(body))
-			writeProblem(w, http.StatusBadRequest, ProblemChunkDigest, "chunk digest mismatch",
-				fmt.Sprintf("chunk at offset %d does not match its Content-Digest", offset))
-			return
-		}
-	}
-	switch enc := r.Header.Get("Content-Encoding"); enc {
-	case "", "identity":
-	case "zstd":
-		body, err = in.decoder.DecodeAll(body, make([]byte, 0, MaxChunk))
-		if err != nil {
-			writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad zstd chunk", err.Error())
-			return
-		}
-	default:
-		writeProblem(w, http.StatusUnsupportedMediaType, ProblemBadRequest, "unsupported Content-Encoding", enc)
+	release, ok := in.appendSlots.acquire(deviceOf(r.Context()))
+	if !ok {
+		in.busy(w, r, "appends")
 		return
 	}
-
+	defer release()
 	rec, ok := in.loadUpload(w, r)
 	if !ok {
 		return
 	}
+	chunk, ok := in.receiveChunk(w, r, offset)
+	if !ok {
+		return
+	}
+	defer chunk.discard()
+
 	defer in.lock(rec.ID)()
 	// From here the box may go away: what it sent is checked and is recorded anyway.
 	ctx := context.WithoutCancel(r.Context())
-	// Reload under the lock: a concurrent append may have moved the offset.
+	// Reload under the lock: a concurrent append here may have moved the offset
+	// (stage reads it once more under the partial file's lock, for other hubs).
 	if rec, err = in.state.Upload(ctx, rec.ID); err != nil {
 		in.internalError(w, "read upload", err)
 		return
 	}
 	if rec.Complete {
-		if offset == rec.Length && len(body) == 0 {
+		if offset == rec.Length && chunk.size == 0 {
 			setOffsetHeaders(w, rec)
 			w.WriteHeader(http.StatusOK)
 			return
@@ -113,16 +87,13 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 		in.offsetConflict(w, rec, offset)
 		return
 	}
-	end := offset + int64(len(body))
-	if end > rec.Length || (complete && end != rec.Length) {
-		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "append does not fit the upload",
-			fmt.Sprintf("offset %d + %d bytes against Upload-Length %d (complete=%v)", offset, len(body), rec.Length, complete))
-		return
-	}
-	if len(body) > 0 {
-		if rec, ok = in.stage(ctx, w, rec, body); !ok {
+	if chunk.size > 0 {
+		if rec, ok = in.stage(ctx, w, rec, chunk, encoding == "zstd", complete); !ok {
 			return
 		}
+	} else if complete && rec.Offset != rec.Length {
+		in.doesNotFit(w, rec, offset, 0, complete)
+		return
 	}
 	if !complete {
 		setOffsetHeaders(w, rec)
@@ -132,18 +103,126 @@ func (in *Ingest) appendChunk(w http.ResponseWriter, r *http.Request) {
 	in.finish(ctx, w, rec)
 }
 
-// stage makes a verified chunk durable in the upload's staging file, then moves the
-// upload's offset past it. The offset moves only from where the chunk starts, so a
+// chunkFile is one append's body as received: a scratch file in the scratch
+// directory (IngestConfig.ScratchDir) and how many bytes it holds, its digest checked.
+type chunkFile struct {
+	f    *os.File
+	size int64
+}
+
+func (c *chunkFile) discard() {
+	c.f.Close()
+	os.Remove(c.f.Name())
+}
+
+// scratchPrefix names the scratch files of chunks being received; whatever a crash
+// leaves of them was never acknowledged, and NewIngest removes it.
+const scratchPrefix = ".chunk-"
+
+// receiveChunk streams the request body (at most MaxChunk bytes) to a scratch file
+// while hashing it, and checks its Content-Digest. On any failure it has answered
+// the box and kept nothing.
+func (in *Ingest) receiveChunk(w http.ResponseWriter, r *http.Request, offset int64) (*chunkFile, bool) {
+	var want []byte
+	if d := r.Header.Get(hdrContentDigest); d != "" {
+		var err error
+		if want, err = ParseDigest(d); err != nil {
+			writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Content-Digest", err.Error())
+			return nil, false
+		}
+	}
+	f, err := os.CreateTemp(in.cfg.ScratchDir, scratchPrefix+"*")
+	if err != nil {
+		in.internalError(w, "receive chunk", err)
+		return nil, false
+	}
+	chunk := &chunkFile{f: f}
+	h := sha256.New()
+	chunk.size, err = io.Copy(io.MultiWriter(f, h), http.MaxBytesReader(w, r.Body, MaxChunk))
+	in.wireBytes.Add(chunk.size)
+	in.m.wireBytes.Add(float64(chunk.size))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		chunk.discard()
+		writeProblem(w, http.StatusRequestEntityTooLarge, ProblemBadRequest, "chunk too large", fmt.Sprintf("at most %d bytes per append", MaxChunk))
+		return nil, false
+	case err != nil:
+		// The box went away mid-chunk, or trickled it past the read timeout;
+		// nothing of it is kept.
+		chunk.discard()
+		in.log.Info("transfer: chunk cut off", "upload", r.PathValue("id"), "offset", offset, "bytes", chunk.size, "err", err)
+		return nil, false
+	case chunk.size > 0 && want == nil:
+		chunk.discard()
+		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad Content-Digest", "a chunk with content needs a Content-Digest")
+		return nil, false
+	case want != nil && !bytes.Equal(h.Sum(nil), want):
+		chunk.discard()
+		in.corruptChunks.Add(1)
+		in.m.corruptChunks.Inc()
+		in.log.Warn("transfer: chunk failed its Content-Digest; refused, the box will resend it",
+			"device", deviceOf(r.Context()), "upload", r.PathValue("id"), "offset", offset, "bytes", chunk.size)
+		writeProblem(w, http.StatusBadRequest, ProblemChunkDigest, "chunk digest mismatch",
+			fmt.Sprintf("chunk at offset %d does not match its Content-Digest", offset))
+		return nil, false
+	}
+	return chunk, true
+}
+
+// stage writes a verified chunk (decoding zstd) into the upload's partial file at its
+// offset, makes it durable, then moves the upload's offset past it, all under the
+// partial file's lock (partial_lock.go). Bytes written past the recorded offset are
+// not part of the upload until the offset moves, and the next append cuts them off,
+// so a chunk that decodes to more than fits is simply refused. The offset is read
+// again under the lock, because another hub sharing the staging directory may have
+// moved it since rec was read, and it moves only from where the chunk starts, so a
 // chunk that lost a race to the same bytes is answered with the offset as it is.
-// Within one hub the upload's lock orders appends; hubs sharing a staging directory
-// would also need writeChunk's truncation kept from cutting bytes another hub has
-// recorded in the meantime (a lock on the file), which one hub never needs.
-func (in *Ingest) stage(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, body []byte) (hubstate.Upload, bool) {
-	if err := writeChunk(partialPath(in.dir, rec.ID), rec.Offset, body); err != nil {
-		in.internalError(w, "store chunk", err)
+func (in *Ingest) stage(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, chunk *chunkFile, zstd, complete bool) (hubstate.Upload, bool) {
+	if rec.Offset >= rec.Length {
+		in.doesNotFit(w, rec, rec.Offset, chunk.size, complete)
 		return rec, false
 	}
-	moved, err := in.state.AdvanceUpload(ctx, rec.ID, rec.Offset, rec.Offset+int64(len(body)))
+	if _, err := chunk.f.Seek(0, io.SeekStart); err != nil {
+		in.internalError(w, "read received chunk", err)
+		return rec, false
+	}
+	pl, ok := in.lockStaged(ctx, w, rec)
+	if !ok {
+		return rec, false
+	}
+	defer pl.release()
+	id, from := rec.ID, rec.Offset
+	rec, err := in.state.Upload(ctx, id)
+	switch {
+	case errors.Is(err, hubstate.ErrNotFound):
+		writeProblem(w, http.StatusNotFound, ProblemUnknownUpload, "no such upload", id)
+		return rec, false
+	case err != nil:
+		in.internalError(w, "read upload", err)
+		return rec, false
+	case rec.Complete || rec.Offset != from:
+		in.offsetConflict(w, rec, from)
+		return rec, false
+	}
+	if ok := in.stagedBytesHere(ctx, w, rec, pl); !ok {
+		return rec, false
+	}
+	room := min(rec.Length-rec.Offset, MaxChunk)
+	n, err := in.writeChunk(pl, rec.Offset, chunk.f, room, zstd)
+	var bad *badChunkError
+	switch {
+	case errors.As(err, &bad):
+		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad zstd chunk", bad.Error())
+		return rec, false
+	case err != nil:
+		in.internalError(w, "store chunk", err)
+		return rec, false
+	case n > room || (complete && rec.Offset+n != rec.Length):
+		in.doesNotFit(w, rec, rec.Offset, n, complete)
+		return rec, false
+	}
+	moved, err := in.state.AdvanceUpload(ctx, rec.ID, rec.Offset, rec.Offset+n)
 	var stale *hubstate.OffsetError
 	if errors.As(err, &stale) {
 		in.offsetConflict(w, stale.Upload, rec.Offset)
@@ -153,9 +232,79 @@ func (in *Ingest) stage(ctx context.Context, w http.ResponseWriter, rec hubstate
 		in.internalError(w, "record offset", err)
 		return rec, false
 	}
-	in.bytesReceived.Add(int64(len(body)))
-	in.m.bytes.Add(float64(len(body)))
+	in.bytesReceived.Add(n)
+	in.m.bytes.Add(float64(n))
 	return moved, true
+}
+
+// lockStaged takes the lock of the upload's partial file, making the file for an
+// upload with no bytes yet. An upload with bytes recorded and no partial file has
+// lost them (stagedBytesLost). On failure it has answered the box.
+func (in *Ingest) lockStaged(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload) (*partialLock, bool) {
+	pl, err := lockPartial(ctx, partialPath(in.dir, rec.ID), rec.Offset == 0)
+	switch {
+	case errors.Is(err, errNoPartial):
+		in.stagedBytesLost(ctx, w, rec, 0)
+		return nil, false
+	case errors.Is(err, errPartialBusy):
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, ProblemInternalFailed, "upload busy", err.Error())
+		return nil, false
+	case err != nil:
+		in.internalError(w, "lock upload", err)
+		return nil, false
+	}
+	if pl.created {
+		// The partial file's name must survive a power cut with the bytes it will hold.
+		if err := durable.SyncDir(filepath.Dir(pl.f.Name())); err != nil {
+			pl.release()
+			in.internalError(w, "make partial file", err)
+			return nil, false
+		}
+	}
+	return pl, true
+}
+
+// stagedBytesHere checks, under the partial file's lock, that the file holds every
+// byte the upload's offset counts; bytes past it are cut by the next write.
+func (in *Ingest) stagedBytesHere(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, pl *partialLock) bool {
+	fi, err := pl.f.Stat()
+	if err != nil {
+		in.internalError(w, "read partial file", err)
+		return false
+	}
+	if fi.Size() < rec.Offset {
+		os.Remove(pl.f.Name())
+		in.stagedBytesLost(ctx, w, rec, fi.Size())
+		return false
+	}
+	return true
+}
+
+// stagedBytesLost answers an append to an upload whose recorded bytes are not in
+// this hub's staging directory: it was begun at another hub that keeps its own (no
+// shared_dir), or the directory lost them. The upload is dropped, and the box,
+// finding it unknown, creates it again and sends it from byte 0, which is the most
+// it could do: the alternative, filling the gap with zeros, would fail the
+// instance's digest only once every byte had been sent.
+func (in *Ingest) stagedBytesLost(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, have int64) {
+	in.log.Warn("transfer: an upload's staged bytes are not on this hub; the box starts it again",
+		"device", rec.Device, "upload", rec.ID, "sop", rec.SOPInstanceUID, "offset", rec.Offset, "staged", have,
+		"staging", filepath.Dir(partialPath(in.dir, rec.ID)))
+	if err := in.state.DropUpload(ctx, rec.ID); err != nil {
+		in.internalError(w, "drop upload", err)
+		return
+	}
+	writeProblem(w, http.StatusNotFound, ProblemUnknownUpload, "upload's bytes not on this hub",
+		fmt.Sprintf("upload %s holds %d bytes elsewhere; create it again", rec.ID, rec.Offset))
+}
+
+func (in *Ingest) doesNotFit(w http.ResponseWriter, rec hubstate.Upload, offset, n int64, complete bool) {
+	detail := fmt.Sprintf("offset %d + %d bytes against Upload-Length %d (complete=%v)", offset, n, rec.Length, complete)
+	if n > MaxChunk {
+		detail = fmt.Sprintf("chunk at offset %d decodes to more than %d bytes", offset, MaxChunk)
+	}
+	writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "append does not fit the upload", detail)
 }
 
 func (in *Ingest) offsetConflict(w http.ResponseWriter, rec hubstate.Upload, sent int64) {
@@ -164,253 +313,33 @@ func (in *Ingest) offsetConflict(w http.ResponseWriter, rec hubstate.Upload, sen
 		fmt.Sprintf("append at %d but the hub holds %d bytes", sent, rec.Offset))
 }
 
-// writeChunk writes data at offset, first cutting off anything past offset that a
-// crash between writing and recording a previous chunk left behind.
-func writeChunk(path string, offset int64, data []byte) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
+// badChunkError says a chunk's zstd frame did not decode.
+type badChunkError struct{ err error }
+
+func (e *badChunkError) Error() string { return "zstd frame: " + e.err.Error() }
+
+// writeChunk writes the chunk read from src (decoded when zstd) at offset in the
+// locked partial file and fsyncs it. It first cuts off anything past offset that a
+// crash between writing and recording a previous chunk left behind. It writes at
+// most room+1 bytes and returns how many it wrote, so the caller can tell a chunk
+// that does not fit.
+func (in *Ingest) writeChunk(pl *partialLock, offset int64, src io.Reader, room int64, zstd bool) (int64, error) {
+	f := pl.f
 	if err := f.Truncate(offset); err != nil {
-		f.Close()
-		return err
+		return 0, err
 	}
-	if _, err := f.WriteAt(data, offset); err != nil {
-		f.Close()
-		return err
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// finish verifies a whole upload and moves it into the archive.
-func (in *Ingest) finish(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload) {
-	receivedAt := time.Now().UTC()
-	partial := partialPath(in.dir, rec.ID)
-	final := archivePath(in.dir, rec.StudyUID, rec.SOPInstanceUID)
-	src := partial
-	if _, err := os.Stat(partial); errors.Is(err, os.ErrNotExist) {
-		// A crash after the rename and before the index update left the file here.
-		src = final
-	}
-	meta, ok := in.verify(ctx, w, rec, src)
-	if !ok {
-		return
-	}
-	inst := hubstate.Instance{SOPInstanceUID: rec.SOPInstanceUID, SOPClassUID: meta.SOPClassUID, StudyUID: rec.StudyUID,
-		TransferSyntax: meta.TransferSyntaxUID, Device: rec.Device, Size: rec.Length, SHA256: rec.SHA256, Path: final,
-		ReceivedAt: receivedAt, VerifiedAt: time.Now().UTC()}
-	if in.deliver == nil {
-		inst.DeliveredAt = inst.VerifiedAt // the embedded archive is the destination
-	}
-
-	in.finalize.Lock()
-	defer in.finalize.Unlock()
-	existing, err := in.state.Instance(ctx, rec.SOPInstanceUID)
-	found := err == nil
-	if err != nil && !errors.Is(err, hubstate.ErrNotFound) {
-		in.internalError(w, "read archive index", err)
-		return
-	}
-	if found && existing.SHA256 != rec.SHA256 {
-		in.dropUpload(ctx, rec)
-		in.refuseConflict(w, rec, existing)
-		return
-	}
-	switch {
-	case found && src == partial:
-		// The archive has this instance already; keep one copy.
-		os.Remove(partial)
-	case src == partial:
-		if err := moveIntoArchive(partial, final); err != nil {
-			in.internalError(w, "archive instance", err)
-			return
-		}
-	}
-	res, err := in.state.ArchiveInstance(ctx, rec.ID, inst, in.deliver != nil)
-	if err != nil {
-		in.internalError(w, "index instance", err)
-		return
-	}
-	rec.Offset, rec.Complete = rec.Length, true
-	if res.Duplicate {
-		in.m.duplicates.Inc()
-		in.duplicates.Add(1)
-		in.log.Info("transfer: duplicate upload of an archived instance; stored once", "device", rec.Device, "sop", rec.SOPInstanceUID)
-		in.answerStored(w, rec, true)
-		return
-	}
-	in.m.stored.Inc()
-	in.emit("instance.verified", map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID})
-	if res.InStudy {
-		in.studyMilestones(res.Study)
-	}
-	if in.deliver != nil {
-		in.poke()
-	}
-	in.answerStored(w, rec, false)
-}
-
-// verify checks that the staged bytes are the instance the upload declared: its
-// Repr-Digest, and the SOP Instance UID in its File Meta Information. An upload that
-// fails is dropped and refused; the box sends it again or dead-letters it.
-func (in *Ingest) verify(ctx context.Context, w http.ResponseWriter, rec hubstate.Upload, src string) (metaResult, bool) {
-	sum, meta, err := verifyFile(src)
-	if err != nil {
-		in.internalError(w, "read received file", err)
-		return meta, false
-	}
-	fields := map[string]any{"device": rec.Device, "sop_instance_uid": rec.SOPInstanceUID, "study_uid": rec.StudyUID}
-	if sum != rec.SHA256 {
-		in.m.badDigest.Inc()
-		in.log.Warn("transfer: instance failed its Repr-Digest; discarded, the box will send it again",
-			"device", rec.Device, "sop", rec.SOPInstanceUID, "want", rec.SHA256, "got", sum)
-		fields["reason"] = "Repr-Digest mismatch"
-		in.emit("instance.rejected", fields)
-		if err := in.dropUpload(ctx, rec); err != nil {
-			in.log.Error("transfer: drop bad upload", "upload", rec.ID, "err", err)
-		}
-		writeProblem(w, http.StatusUnprocessableEntity, ProblemDigest, "instance digest mismatch",
-			fmt.Sprintf("received bytes hash to %s, Repr-Digest says %s", sum, rec.SHA256))
-		return meta, false
-	}
-	if meta.err != nil || meta.SOPInstanceUID != rec.SOPInstanceUID {
-		reason := fmt.Sprintf("file meta names SOP Instance UID %q, upload declared %q", meta.SOPInstanceUID, rec.SOPInstanceUID)
-		if meta.err != nil {
-			reason = meta.err.Error()
-		}
-		in.log.Warn("transfer: refused an upload that is not the declared DICOM instance", "device", rec.Device, "sop", rec.SOPInstanceUID, "reason", reason)
-		fields["reason"] = reason
-		in.emit("instance.refused", fields)
-		if err := in.dropUpload(ctx, rec); err != nil {
-			in.log.Error("transfer: drop invalid upload", "upload", rec.ID, "err", err)
-		}
-		writeProblem(w, http.StatusUnprocessableEntity, ProblemInvalidDICOM, "not the declared DICOM instance", reason)
-		return meta, false
-	}
-	return meta, true
-}
-
-type metaResult struct {
-	dicom.Meta
-	err error
-}
-
-// verifyFile hashes the whole file and reads its File Meta Information.
-func verifyFile(path string) (string, metaResult, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", metaResult{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	// Everything bufio reads ahead passes through the hash; Copy hashes the rest.
-	meta, _, merr := dicom.ReadMeta(bufio.NewReader(io.TeeReader(f, h)))
-	if _, err := io.Copy(h, f); err != nil {
-		return "", metaResult{}, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), metaResult{Meta: meta, err: merr}, nil
-}
-
-func (in *Ingest) answerStored(w http.ResponseWriter, rec hubstate.Upload, duplicate bool) {
-	setOffsetHeaders(w, rec)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	json.NewEncoder(w).Encode(map[string]any{"sop_instance_uid": rec.SOPInstanceUID, "stored": true, "duplicate": duplicate})
-}
-
-// studyMilestones audits and logs each milestone a change completed for a study.
-func (in *Ingest) studyMilestones(st hubstate.StudyProgress) {
-	base := map[string]any{"device": st.Device, "study_uid": st.StudyUID, "instances": len(st.Expected)}
-	with := func(k string, v time.Time) map[string]any {
-		f := map[string]any{k: v}
-		for key, val := range base {
-			f[key] = val
-		}
-		return f
-	}
-	if st.Received {
-		in.emit("study.received", with("received_at", st.ReceivedAt))
-	}
-	if st.Verified {
-		in.emit("study.verified", with("verified_at", st.VerifiedAt))
-		in.log.Info("transfer: study received and verified", "study", st.StudyUID, "device", st.Device, "instances", len(st.Expected))
-	}
-	if st.Delivered {
-		in.emit("study.delivered", with("delivered_at", st.DeliveredAt))
-		in.log.Info("transfer: study delivered", "study", st.StudyUID, "device", st.Device, "instances", len(st.Expected))
-	}
-}
-
-// manifest handles PUT StudiesPath/{study}/manifest: the box says which instances
-// make the study whole, and learns which the hub holds.
-func (in *Ingest) manifest(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxManifest))
-	if err != nil {
-		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "manifest unreadable", err.Error())
-		return
-	}
-	m, err := ParseManifest(body)
-	if err != nil || m.StudyUID != r.PathValue("study") {
-		if err == nil {
-			err = fmt.Errorf("manifest is for study %s, URL names %s", m.StudyUID, r.PathValue("study"))
-		}
-		writeProblem(w, http.StatusBadRequest, ProblemBadRequest, "bad manifest", err.Error())
-		return
-	}
-	mf := hubstate.Manifest{StudyUID: m.StudyUID, Device: deviceOf(r.Context()), PatientID: m.PatientID, Modality: m.Modality,
-		Priority: m.Priority, Instances: make(map[string]string, len(m.Instances)), At: time.Now().UTC()}
-	for _, inst := range m.Instances {
-		mf.Instances[inst.SOPInstanceUID] = inst.SHA256
-	}
-	st, err := in.state.RecordManifest(r.Context(), mf)
-	if err != nil {
-		in.internalError(w, "record manifest", err)
-		return
-	}
-	in.studyMilestones(st)
-	in.writeReceipt(w, r, m.StudyUID)
-}
-
-// receipt handles GET StudiesPath/{study}.
-func (in *Ingest) receipt(w http.ResponseWriter, r *http.Request) {
-	in.writeReceipt(w, r, r.PathValue("study"))
-}
-
-func (in *Ingest) writeReceipt(w http.ResponseWriter, r *http.Request, study string) {
-	rc, err := in.Receipt(r.Context(), study)
-	if errors.Is(err, hubstate.ErrNotFound) {
-		writeProblem(w, http.StatusNotFound, ProblemBadRequest, "no such study", study)
-		return
+	var n int64
+	var err error
+	if zstd {
+		n, err = in.decoders.decode(f, src, room+1)
+	} else {
+		n, err = io.Copy(f, io.LimitReader(src, room+1))
 	}
 	if err != nil {
-		in.internalError(w, "study receipt", err)
-		return
+		return n, err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(rc)
-}
-
-// Receipt tells which instances of a study's manifest the archive holds. Only
-// instances with the manifest's digest count.
-func (in *Ingest) Receipt(ctx context.Context, study string) (StudyReceipt, error) {
-	rc := StudyReceipt{StudyUID: study}
-	v, err := in.state.Study(ctx, study)
-	if err != nil {
-		return rc, err
-	}
-	rc.Expected = len(v.Expected)
-	for sop, sha := range v.Expected {
-		if inst, ok := v.Archived[sop]; ok && inst.SHA256 == sha {
-			rc.Stored++
-		} else {
-			rc.Missing = append(rc.Missing, sop)
-		}
-	}
-	slices.Sort(rc.Missing)
-	rc.Complete = rc.Expected > 0 && rc.Stored == rc.Expected
-	return rc, nil
+	return n, f.Sync()
 }

@@ -43,7 +43,8 @@ const (
 )
 
 // MaxChunk is the largest decoded chunk the hub accepts in one append, and the
-// largest encoded body. A chunk is held in memory until its digest checks out.
+// largest encoded body. The hub streams a chunk to a scratch file until its digest
+// checks out; it never holds a whole chunk in memory.
 const MaxChunk = 4 << 20
 
 // Problem types (RFC 9457 "type" members) the hub answers with. The box decides
@@ -57,6 +58,7 @@ const (
 	ProblemBadRequest     = "urn:lifeline:transfer:bad-request"           // dead-letter
 	ProblemUnknownUpload  = "urn:lifeline:transfer:unknown-upload"        // create it again
 	ProblemForbidden      = "urn:lifeline:transfer:forbidden"             // box not allowed: pause
+	ProblemBusy           = "urn:lifeline:transfer:busy"                  // too much at once: retry later
 	ProblemInternalFailed = "urn:lifeline:transfer:internal"              // retry later
 )
 
@@ -240,5 +242,9 @@ type StudyReceipt struct {
 	Expected int      `json:"expected"`
 	Stored   int      `json:"stored"`
 	Missing  []string `json:"missing,omitempty"`
-	Complete bool     `json:"complete"`
+	// Quarantined lists the instances the hub holds apart for an operator, because
+	// its archive holds their SOP Instance UIDs with other content. They count as
+	// stored: the hub holds them durably, and the box need not send them again.
+	Quarantined []string `json:"quarantined,omitempty"`
+	Complete    bool     `json:"complete"`
 }

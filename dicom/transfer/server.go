@@ -43,7 +43,8 @@ type ServerConfig struct {
 	// RequestReadTimeout bounds reading one request, body included; zero means
 	// DefaultRequestReadTimeout. A handler that must read longer (a WebSocket or
 	// another upgraded connection) lifts the bound for its request with
-	// http.NewResponseController(w).SetReadDeadline(time.Time{}).
+	// http.NewResponseController(w).SetReadDeadline(time.Time{}), and the write
+	// bound over TCP (RequestReadTimeout and a minute) with SetWriteDeadline.
 	RequestReadTimeout time.Duration
 	// Log receives the servers' errors; nil means slog.Default().
 	Log *slog.Logger
@@ -67,6 +68,10 @@ const (
 	// idleTimeout: an idle keep-alive connection is closed after 2 min, so viewers
 	// that went away do not hold sockets.
 	idleTimeout = 2 * time.Minute
+	// writeSlack is how much longer than reading a request its answer may take
+	// (the server's write timeout runs from the end of the headers, so it covers
+	// reading the body too): a client that stops reading answers is cut then.
+	writeSlack = time.Minute
 	// shutdownGrace is how long requests in progress may finish when the hub stops.
 	shutdownGrace = 2 * time.Second
 )
@@ -92,7 +97,7 @@ func quicConfig() *quic.Config {
 		// box does not send them (client.go: it waits for the resumed handshake).
 		// Session resumption still saves the box a full handshake after an outage.
 		Allow0RTT: false,
-		// A box has Parallel (4 by default) uploads in flight; 100 concurrent
+		// A box has forward.parallel (8 by default) uploads in flight over its connections; 100 concurrent
 		// requests per connection bound what one client can start at once.
 		MaxIncomingStreams: 100,
 		// Receive windows bound what one stream and one connection can make the hub
@@ -139,6 +144,7 @@ func Listen(addr string, cfg ServerConfig) (*Server, error) {
 		}),
 		TLSConfig:         cfg.TLS.Clone(),
 		ReadHeaderTimeout: headerTimeout,
+		WriteTimeout:      cfg.RequestReadTimeout + writeSlack,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}

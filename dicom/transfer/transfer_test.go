@@ -111,8 +111,8 @@ func TestResumeAcrossHubAndBoxRestarts(t *testing.T) {
 	}
 	// A reconnect resumes the TLS session instead of a full handshake. Force one: drop
 	// the idle connection and ask the hub something.
-	box.fwd.client.transport.CloseIdleConnections()
-	if resp, err := box.fwd.client.http.Head(box.fwd.client.base + UploadsPath + "/none"); err != nil {
+	box.fwd.client.pool.retireAll()
+	if resp, err := box.fwd.client.http.Head(box.fwd.client.base() + UploadsPath + "/none"); err != nil {
 		t.Fatalf("reconnect: %v", err)
 	} else {
 		resp.Body.Close()
@@ -129,7 +129,7 @@ func TestCorruptChunkIsResentNotStored(t *testing.T) {
 	box := newBox(t, p.enroll(t, "AMB-0003"), ForwarderConfig{HubURL: hub.url(), ChunkSize: 16 << 10})
 	flipped := 0
 	box.corrupt = func(sop string, offset int64, body []byte) {
-		if offset == 32<<10 && flipped == 0 {
+		if offset == 16<<10 && flipped == 0 { // the last chunk, which carries the small tail too
 			body[len(body)/2] ^= 0x10
 			flipped++
 		}
@@ -167,7 +167,7 @@ func TestRevokedAndUnauthenticatedBoxesRefused(t *testing.T) {
 	// A client with the hub's root but no certificate of its own gets no further.
 	anon := tlsConf.Clone()
 	anon.Certificates = nil
-	c, err := newClient(hub.url(), anon, 2*time.Second, &limiter{})
+	c, err := newClient(hub.url(), anon, 2*time.Second, 1, &limiter{})
 	if err != nil {
 		t.Fatal(err)
 	}

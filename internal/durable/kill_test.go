@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"lifeline/internal/selfexec"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,10 +24,7 @@ import (
 const childEnv = "LIFELINE_DURABLE_KILL_CHILD"
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		os.Exit(runWriter(dir))
-	}
-	os.Exit(m.Run())
+	selfexec.Main(m, map[string]selfexec.Role{childEnv: runWriter})
 }
 
 // record returns deterministic content for item n, with its own checksum, so a torn
@@ -110,8 +107,7 @@ func TestSurvivesSIGKILL(t *testing.T) {
 	consumed := map[uint64]bool{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+dir)
+		cmd := selfexec.Command(childEnv, dir)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {

@@ -31,8 +31,9 @@ var ErrLocked = errors.New("durable: store is held by another process")
 
 // Store is a bbolt database opened for one process. It is safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	path string
+	db    *bolt.DB
+	path  string
+	group groupCommit
 }
 
 // Tx is a read or read-write transaction; see bbolt.Tx.

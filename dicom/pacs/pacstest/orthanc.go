@@ -10,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,8 +23,6 @@ type Orthanc struct {
 	DIMSE    string // AET@host:port
 	AETitle  string
 	DicomAdr string // host:port of its C-STORE SCP
-	cmd      *exec.Cmd
-	done     chan struct{}
 }
 
 // StartOrthanc starts Orthanc with the DICOMweb plugin in a temporary directory and
@@ -54,65 +50,18 @@ func (p Ports) DIMSE() string { return fmt.Sprintf("ORTHANC@127.0.0.1:%d", p.DIC
 func StartOrthancOn(t testing.TB, ports Ports) *Orthanc {
 	t.Helper()
 	bin := peers.Need(t, "Orthanc")[0]
-	plugin := OrthancPlugin
-	if _, err := os.Stat(plugin); err != nil {
-		peers.Missing(t, "Orthanc DICOMweb plugin %s is not installed (Debian package orthanc-dicomweb)", plugin)
-	}
-	dir := t.TempDir()
-	httpPort, dicomPort := ports.HTTP, ports.DICOM
-	cfgPath, err := WriteOrthancConfig(dir, ports)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "orthanc.log"))
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(peers.OrthancDICOMwebPlugin); err != nil {
+		peers.Missing(t, "Orthanc DICOMweb plugin %s is not installed (Debian package orthanc-dicomweb)", peers.OrthancDICOMwebPlugin)
 	}
 	o := &Orthanc{
-		HTTPURL:  fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		HTTPURL:  fmt.Sprintf("http://127.0.0.1:%d", ports.HTTP),
 		AETitle:  "ORTHANC",
-		DicomAdr: fmt.Sprintf("127.0.0.1:%d", dicomPort),
-		done:     make(chan struct{}),
+		DicomAdr: fmt.Sprintf("127.0.0.1:%d", ports.DICOM),
 	}
 	o.STOWURL = o.HTTPURL + "/dicom-web"
 	o.DIMSE = "ORTHANC@" + o.DicomAdr
-	o.cmd = exec.Command(bin, cfgPath)
-	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
-	if err := o.cmd.Start(); err != nil {
-		t.Fatalf("start Orthanc: %v", err)
-	}
-	go func() { o.cmd.Wait(); logFile.Close(); close(o.done) }()
-	t.Cleanup(func() {
-		o.cmd.Process.Kill()
-		<-o.done
-		if t.Failed() {
-			if log, err := os.ReadFile(filepath.Join(dir, "orthanc.log")); err == nil && len(log) > 0 {
-				if len(log) > 4000 {
-					log = log[len(log)-4000:]
-				}
-				t.Logf("Orthanc log tail:\n%s", log)
-			}
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(o.HTTPURL + "/system")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case <-o.done:
-			t.Fatalf("Orthanc exited during start-up (see its log in %s)", dir)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Orthanc did not answer GET /system within 20 s: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	dir := t.TempDir()
+	peers.RunOrthanc(t, bin, dir, o.HTTPURL, "Orthanc", config(dir, ports), 20*time.Second)
 	return o
 }
 
@@ -189,42 +138,25 @@ func freePort(t testing.TB) int {
 }
 
 // OrthancPlugin is where Debian's orthanc-dicomweb package puts the DICOMweb plugin.
-const OrthancPlugin = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+const OrthancPlugin = peers.OrthancDICOMwebPlugin
+
+// config is the tests' throw-away Orthanc (peers.OrthancConfig) with its storage under
+// dir, as a stand-alone PACS: files on disk, jobs and logs as a site would keep them.
+func config(dir string, ports Ports) map[string]any {
+	cfg := peers.OrthancConfig("lifeline-test", dir, ports.HTTP, ports.DICOM)
+	cfg["HttpsVerifyPeers"] = false
+	cfg["StableAge"] = 60
+	cfg["DicomServerEnabled"] = true
+	cfg["DeidentifyLogs"] = false
+	cfg["MaximumStorageCacheSize"] = 0
+	cfg["RestApiWriteToFileSystemEnabled"] = false
+	return cfg
+}
 
 // WriteOrthancConfig writes dir/orthanc.json for a throw-away Orthanc with its storage
 // under dir: REST API on loopback only, no authentication, C-STORE accepted from any
 // AE title and SOP class, DICOMweb at /dicom-web/, duplicates not overwritten. It
 // returns the file's path, to pass to Orthanc as its only argument.
 func WriteOrthancConfig(dir string, ports Ports) (string, error) {
-	cfg := map[string]any{
-		"Name":                            "lifeline-test",
-		"StorageDirectory":                filepath.Join(dir, "storage"),
-		"IndexDirectory":                  filepath.Join(dir, "index"),
-		"HttpPort":                        ports.HTTP,
-		"DicomPort":                       ports.DICOM,
-		"DicomAet":                        "ORTHANC",
-		"RemoteAccessAllowed":             false,
-		"AuthenticationEnabled":           false,
-		"DicomCheckCalledAet":             false,
-		"DicomAlwaysAllowStore":           true,
-		"UnknownSopClassAccepted":         true,
-		"StorageCompression":              false,
-		"HttpsVerifyPeers":                false,
-		"ConcurrentJobs":                  1,
-		"Plugins":                         []string{OrthancPlugin},
-		"DicomWeb":                        map[string]any{"Enable": true, "Root": "/dicom-web/"},
-		"StableAge":                       60,
-		"SaveJobs":                        false,
-		"DicomServerEnabled":              true,
-		"DeidentifyLogs":                  false,
-		"MaximumStorageCacheSize":         0,
-		"OverwriteInstances":              false,
-		"RestApiWriteToFileSystemEnabled": false,
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "orthanc.json")
-	return path, os.WriteFile(path, data, 0o600)
+	return peers.WriteOrthancConfig(dir, config(dir, ports))
 }

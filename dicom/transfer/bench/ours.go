@@ -21,7 +21,6 @@ const (
 	hubStatus    = "127.0.0.1:8781"
 	edgeHTTP     = "127.0.0.1:8780"
 	edgeDICOM    = "127.0.0.1:11112"
-	quietPeriod  = time.Second
 	benchDevice  = "BENCH-BOX-01"
 	modalityAE   = "CT01"
 	boxAETitle   = "LIFELINE"
@@ -89,8 +88,12 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 		return nil, err
 	}
 	edgeConf := filepath.Join(dir, "edge.toml")
-	if err := os.WriteFile(edgeConf, fmt.Appendf(nil, "[http]\nlisten = %q\n[hub]\nurl = \"https://%s:%d\"\n[dicom]\nlisten = %q\nae_title = %q\nstudy_quiet_period = %q\n",
-		edgeHTTP, hubAddr, hubPort, edgeDICOM, boxAETitle, quietPeriod.String()), 0o600); err != nil {
+	// The product's defaults: study_quiet_period and every [forward] key stay unset.
+	// One default is changed, and the report says so: the live stream is off, as on
+	// a clinic's box without a camera. With it on, the forwarder yields the uplink to
+	// the video (edge_stream_rate.go), which is not what (b) competes with.
+	if err := os.WriteFile(edgeConf, fmt.Appendf(nil, "[http]\nlisten = %q\n[hub]\nurl = \"https://%s:%d\"\n[dicom]\nlisten = %q\nae_title = %q\n[stream]\nenabled = false\n",
+		edgeHTTP, hubAddr, hubPort, edgeDICOM, boxAETitle), 0o600); err != nil {
 		return nil, err
 	}
 	hubData, edgeData := filepath.Join(dir, "hub-data"), filepath.Join(dir, "edge-data")
@@ -157,6 +160,7 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	t0 := time.Now()
 	outages := scheduleOutages(ctx, link, e.outages, t0)
 	defer outages.stop()
+	uplink := watchUplink(link)
 	send := link.CommandContext(ctx, linkemu.Box, e.storescu, args...)
 	if out, err := send.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("storescu → box: %v: %s", err, lastLines(string(out), 10))
@@ -177,6 +181,7 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	r.total = time.Since(t0)
 	r.outages = outages.stop()
 	r.link = link.Stats()
+	r.ipBusy, r.ipBytes = uplink.stop()
 
 	// What the box and the hub say about it.
 	est, err := getStatus(ctx, edgeClient, edgeHTTP)
@@ -197,14 +202,6 @@ func runOurs(ctx context.Context, e *env, s *study, link *linkemu.Link, dir stri
 	var is transfer.IngestStatus
 	if err := json.Unmarshal(raw, &is); err != nil {
 		return nil, fmt.Errorf("hub's ingest status: %w", err)
-	}
-	for _, st := range is.Studies {
-		if st.StudyUID == s.StudyUID {
-			r.forwardStart = st.ManifestAt.Sub(t0)
-			if !st.VerifiedAt.IsZero() {
-				r.linkPhase = st.VerifiedAt.Sub(st.ManifestAt)
-			}
-		}
 	}
 	r.duplicates, r.corrupt = is.Duplicates, is.CorruptChunks
 	r.verifyErr = orth.verify(ctx, s)

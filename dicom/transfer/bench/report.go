@@ -3,135 +3,165 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"lifeline/internal/linkemu"
 )
 
-// row is one (study, profile): both paths over identical, fresh links.
+// row is one (study, profile): both paths over identical, fresh links, several runs.
 type row struct {
 	study   *study
 	profile linkemu.Profile // without its outages, which sched holds
 	sched   linkemu.Outages
-	ours    *result
-	direct  *result
+	ours    []*result
+	direct  []*result
 	errs    []string
 }
 
-// chunkSize is the forwarder's default chunk (ForwarderConfig.ChunkSize), which
-// lifeline edge uses.
-const chunkSize = 512 << 10
-
 func mbps(bps int64) string { return fmt.Sprintf("%g Mbit/s", float64(bps)/1e6) }
+
+// spread is min / median / max of some runs.
+type spread struct{ min, med, max float64 }
+
+func spreadOf(v []float64) spread {
+	if len(v) == 0 {
+		return spread{}
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return spread{v[0], med, v[len(v)-1]}
+}
+
+func (s spread) String() string { return fmt.Sprintf("%.1f / %.1f / %.1f", s.min, s.med, s.max) }
+func (s spread) pct() string {
+	return fmt.Sprintf("%.0f / %.0f / %.0f %%", s.min*100, s.med*100, s.max*100)
+}
+func (s spread) ratio() string { return fmt.Sprintf("%.2f / **%.2f** / %.2f×", s.min, s.med, s.max) }
+func seconds(rs []*result) spread {
+	return spreadOf(each(rs, func(r *result) float64 { return r.total.Seconds() }))
+}
+
+func each(rs []*result, f func(*result) float64) []float64 {
+	var out []float64
+	for _, r := range rs {
+		out = append(out, f(r))
+	}
+	return out
+}
+
+// ipGoodput is uplink IP bytes ×8 over the time the forwarding used the uplink, per
+// uplink rate.
+func ipGoodput(r *result, p linkemu.Profile) float64 {
+	if r.ipBusy <= 0 {
+		return 0
+	}
+	return float64(r.ipBytes*8) / r.ipBusy.Seconds() / float64(p.Up.RateBps)
+}
+
+// ratios pairs run i of (b) with run i of (a): (b)/(a) per pair.
+func ratios(rw row) spread {
+	var v []float64
+	for i := 0; i < len(rw.ours) && i < len(rw.direct); i++ {
+		v = append(v, rw.direct[i].total.Seconds()/rw.ours[i].total.Seconds())
+	}
+	return spreadOf(v)
+}
+
+func report(w io.Writer, rows []row, e *env, mb float64) {
+	fmt.Fprintf(w, "\nbench-forward: %.0f MB studies; (a) storescu → lifeline edge → QUIC → lifeline hub → Orthanc (%s); (b) storescu → Orthanc by C-STORE/TCP over the same link\n", mb, e.deliver)
+	fmt.Fprintln(w, "time: storescu starts → Orthanc holds every instance; min / median / max of the runs, `sync` before each, the paths' order alternating.")
+	fmt.Fprintln(w, "(a) runs at the product's defaults (study_quiet_period 30 s: the study is declared complete after Orthanc has it; forwarder defaults) but one:")
+	fmt.Fprintln(w, "    [stream] enabled = false, a clinic's box without a camera (with the live stream on, the forwarder yields the uplink to it).")
+	fmt.Fprintln(w, "(b)/(a): per pair of runs. IP goodput: uplink IP bytes ×8 / time from the forwarding's first to last uplink packet / uplink rate.")
+	fmt.Fprintf(w, "re-sent: (a) wire bytes sent again because the hub had not kept them; (b) bytes of the instances on the wire when storescu's association broke (restarted after %v without progress).\n\n", e.stall)
+	fmt.Fprintln(w, "| study | profile | uplink | outages | runs | (a) ours, s | (b) direct, s | (b)/(a) | (a) IP goodput | (a) re-sent, max | (b) re-sent, max |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, rw := range rows {
+		outs := "none"
+		if rw.sched.For > 0 {
+			outs = fmt.Sprintf("%s × %v", strings.Trim(fmt.Sprint(each(rw.ours, func(r *result) float64 { return float64(r.outages) })), "[]"), rw.sched.For)
+		}
+		fmt.Fprintf(w, "| %s, %d inst, %.1f MB | %s | %s, RTT %v, loss %g %% | %s | %d/%d | %s | %s | %s | %s | %s | %s |\n",
+			rw.study.Short, len(rw.study.Files), float64(rw.study.Bytes)/1e6, rw.profile.Name, mbps(rw.profile.Up.RateBps),
+			rw.profile.RTT(), rw.profile.Up.Loss*100, outs, len(rw.ours), len(rw.direct),
+			seconds(rw.ours), seconds(rw.direct), ratios(rw).ratio(),
+			spreadOf(each(rw.ours, func(r *result) float64 { return ipGoodput(r, rw.profile) })).pct(),
+			kb(int64(spreadOf(each(rw.ours, func(r *result) float64 { return float64(r.resent) })).max)),
+			kb(int64(spreadOf(each(rw.direct, func(r *result) float64 { return float64(r.resent) })).max)))
+	}
+	fmt.Fprintln(w, "\nDetails per run:")
+	for _, rw := range rows {
+		s, p := rw.study, rw.profile
+		fmt.Fprintf(w, "- %s over %s (%s, zstd %.2f×; outages %s, timed from storescu's start):\n", s.Short, p.Name, s.Name, s.zstd, rw.sched)
+		for i, a := range rw.ours {
+			fmt.Fprintf(w, "  (a) run %d: %s; storescu→box %s; uplink busy %s, IP %.1f MB (goodput %.0f %%), wire %.1f MB; re-sent %s; restarts from 0: %d; duplicates %d, corrupt chunks %d; %d packets dropped; Orthanc MD5 check: %s\n",
+				i+1, secs(a.total), secs(a.local), secs(a.ipBusy), float64(a.ipBytes)/1e6, ipGoodput(a, p)*100, float64(a.wire)/1e6,
+				kb(a.resent), a.restarts, a.duplicates, a.corrupt, a.link.Up.Dropped(), verdict(a.verifyErr))
+		}
+		for i, b := range rw.direct {
+			fmt.Fprintf(w, "  (b) run %d: %s; %d storescu run(s); re-sent %s; uplink IP %.1f MB, %d packets dropped; Orthanc MD5 check: %s\n",
+				i+1, secs(b.total), b.attempts, kb(b.resent), float64(b.link.Up.Bytes)/1e6, b.link.Up.Dropped(), verdict(b.verifyErr))
+		}
+		for _, e := range rw.errs {
+			fmt.Fprintf(w, "  FAILED %s\n", e)
+		}
+	}
+	goals(w, rows)
+}
+
+// goals checks the issue's goals on the medians.
+func goals(w io.Writer, rows []row) {
+	fmt.Fprintln(w, "\nGoals (issue 17), on medians:")
+	find := func(studyShort, profile string) *row {
+		for i := range rows {
+			if rows[i].study.Short == studyShort && rows[i].profile.Name == profile && len(rows[i].ours) > 0 {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	for _, rw := range rows {
+		if len(rw.ours) == 0 {
+			continue
+		}
+		want := map[string]float64{"ct-raw": 2.5, "ct-jpeg": 1.2}[rw.study.Short]
+		if len(rw.direct) > 0 && rw.sched.For == 0 && (rw.profile.Name == "5g-urban" || rw.profile.Name == "4g-rural") {
+			r := ratios(rw).med
+			fmt.Fprintf(w, "- %s %s: (b)/(a) = %.2f× (goal ≥ %.1f×): %s\n", rw.profile.Name, rw.study.Short, r, want, pass(r >= want))
+		}
+		g := spreadOf(each(rw.ours, func(r *result) float64 { return ipGoodput(r, rw.profile) })).med
+		switch rw.profile.Name {
+		case "5g-urban":
+			fmt.Fprintf(w, "- 5g-urban %s: IP goodput %.0f %% of the uplink (goal ≥ 90 %%): %s\n", rw.study.Short, g*100, pass(g >= 0.9))
+		case "4g-rural":
+			fmt.Fprintf(w, "- 4g-rural %s: IP goodput %.0f %% of the uplink (goal ≥ 85 %%): %s\n", rw.study.Short, g*100, pass(g >= 0.85))
+		}
+		if rw.sched.For > 0 {
+			base := find(rw.study.Short, "5g-urban")
+			n := spreadOf(each(rw.ours, func(r *result) float64 { return float64(r.outages) })).med
+			if base == nil || n == 0 {
+				fmt.Fprintf(w, "- %s %s: outage cost needs a 5g-urban row of the same study and an outage met\n", rw.profile.Name, rw.study.Short)
+				continue
+			}
+			cost := (seconds(rw.ours).med - seconds(base.ours).med) / n
+			limit := rw.sched.For.Seconds() + 1
+			fmt.Fprintf(w, "- %s %s: each %v outage cost %.1f s ((a) %.1f s with %.0f outage(s) against %.1f s without; goal ≤ %.0f s): %s\n",
+				rw.profile.Name, rw.study.Short, rw.sched.For, cost, seconds(rw.ours).med, n, seconds(base.ours).med, limit, pass(cost <= limit))
+		}
+	}
+}
 
 func secs(d time.Duration) string {
 	if d <= 0 {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f s", d.Seconds())
-}
-
-// goodput is study bytes / time / uplink rate.
-func goodput(s *study, p linkemu.Profile, d time.Duration) float64 {
-	return float64(s.Bytes*8) / d.Seconds() / float64(p.Up.RateBps)
-}
-
-func report(w io.Writer, rows []row, e *env, mb float64) {
-	fmt.Fprintf(w, "\nbench-forward: %.0f MB studies; (a) storescu → lifeline edge → QUIC → lifeline hub → Orthanc (%s); (b) storescu → Orthanc by C-STORE/TCP over the same link\n", mb, e.deliver)
-	fmt.Fprintln(w, "time: storescu starts → Orthanc holds every instance. goodput: study bytes ×8 / time / uplink rate (above 1.0 only by compression).")
-	fmt.Fprintf(w, "(a) includes the box's study-complete wait: study_quiet_period = %v here (product default 30 s), then the forwarder's queue poll (≤ 1 s).\n", quietPeriod)
-	fmt.Fprintln(w, "re-sent: (a) the forwarder's wire bytes sent again because the hub had not kept them (lifeline_forward_resent_bytes_total);")
-	fmt.Fprintf(w, "         (b) bytes of the instances on the wire when storescu's association broke (restarted by the bench after %v without progress, missing instances only).\n\n", e.stall)
-	fmt.Fprintln(w, "| study | profile | uplink | outages | (a) ours | (b) direct | (a) goodput | (b) goodput | (a) re-sent | (b) re-sent | (b)/(a) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, rw := range rows {
-		a, b := rw.ours, rw.direct
-		cell := func(r *result, f func(*result) string) string {
-			if r == nil {
-				return "failed"
-			}
-			return f(r)
-		}
-		ratio := "–"
-		if a != nil && b != nil {
-			ratio = fmt.Sprintf("**%.2f×**", b.total.Seconds()/a.total.Seconds())
-		}
-		outs := "none"
-		if rw.sched.For > 0 {
-			n := 0
-			if a != nil {
-				n = a.outages
-			}
-			m := 0
-			if b != nil {
-				m = b.outages
-			}
-			outs = fmt.Sprintf("%d / %d × %v", n, m, rw.sched.For)
-		}
-		fmt.Fprintf(w, "| %s, %d inst, %.1f MB | %s | %s, RTT %v, loss %g %% | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			rw.study.Short, len(rw.study.Files), float64(rw.study.Bytes)/1e6, rw.profile.Name, mbps(rw.profile.Up.RateBps),
-			rw.profile.RTT(), rw.profile.Up.Loss*100, outs,
-			cell(a, func(r *result) string { return secs(r.total) }), cell(b, func(r *result) string { return secs(r.total) }),
-			cell(a, func(r *result) string { return fmt.Sprintf("%.2f", goodput(rw.study, rw.profile, r.total)) }),
-			cell(b, func(r *result) string { return fmt.Sprintf("%.2f", goodput(rw.study, rw.profile, r.total)) }),
-			cell(a, func(r *result) string { return kb(r.resent) }), cell(b, func(r *result) string { return kb(r.resent) }),
-			ratio)
-	}
-	fmt.Fprintln(w, "\nDetails per run:")
-	for _, rw := range rows {
-		s, p := rw.study, rw.profile
-		fmt.Fprintf(w, "- %s over %s (%s, zstd %.2f×; outages %s, timed from storescu's start):\n", s.Short, p.Name, s.Name, s.zstd, rw.sched)
-		if a := rw.ours; a != nil {
-			util := 0.0
-			if a.linkPhase > 0 {
-				util = float64(a.wire*8) / a.linkPhase.Seconds() / float64(p.Up.RateBps)
-			}
-			fmt.Fprintf(w, "  (a) storescu→box %s; first manifest at the hub +%s; manifest → all verified at the hub %s; Orthanc complete at %s.\n",
-				secs(a.local), secs(a.forwardStart), secs(a.linkPhase), secs(a.total))
-			fmt.Fprintf(w, "      wire %.1f MB (%.2f× smaller than the study), link use while forwarding %.0f %% of the uplink; re-sent %s; restarts from 0: %d; hub duplicates %d, corrupt chunks %d; uplink IP %.1f MB, %d packets dropped; Orthanc MD5 check: %s\n",
-				float64(a.wire)/1e6, float64(s.Bytes)/float64(max(a.wire, 1)), util*100, kb(a.resent), a.restarts, a.duplicates, a.corrupt,
-				float64(a.link.Up.Bytes)/1e6, a.link.Up.Dropped(), verdict(a.verifyErr))
-		}
-		if b := rw.direct; b != nil {
-			fmt.Fprintf(w, "  (b) %d storescu run(s); re-sent %s; uplink IP %.1f MB, %d packets dropped; Orthanc MD5 check: %s\n",
-				b.attempts, kb(b.resent), float64(b.link.Up.Bytes)/1e6, b.link.Up.Dropped(), verdict(b.verifyErr))
-		}
-		for _, e := range rw.errs {
-			fmt.Fprintf(w, "  FAILED %s\n", e)
-		}
-	}
-	fmt.Fprintln(w, "\nGoals (issue 4):")
-	for _, rw := range rows {
-		a, b := rw.ours, rw.direct
-		if a == nil {
-			continue
-		}
-		switch {
-		case rw.profile.Name == "5g-urban":
-			util := 0.0
-			if a.linkPhase > 0 {
-				util = float64(a.wire*8) / a.linkPhase.Seconds() / float64(rw.profile.Up.RateBps)
-			}
-			fmt.Fprintf(w, "- 5g-urban %s: link use before compression (wire bytes / forwarding time / rate) %.0f %% (goal ≥ 90 %%): %s\n",
-				rw.study.Short, util*100, pass(util >= 0.9))
-		case rw.sched.For > 0:
-			fmt.Fprintf(w, "- %s %s: re-sent %s over %d outage(s), %s per outage (goal ≤ one %d KiB chunk): %s\n",
-				rw.profile.Name, rw.study.Short, kb(a.resent), a.outages, perOutage(a), chunkSize>>10,
-				pass(a.outages == 0 || a.resent <= int64(a.outages)*chunkSize))
-		}
-		if rw.study.Short == "ct-raw" && b != nil {
-			r := b.total.Seconds() / a.total.Seconds()
-			fmt.Fprintf(w, "- %s uncompressed CT: (b)/(a) = %.2f× (goal ≥ 2×): %s\n", rw.profile.Name, r, pass(r >= 2))
-		}
-	}
-}
-
-func perOutage(r *result) string {
-	if r.outages == 0 {
-		return "no outage met"
-	}
-	return kb(r.resent / int64(r.outages))
 }
 
 func kb(n int64) string {
