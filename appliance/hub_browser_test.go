@@ -52,8 +52,8 @@ func fetchJS(t *testing.T, tab context.Context, method, path, body string, heade
 // TestChromiumSignsInThroughTheHub signs a real browser in to a running hub over HTTPS
 // with the hospital's certificate: refused without a session and with a wrong
 // password, signed in with the right one into a cookie its scripts cannot read, its
-// sign-out refused without the CSRF token, and signed in again by the demo's one-time
-// link.
+// sign-out refused without the CSRF token; signed out it gets no page data and no
+// media, a disabled account is refused, and the demo's one-time link signs it in.
 func TestChromiumSignsInThroughTheHub(t *testing.T) {
 	pki := newHospitalPKI(t)
 	files := t.TempDir()
@@ -112,6 +112,25 @@ func TestChromiumSignsInThroughTheHub(t *testing.T) {
 	}
 	if got := fetchJS(t, tab, "GET", signin.WhoamiPath, "", nil); !strings.HasPrefix(got, "401 ") {
 		t.Fatalf("whoami after sign-out: %s", got)
+	}
+	// Signed out, the browser gets no page data and no media: not the board's list, not
+	// a box's history or conversation, not a WHEP answer.
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", edPrefix + "/api/boxes", ""},
+		{"GET", edPrefix + "/api/box/AMB-1/crew", ""},
+		{"GET", hubHistoryPath + "AMB-1/vitals", ""},
+		{"POST", hubWHEPPath + "/AMB-1", "v=0"},
+	} {
+		if got := fetchJS(t, tab, req.method, req.path, req.body, nil); !strings.HasPrefix(got, "401 ") {
+			t.Fatalf("%s %s signed out: %s", req.method, req.path, got)
+		}
+	}
+	// A disabled account cannot sign in, even with its right password.
+	if err := admin.SetDisabled("dr.li", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchJS(t, tab, "POST", signin.SignInPath, `{"user":"dr.li","password":"correct horse battery"}`, nil); !strings.HasPrefix(got, "403 ") || !strings.Contains(got, "disabled") {
+		t.Fatalf("a disabled user signing in: %s", got)
 	}
 
 	// A one-time link, as `lifeline demo` prints it, signs the browser in.

@@ -3,11 +3,13 @@ package appliance
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
 	"lifeline/internal/signin"
 	"lifeline/stream/edscreen"
+	"lifeline/stream/vitals"
 )
 
 // edPrefix is where the ED screen lives on the viewer side; a signed-in doctor who
@@ -22,23 +24,29 @@ func (h *Hub) addEDScreen() error {
 		Prefix:         edPrefix,
 		WHEPPattern:    hubWHEPPath + "/{device}",
 		HistoryPattern: hubHistoryPath + "{device}/vitals",
-		Wrap:           h.gate.Require(viewerRoles...),
+		// A box at another hub of the shared state: the view hands the doctor over
+		// to it (hub_viewer_handover.go).
+		HandoverPattern: handoverPath + "{device}",
+		Wrap:            h.gate.Require(viewerRoles...),
 		CSRFToken: func(r *http.Request) string {
 			v, _ := signin.ViewerFrom(r.Context())
 			return v.CSRF
 		},
-		Log: h.log.With("service", "ed-screen"),
+		Crew: h.crew,
+		Log:  h.log.With("service", "ed-screen"),
 	})
 	if err != nil {
 		return err
 	}
 	h.HandleViewer(edPrefix+"/", screen.Handler())
+	h.HandleViewer("POST "+handoverPath+"{device}", h.gate.Require(viewerRoles...)(http.HandlerFunc(h.handover)))
 	h.HandleViewer("GET /{$}", http.RedirectHandler(edPrefix+"/", http.StatusSeeOther))
 	return nil
 }
 
 // edBoxes is the board's list: every box that reports its position or publishes a
-// live stream, with what dispatch and the stream know of it.
+// live stream, here or at another hub of the shared state (named in Hub), with what
+// dispatch and the stream know of it.
 func (h *Hub) edBoxes(ctx context.Context) ([]edscreen.BoxSummary, error) {
 	reports, err := h.Boxes(ctx)
 	if err != nil {
@@ -68,8 +76,19 @@ func (h *Hub) edBoxes(ctx context.Context) ([]edscreen.BoxSummary, error) {
 		}
 		b.Link.BitrateKbps = s.BitrateIn / 1000
 	}
+	for device, l := range h.liveAtOthers(ctx) {
+		b, ok := byDevice[device]
+		if !ok {
+			b = &edscreen.BoxSummary{Device: device, LastContact: l.At}
+			byDevice[device] = b
+		}
+		b.Live, b.Hub = true, l.Hub
+	}
 	out := make([]edscreen.BoxSummary, 0, len(byDevice))
 	for _, b := range byDevice {
+		if h.crew != nil {
+			b.Patient = edPatient(h.crew.crew.Card(b.Device))
+		}
 		out = append(out, *b)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Device < out[j].Device })
@@ -105,4 +124,13 @@ func linkQuality(bars int) string {
 		return edscreen.LinkPoor
 	}
 	return edscreen.LinkLost
+}
+
+// edPatient shows the crew's card on the board as they sent it.
+func edPatient(c *vitals.PatientCard) *edscreen.PatientCard {
+	if c == nil {
+		return nil
+	}
+	return &edscreen.PatientCard{AgeBand: c.AgeBand, Sex: c.Sex, Complaint: c.Complaint, Suspected: slices.Clone(c.Suspected),
+		LastKnownWell: c.LastKnownWell, Triage: c.Triage, Updated: c.Updated}
 }

@@ -40,13 +40,21 @@ func newRegistry() *prometheus.Registry {
 }
 
 // statusMux serves /healthz, /metrics and /api/v1/status. /healthz answers 200 as
-// soon as the process serves: a degraded service shows in the status, not here,
-// because a box that is not enrolled still receives studies and reads monitors.
-func statusMux(reg *prometheus.Registry, status func() Status) *http.ServeMux {
+// soon as the process serves: a degraded service shows in the status, not as a
+// failing healthz, because a box that is not enrolled still receives studies and
+// reads monitors, and a hub that lost its shared state still serves the boxes' live
+// streams. notes (nil: none) adds lines after "ok", such as whether a hub's shared
+// state answers, for whoever reads healthz alone.
+func statusMux(reg *prometheus.Registry, status func() Status, notes func() []string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
+		if notes != nil {
+			for _, n := range notes() {
+				io.WriteString(w, n+"\n")
+			}
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -82,9 +90,13 @@ func shutdown(srv *http.Server, errc <-chan error) error {
 // port is reported at start-up instead of inside a restart loop.
 func httpService(name string, ln net.Listener, handler http.Handler, log *slog.Logger) service.Service {
 	return service.Service{Name: name, Run: func(ctx context.Context, h *service.Health) error {
+		// Reading and answering each request are bounded by the handler (boundRequests),
+		// so that one that streams can lift them; headers and idle keep-alive
+		// connections here.
 		srv := &http.Server{
 			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: httpReadHeaderTimeout,
+			IdleTimeout:       httpIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		errc := make(chan error, 1)

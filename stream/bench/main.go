@@ -18,7 +18,8 @@ import (
 
 func main() {
 	bin := flag.String("lifeline", "", "lifeline binary to run (default: go build ./cmd/lifeline)")
-	parts := flag.String("run", "a,b,e,d", "measurements to run, comma-separated: a (vitals latency), b (video path delay), e (box RSS at 1080p30), d (outages), c (hub fan-out)")
+	parts := flag.String("run", "a,b,e,d", "measurements to run, comma-separated: a (vitals latency), b (video path delay), e (box RSS at 1080p30), d (outages), c (hub fan-out), f (vitals to the pixel in the ED view), g (12-lead requests)")
+	ecgN := flag.Int("ecg", 1000, "(g) how many 12-lead requests per profile (1000: enough to see one lost in a thousand)")
 	dur := flag.Duration("for", 20*time.Second, "how long each steady-state measurement records")
 	tunnel := flag.Duration("tunnel", 30*time.Second, "(d) the tunnel's outage (the profile's is 30 s)")
 	outageProfiles := flag.String("outages", "handover,tunnel", "(d) the profiles whose outage is run")
@@ -42,7 +43,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(clips)
-	b := &bench{bin: *bin, clips: clips, dur: *dur, tunnel: *tunnel, outageProfiles: strings.Split(*outageProfiles, ",")}
+	b := &bench{bin: *bin, clips: clips, dur: *dur, tunnel: *tunnel, outageProfiles: strings.Split(*outageProfiles, ","), ecgN: *ecgN}
 	for _, p := range strings.Split(*parts, ",") {
 		switch strings.TrimSpace(p) {
 		case "a":
@@ -55,6 +56,10 @@ func main() {
 			b.outages()
 		case "c":
 			b.fanout()
+		case "f":
+			b.pixelLatency()
+		case "g":
+			b.ecgRequests()
 		default:
 			fatal(fmt.Errorf("unknown measurement %q", p))
 		}
@@ -77,6 +82,7 @@ type bench struct {
 	tunnel     time.Duration
 	// outageProfiles names the profiles (d) runs.
 	outageProfiles []string
+	ecgN           int // (g) requests per profile
 	rows           []row
 }
 

@@ -25,8 +25,12 @@ type BoxSummary struct {
 	Device string `json:"device"`
 	// Name is what the crews and the ED call the unit, e.g. "120 急救 07"; empty: Device.
 	Name string `json:"name,omitempty"`
-	// Live says the box publishes now (a WHIP session at the hub).
+	// Live says the box publishes now (a WHIP session at the hub, or at Hub).
 	Live bool `json:"live"`
+	// Hub names the other hub the box publishes to, when several hubs share their
+	// state and it is not this one; its view hands the doctor over to that hub
+	// (Config.HandoverPattern). Empty: this hub.
+	Hub string `json:"hub,omitempty"`
 	// LastContact is when the hub last heard from the box (media, vitals or dispatch).
 	LastContact time.Time `json:"last_contact,omitzero"`
 	// Link is the box's connection quality, when the hub measures it.

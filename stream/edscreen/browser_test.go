@@ -15,23 +15,6 @@ import (
 	"lifeline/internal/wait"
 )
 
-// js evaluates an expression in the tab, awaiting it if it is a promise.
-func js[T any](t *testing.T, tab context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
-
-func navigate(t *testing.T, tab context.Context, url string) {
-	t.Helper()
-	if err := chromedp.Do(tab, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-}
-
 // viewport sets the tab's size as a wall screen's or a tablet's.
 func viewport(t *testing.T, tab context.Context, w, h int64) {
 	t.Helper()
@@ -82,20 +65,20 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 	h.setDispatch(BoxSummary{Device: "amb-03", Mission: MissionOnScene, LastContact: time.Now().Add(-20 * time.Second)})
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	viewport(t, tab, 1920, 1080)
-	navigate(t, tab, h.srv.URL+"/ed/")
+	peers.Navigate(t, tab, h.srv.URL+"/ed/")
 
 	wait.For(t, 10*time.Second, "the board to list amb-07 with its STEMI alert", func() bool {
-		return js[int](t, tab, `document.querySelectorAll('.box.alerting[data-device="amb-07"]').length`) == 1 &&
-			js[int](t, tab, `window.edBoard.alerts.filter(a => a.condition === "stemi").length`) == 1
+		return peers.Eval[int](t, tab, `document.querySelectorAll('.box.alerting[data-device="amb-07"]').length`) == 1 &&
+			peers.Eval[int](t, tab, `window.edBoard.alerts.filter(a => a.condition === "stemi").length`) == 1
 	})
-	banner := js[string](t, tab, `document.getElementById("alerts").textContent`)
+	banner := peers.Eval[string](t, tab, `document.getElementById("alerts").textContent`)
 	if !strings.Contains(banner, "STEMI") || !strings.Contains(banner, "导管室") {
 		t.Errorf("alert banner %q: want the STEMI pre-alert in Chinese", banner)
 	}
-	if n := js[int](t, tab, `window.edBoard.beeps()`); n < 1 {
+	if n := peers.Eval[int](t, tab, `window.edBoard.beeps()`); n < 1 {
 		t.Errorf("the STEMI alert sounded %d times, want at least once", n)
 	}
-	order := js[[]string](t, tab, `[...document.querySelectorAll(".box")].map(b => b.dataset.device)`)
+	order := peers.Eval[[]string](t, tab, `[...document.querySelectorAll(".box")].map(b => b.dataset.device)`)
 	if strings.Join(order, " ") != "amb-07 amb-12 amb-03" {
 		t.Errorf("board order %v: want the pre-alerts first, soonest first, then the rest", order)
 	}
@@ -104,7 +87,7 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 		"amb-12": {"急救 12", "未直播", "出车中", "差", "70-79", "女", "1 级", "卒中", "最后正常时间", "50 分钟前", "秒前", "14 分钟后"},
 		"amb-03": {"amb-03", "到达现场", "尚无患者信息", "秒前"},
 	} {
-		row := js[string](t, tab, `document.querySelector('.box[data-device="`+device+`"]').textContent`)
+		row := peers.Eval[string](t, tab, `document.querySelector('.box[data-device="`+device+`"]').textContent`)
 		for _, want := range wants {
 			if !strings.Contains(row, want) {
 				t.Errorf("board row %q lacks %q", row, want)
@@ -114,46 +97,46 @@ func TestBoardShowsTheLiveBoxWithItsPreAlert(t *testing.T) {
 			t.Errorf("board row shows an MDC identifier: %q", row)
 		}
 	}
-	if n := js[int](t, tab, `window.edBoard.alerts.filter(a => a.condition === "stroke" && a.device === "amb-12").length`); n != 1 {
+	if n := peers.Eval[int](t, tab, `window.edBoard.alerts.filter(a => a.condition === "stroke" && a.device === "amb-12").length`); n != 1 {
 		t.Errorf("the stroke pre-alert of amb-12 is not raised")
 	}
 	screenshot(t, tab, "ed-board.png")
 	viewport(t, tab, 1180, 820)
 	screenshot(t, tab, "ed-board-tablet.png")
 
-	js[bool](t, tab, `document.getElementById("lang").click(), true`)
-	if got := js[string](t, tab, `document.querySelector("h1").textContent`); got != "Incoming ambulances" {
+	peers.Eval[bool](t, tab, `document.getElementById("lang").click(), true`)
+	if got := peers.Eval[string](t, tab, `document.querySelector("h1").textContent`); got != "Incoming ambulances" {
 		t.Errorf("after the language toggle the title is %q", got)
 	}
 	wait.For(t, 5*time.Second, "the row in English", func() bool {
-		return strings.Contains(js[string](t, tab, `document.querySelector('.box[data-device="amb-07"]').textContent`), "Transporting")
+		return strings.Contains(peers.Eval[string](t, tab, `document.querySelector('.box[data-device="amb-07"]').textContent`), "Transporting")
 	})
-	js[bool](t, tab, `document.querySelectorAll("#alerts .ack").forEach(b => b.click()), true`)
+	peers.Eval[bool](t, tab, `document.querySelectorAll("#alerts .ack").forEach(b => b.click()), true`)
 	wait.For(t, 5*time.Second, "the acknowledged alerts to go", func() bool {
-		return js[int](t, tab, `window.edBoard.alerts.length`) == 0
+		return peers.Eval[int](t, tab, `window.edBoard.alerts.length`) == 0
 	})
-	navigate(t, tab, h.srv.URL+"/ed/")
+	peers.Navigate(t, tab, h.srv.URL+"/ed/")
 	wait.For(t, 5*time.Second, "the board to come back in English, alert still acknowledged", func() bool {
-		return js[int](t, tab, `window.edBoard.polls`) > 0 && js[string](t, tab, `document.querySelector("h1").textContent`) == "Incoming ambulances"
+		return peers.Eval[int](t, tab, `window.edBoard.polls`) > 0 && peers.Eval[string](t, tab, `document.querySelector("h1").textContent`) == "Incoming ambulances"
 	})
-	if n := js[int](t, tab, `window.edBoard.alerts.length`); n != 0 {
+	if n := peers.Eval[int](t, tab, `window.edBoard.alerts.length`); n != 0 {
 		t.Errorf("the acknowledged alert came back after a reload")
 	}
 
 	h.failBoxes.Store(true)
 	wait.For(t, 15*time.Second, "the board to say it may be out of date", func() bool {
-		return !js[bool](t, tab, `document.getElementById("hub-lost").hidden`)
+		return !peers.Eval[bool](t, tab, `document.getElementById("hub-lost").hidden`)
 	})
 	h.failBoxes.Store(false)
 	wait.For(t, 10*time.Second, "the warning to go once the hub answers", func() bool {
-		return js[bool](t, tab, `document.getElementById("hub-lost").hidden`)
+		return peers.Eval[bool](t, tab, `document.getElementById("hub-lost").hidden`)
 	})
 
 	// The session ends (idle timeout): the board goes to the sign-in page instead of
 	// going stale.
 	h.signedOut.Store(true)
 	wait.For(t, 10*time.Second, "the board to give way to the sign-in page", func() bool {
-		return js[bool](t, tab, `!!document.getElementById("signin")`)
+		return peers.Eval[bool](t, tab, `!!document.getElementById("signin")`)
 	})
 }
 
@@ -175,7 +158,7 @@ type waveStats struct {
 }
 
 func waves(t *testing.T, tab context.Context) map[string]waveStats {
-	return js[map[string]waveStats](t, tab, `window.edView.waves`)
+	return peers.Eval[map[string]waveStats](t, tab, `window.edView.waves`)
 }
 
 // TestViewShowsTheLivePatient opens the patient view of a box publishing through
@@ -201,26 +184,26 @@ func TestViewShowsTheLivePatient(t *testing.T) {
 	tab := peers.Browser(t, peers.BrowserOptions{})
 	viewport(t, tab, 1920, 1080)
 	opened := time.Now()
-	navigate(t, tab, h.srv.URL+"/ed/box/amb-07")
+	peers.Navigate(t, tab, h.srv.URL+"/ed/box/amb-07")
 
 	wait.For(t, 15*time.Second, "video frames to decode", func() bool {
-		return js[int](t, tab, `Promise.resolve(window.edView && window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`) > 20
+		return peers.Eval[int](t, tab, `Promise.resolve(window.edView && window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`) > 20
 	})
-	if w := js[int](t, tab, `window.edView.videoStats().then(s => s.frameWidth)`); w != 640 {
+	if w := peers.Eval[int](t, tab, `window.edView.videoStats().then(s => s.frameWidth)`); w != 640 {
 		t.Errorf("decoded frame width %d, want the clip's 640", w)
 	}
-	if n := js[int](t, tab, `window.edView.history`); n == 0 {
+	if n := peers.Eval[int](t, tab, `window.edView.history`); n == 0 {
 		t.Errorf("the view took no message from the hub's history")
 	}
-	if first := time.UnixMilli(int64(js[float64](t, tab, `window.edView.pickUp()`))); opened.Sub(first) < 2*time.Second {
+	if first := time.UnixMilli(int64(peers.Eval[float64](t, tab, `window.edView.pickUp()`))); opened.Sub(first) < 2*time.Second {
 		t.Errorf("the view's vitals start at %v, the page opened at %v: the history since pick-up is missing", first, opened)
 	}
 	checkNumerics(t, tab, box.monitor)
 	checkRates(t, tab)
-	if n := js[int](t, tab, `window.edView.trendPoints`); n == 0 {
+	if n := peers.Eval[int](t, tab, `window.edView.trendPoints`); n == 0 {
 		t.Errorf("no trend point drawn")
 	}
-	page := js[string](t, tab, `document.body.innerText`)
+	page := peers.Eval[string](t, tab, `document.body.innerText`)
 	for _, want := range []string{"HR", "SpO₂", "NIBP", "EtCO₂", "RR", "Temp", "STEMI 预警", "胸痛 40 分钟", "急救 07", "转运中", "6 分钟后"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the view does not show %q", want)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"lifeline/internal/peers"
 	"lifeline/internal/wait"
 	"lifeline/telemetry"
 )
@@ -31,7 +32,7 @@ func checkNumerics(t *testing.T, tab context.Context, m *simMonitor) {
 	}
 	var got map[string]string
 	err := wait.Until(10*time.Second, func() bool {
-		got = js[map[string]string](t, tab, `window.edView.numerics`)
+		got = peers.Eval[map[string]string](t, tab, `window.edView.numerics`)
 		for k, v := range want() {
 			if got[k] != v {
 				return false
@@ -86,7 +87,7 @@ func checkRates(t *testing.T, tab context.Context) {
 			}
 			ok = ok && math.Abs(perWallSecond-rate)/rate <= 0.05
 		}
-		lag := js[float64](t, tab, `Date.now() - window.edView.waves["131330"].lastTime`)
+		lag := peers.Eval[float64](t, tab, `Date.now() - window.edView.waves["131330"].lastTime`)
 		t.Logf("the newest ECG sample drawn is %.0f ms old", lag)
 		if ok && lag <= 1500 {
 			return
@@ -117,7 +118,7 @@ func checkGap(t *testing.T, tab context.Context, box *testBox) {
 		if g.ToX < g.FromX {
 			continue // the gap straddles the sweep's wrap: lose the link again
 		}
-		px := js[map[string]int](t, tab, fmt.Sprintf(`(() => {
+		px := peers.Eval[map[string]int](t, tab, fmt.Sprintf(`(() => {
 			const c = document.querySelector('.wave-row[data-code="131330"] canvas.trace');
 			const g = c.getContext("2d"), dpr = devicePixelRatio;
 			const painted = (x0, x1) => {
@@ -166,16 +167,16 @@ func checkAlarm(t *testing.T, tab context.Context, m *simMonitor) {
 	hrTile := `document.querySelector('[data-tile="hr"]').className`
 	m.alarm(telemetry.MDC_ECG_HEART_RATE, telemetry.PriorityHigh, "HR HIGH", true)
 	wait.For(t, 10*time.Second, "the HR tile in the high alarm colour", func() bool {
-		return strings.Contains(js[string](t, tab, hrTile), "alarm-high")
+		return strings.Contains(peers.Eval[string](t, tab, hrTile), "alarm-high")
 	})
-	if list := js[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "HR HIGH") || !strings.Contains(list, "高") {
+	if list := peers.Eval[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "HR HIGH") || !strings.Contains(list, "高") {
 		t.Errorf("alarm list %q lacks the high HR alarm", list)
 	}
 	m.alarm(telemetry.MDC_ECG_HEART_RATE, telemetry.PriorityHigh, "HR HIGH", false)
 	wait.For(t, 10*time.Second, "the HR tile plain after the alarm cleared", func() bool {
-		return !strings.Contains(js[string](t, tab, hrTile), "alarm-")
+		return !strings.Contains(peers.Eval[string](t, tab, hrTile), "alarm-")
 	})
-	if list := js[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "已解除") {
+	if list := peers.Eval[string](t, tab, `document.getElementById("alarms").textContent`); !strings.Contains(list, "已解除") {
 		t.Errorf("alarm list %q does not say the alarm cleared", list)
 	}
 }
@@ -185,23 +186,23 @@ func checkAlarm(t *testing.T, tab context.Context, m *simMonitor) {
 func checkCalibration(t *testing.T, tab context.Context) {
 	t.Helper()
 	ecgRow := `document.querySelector('.wave-row[data-code="131330"] .sweep').getBoundingClientRect().height`
-	if h := js[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
+	if h := peers.Eval[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
 		t.Errorf("ECG row %.1f px high at the default 96/25.4 px per mm, want 30 mm", h)
 	}
-	js[bool](t, tab, `document.getElementById("settings").click(),
+	peers.Eval[bool](t, tab, `document.getElementById("settings").click(),
 		(r => { r.value = "5"; r.dispatchEvent(new Event("input")); })(document.getElementById("cal-range")), true`)
-	if bar := js[float64](t, tab, `document.getElementById("cal-bar").getBoundingClientRect().width`); bar != 250 {
+	if bar := peers.Eval[float64](t, tab, `document.getElementById("cal-bar").getBoundingClientRect().width`); bar != 250 {
 		t.Errorf("the 50 mm calibration bar is %.1f px at 5 px per mm", bar)
 	}
-	js[bool](t, tab, `document.getElementById("cal-close").click(), true`)
-	if h := js[float64](t, tab, ecgRow); h != 150 {
+	peers.Eval[bool](t, tab, `document.getElementById("cal-close").click(), true`)
+	if h := peers.Eval[float64](t, tab, ecgRow); h != 150 {
 		t.Errorf("ECG row %.1f px high at 5 px per mm, want 150", h)
 	}
-	if v := js[string](t, tab, `localStorage.getItem("lifeline.ed.pxPerMm")`); v != "5" {
+	if v := peers.Eval[string](t, tab, `localStorage.getItem("lifeline.ed.pxPerMm")`); v != "5" {
 		t.Errorf("calibration stored as %q", v)
 	}
-	js[bool](t, tab, `document.getElementById("settings").click(), document.getElementById("cal-reset").click(), document.getElementById("cal-close").click(), true`)
-	if h := js[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
+	peers.Eval[bool](t, tab, `document.getElementById("settings").click(), document.getElementById("cal-reset").click(), document.getElementById("cal-close").click(), true`)
+	if h := peers.Eval[float64](t, tab, ecgRow); math.Abs(h-30*96/25.4) > 1 {
 		t.Errorf("ECG row %.1f px high after the reset", h)
 	}
 }
@@ -209,14 +210,14 @@ func checkCalibration(t *testing.T, tab context.Context) {
 // checkEnglish switches the view to English and back.
 func checkEnglish(t *testing.T, tab context.Context) {
 	t.Helper()
-	js[bool](t, tab, `document.getElementById("lang").click(), true`)
+	peers.Eval[bool](t, tab, `document.getElementById("lang").click(), true`)
 	wait.For(t, 5*time.Second, "the view in English", func() bool {
-		page := js[string](t, tab, `document.body.innerText`)
+		page := peers.Eval[string](t, tab, `document.body.innerText`)
 		return strings.Contains(page, "STEMI pre-alert") && strings.Contains(page, "Pleth") && strings.Contains(page, "Transporting") && !strings.Contains(page, "容积波")
 	})
-	js[bool](t, tab, `document.getElementById("lang").click(), true`)
+	peers.Eval[bool](t, tab, `document.getElementById("lang").click(), true`)
 	wait.For(t, 5*time.Second, "the view in Chinese again", func() bool {
-		return strings.Contains(js[string](t, tab, `document.body.innerText`), "容积波")
+		return strings.Contains(peers.Eval[string](t, tab, `document.body.innerText`), "容积波")
 	})
 }
 
@@ -225,22 +226,22 @@ func checkEnglish(t *testing.T, tab context.Context) {
 // and waves, with the hole drawn as a gap.
 func checkReconnect(t *testing.T, tab context.Context, h *testHub) {
 	t.Helper()
-	connects := js[int](t, tab, `window.edView.connects()`)
+	connects := peers.Eval[int](t, tab, `window.edView.connects()`)
 	gaps := waves(t, tab)["131330"].Gaps
 	ended := time.Now()
 	if !h.sfu.Revoke("amb-07") {
 		t.Fatal("the box had no session to end")
 	}
 	wait.For(t, 10*time.Second, "the page to notice and connect again", func() bool {
-		return js[int](t, tab, `window.edView.connects()`) > connects
+		return peers.Eval[int](t, tab, `window.edView.connects()`) > connects
 	})
 	wait.For(t, 30*time.Second, "video and waves again after the box came back", func() bool {
-		return js[string](t, tab, `window.edView.state`) == "connected" &&
-			js[int](t, tab, `Promise.resolve(window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`) > 10 &&
+		return peers.Eval[string](t, tab, `window.edView.state`) == "connected" &&
+			peers.Eval[int](t, tab, `Promise.resolve(window.edView.videoStats()).then(s => s ? s.framesDecoded : 0)`) > 10 &&
 			waves(t, tab)["131330"].Gaps > gaps
 	})
 	t.Logf("video and waves back %.1f s after the session ended, %d connection attempts", time.Since(ended).Seconds(),
-		js[int](t, tab, `window.edView.connects()`)-connects)
+		peers.Eval[int](t, tab, `window.edView.connects()`)-connects)
 	drawn := waves(t, tab)["131330"].Drawn
 	wait.For(t, 10*time.Second, "the ECG drawn on after the reconnect", func() bool {
 		return waves(t, tab)["131330"].Drawn > drawn+ecgRate
@@ -253,14 +254,14 @@ func checkNoData(t *testing.T, tab context.Context, box *testBox) {
 	t.Helper()
 	box.waveLinkDown.Store(true)
 	box.reliableLinkDown.Store(true)
-	wait.For(t, 10*time.Second, "the view to say no data arrives", func() bool { return js[bool](t, tab, `window.edView.noData`) })
-	if txt := js[string](t, tab, `document.getElementById("nodata").textContent`); !strings.Contains(txt, "无数据") {
+	wait.For(t, 10*time.Second, "the view to say no data arrives", func() bool { return peers.Eval[bool](t, tab, `window.edView.noData`) })
+	if txt := peers.Eval[string](t, tab, `document.getElementById("nodata").textContent`); !strings.Contains(txt, "无数据") {
 		t.Errorf("the no-data badge says %q", txt)
 	}
 	box.waveLinkDown.Store(false)
 	box.reliableLinkDown.Store(false)
 	wait.For(t, 10*time.Second, "the no-data badge to go", func() bool {
-		return !js[bool](t, tab, `window.edView.noData`) && js[bool](t, tab, `document.getElementById("nodata").hidden`)
+		return !peers.Eval[bool](t, tab, `window.edView.noData`) && peers.Eval[bool](t, tab, `document.getElementById("nodata").hidden`)
 	})
 }
 
@@ -269,15 +270,15 @@ func checkNoData(t *testing.T, tab context.Context, box *testBox) {
 func checkLeads(t *testing.T, tab context.Context) {
 	t.Helper()
 	for _, lead := range []struct{ code, name string }{{"131329", "I"}, {"131331", "V1"}, {"131330", "II"}} {
-		js[bool](t, tab, `document.querySelector(".wave-ecg .lead").click(), true`)
+		peers.Eval[bool](t, tab, `document.querySelector(".wave-ecg .lead").click(), true`)
 		wait.For(t, 10*time.Second, "lead "+lead.name+" drawn", func() bool {
-			return js[int](t, tab, `document.querySelectorAll('.wave-ecg[data-code="`+lead.code+`"]').length`) == 1 &&
+			return peers.Eval[int](t, tab, `document.querySelectorAll('.wave-ecg[data-code="`+lead.code+`"]').length`) == 1 &&
 				waves(t, tab)[lead.code].Drawn > ecgRate/2
 		})
-		if n := js[int](t, tab, `document.querySelectorAll(".wave-ecg").length`); n != 1 {
+		if n := peers.Eval[int](t, tab, `document.querySelectorAll(".wave-ecg").length`); n != 1 {
 			t.Errorf("%d ECG rows after choosing lead %s, want one", n, lead.name)
 		}
-		if name := js[string](t, tab, `document.querySelector(".wave-ecg .wave-name").textContent`); name != lead.name {
+		if name := peers.Eval[string](t, tab, `document.querySelector(".wave-ecg .wave-name").textContent`); name != lead.name {
 			t.Errorf("ECG row named %q, want lead %s", name, lead.name)
 		}
 	}

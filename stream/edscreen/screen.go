@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"lifeline/internal/weblang"
 )
 
 // Config is what the hub gives the screen. The zero value of every field but Boxes
@@ -40,12 +42,20 @@ type Config struct {
 	// Wrap, if set, wraps every handler of the screen, pages and data alike: the hub
 	// requires sign-in here, so that a browser that is not signed in gets no page data.
 	Wrap func(http.Handler) http.Handler
+	// HandoverPattern, if set, is the URL path with "{device}" in it that the view of
+	// a box at another hub (BoxSummary.Hub) POSTs to, with the CSRF header: the hub
+	// answers {"hub", "url"}, a one-time sign-in at that hub, and the browser goes
+	// there. Unset, the view says where the box is watched instead.
+	HandoverPattern string
 	// CSRFToken, if set, returns the signed-in session's anti-CSRF token; the view
 	// sends it in CSRFHeader with every state-changing request it makes to the hub
 	// (the WHEP offer and the end of the view; modules' requests too).
 	CSRFToken func(r *http.Request) string
 	// CSRFHeader names the header the token goes in; default "X-CSRF-Token".
 	CSRFHeader string
+	// Crew, if set, gives the view the conversation with the crew: guidance with
+	// read receipts, push-to-talk, 12-lead requests and the ECGs. Nil: watch only.
+	Crew CrewDesk
 	// Log receives refused requests and failures of Boxes; default slog.Default().
 	Log *slog.Logger
 }
@@ -81,7 +91,10 @@ func (c Config) validate() error {
 	if !strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") {
 		return fmt.Errorf("edscreen: prefix %q must start and must not end with /", c.Prefix)
 	}
-	for name, p := range map[string]string{"WHEP pattern": c.WHEPPattern, "history pattern": c.HistoryPattern} {
+	for name, p := range map[string]string{"WHEP pattern": c.WHEPPattern, "history pattern": c.HistoryPattern, "hand-over pattern": c.HandoverPattern} {
+		if name == "hand-over pattern" && p == "" {
+			continue
+		}
 		if !strings.HasPrefix(p, "/") || strings.Count(p, "{device}") != 1 {
 			return fmt.Errorf("edscreen: %s %q must be a path with {device} in it once", name, p)
 		}
@@ -105,7 +118,7 @@ func New(cfg Config) (*Screen, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edscreen: embedded pages: %w", err)
 	}
-	return &Screen{cfg: cfg, assets: sub}, nil
+	return &Screen{cfg: cfg, assets: weblang.Pages(sub, "js")}, nil
 }
 
 // Handler serves, under Prefix, every request through Config.Wrap:
@@ -123,6 +136,9 @@ func (s *Screen) Handler() http.Handler {
 	mux.Handle("GET "+p+"/static/", http.StripPrefix(p+"/static/", s.static()))
 	mux.HandleFunc("GET "+p+"/api/boxes", s.board)
 	mux.HandleFunc("GET "+p+"/api/box/{device}", s.box)
+	if s.cfg.Crew != nil {
+		s.mountCrew(mux)
+	}
 	mux.HandleFunc(p+"/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such page on the ED screen", http.StatusNotFound)
 	})
@@ -243,6 +259,9 @@ type BoxView struct {
 	Box        BoxSummary `json:"box"`
 	WHEP       string     `json:"whep"`    // the URL path to POST the WHEP offer to
 	History    string     `json:"history"` // the URL path of the vitals history
+	// Handover is the URL path to POST for a hand-over to the hub the box publishes
+	// to (Box.Hub), when that is another hub and the hub offers one.
+	Handover string `json:"handover,omitempty"`
 	// CSRFHeader and CSRFToken go with every state-changing request of the view.
 	CSRFHeader string `json:"csrf_header,omitempty"`
 	CSRFToken  string `json:"csrf_token,omitempty"`
@@ -266,6 +285,9 @@ func (s *Screen) box(w http.ResponseWriter, r *http.Request) {
 				ServerTime: time.Now().UTC(), Box: b,
 				WHEP:    strings.Replace(s.cfg.WHEPPattern, "{device}", device, 1),
 				History: strings.Replace(s.cfg.HistoryPattern, "{device}", device, 1),
+			}
+			if b.Hub != "" && s.cfg.HandoverPattern != "" {
+				v.Handover = strings.Replace(s.cfg.HandoverPattern, "{device}", device, 1)
 			}
 			if s.cfg.CSRFToken != nil {
 				if tok := s.cfg.CSRFToken(r); tok != "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"lifeline/internal/weblang/weblangtest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -227,51 +228,11 @@ func TestWrapGuardsEveryPath(t *testing.T) {
 // TestEveryStringInBothLanguages: the dictionary has the same keys in zh-CN and
 // English, and every key the modules ask for by a literal exists.
 func TestEveryStringInBothLanguages(t *testing.T) {
-	src, err := fs.ReadFile(webFS, "web/js/i18n.js")
+	s, err := New(Config{Boxes: func(context.Context) ([]BoxSummary, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(src)
-	zhAt, enAt, end := strings.Index(text, `"zh-CN": {`), strings.Index(text, `"en": {`), strings.Index(text, "\n};")
-	if zhAt < 0 || enAt < zhAt || end < enAt {
-		t.Fatal("i18n.js: cannot find the two language blocks")
-	}
-	keyRe := regexp.MustCompile(`(?m)^\s+"([a-zA-Z0-9_./-]+)":`)
-	keys := func(block string) map[string]bool {
-		out := map[string]bool{}
-		for _, m := range keyRe.FindAllStringSubmatch(block, -1) {
-			out[m[1]] = true
-		}
-		return out
-	}
-	zh, en := keys(text[zhAt:enAt]), keys(text[enAt:end])
-	for k := range zh {
-		if !en[k] {
-			t.Errorf("%q has no English", k)
-		}
-	}
-	for k := range en {
-		if !zh[k] {
-			t.Errorf("%q has no Chinese", k)
-		}
-	}
-	used := regexp.MustCompile(`\bt\("([^"]+)"|data-i18n(?:-title)?="([^"]+)"`)
-	err = fs.WalkDir(webFS, "web", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, _ := fs.ReadFile(webFS, path)
-		for _, m := range used.FindAllStringSubmatch(string(b), -1) {
-			k := m[1] + m[2]
-			if !zh[k] && !strings.HasSuffix(k, ".") { // a prefix completed at run time
-				t.Errorf("%s uses %q, which the dictionary lacks", path, k)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	zh := weblangtest.Check(t, s.assets, 100, 50)
 	for _, prefix := range []string{"mission.", "link.", "cond.", "alarm.", "dev."} {
 		n := 0
 		for k := range zh {

@@ -43,7 +43,7 @@ func TestChromiumPublishesChromiumViews(t *testing.T) {
 	h := startHub(t, Config{})
 	publisher := peers.Browser(t, peers.BrowserOptions{FakeVideo: y4m, FakeAudio: wav})
 	h.openPage(t, publisher)
-	loc := js[string](t, publisher, `publish("/whip", "chromium-box")`)
+	loc := peers.Eval[string](t, publisher, `publish("/whip", "chromium-box")`)
 	t.Logf("publishing at %s", loc)
 
 	wait.For(t, 10*time.Second, "the hub to receive H.264 from Chromium", func() bool {
@@ -53,17 +53,17 @@ func TestChromiumPublishesChromiumViews(t *testing.T) {
 
 	viewer := peers.Browser(t, peers.BrowserOptions{})
 	h.openPage(t, viewer)
-	js[string](t, viewer, `view("/whep/chromium-box")`)
+	peers.Eval[string](t, viewer, `view("/whep/chromium-box")`)
 	wait.For(t, 10*time.Second, "the viewer to decode a frame", func() bool {
-		return js[videoStats](t, viewer, `videoStats()`).FramesDecoded > 0
+		return peers.Eval[videoStats](t, viewer, `videoStats()`).FramesDecoded > 0
 	})
-	t.Logf("first frame %v ms after the viewer's offer", js[float64](t, viewer, `firstFrameMs`))
+	t.Logf("first frame %v ms after the viewer's offer", peers.Eval[float64](t, viewer, `firstFrameMs`))
 	settle := time.Now()
 	wait.For(t, 5*time.Second, "the viewer to settle after its first frame", func() bool { return time.Since(settle) > time.Second })
-	before, sentBefore := js[videoStats](t, viewer, `videoStats()`), js[int](t, publisher, `publisherFramesSent()`)
+	before, sentBefore := peers.Eval[videoStats](t, viewer, `videoStats()`), peers.Eval[int](t, publisher, `publisherFramesSent()`)
 	start := time.Now()
 	wait.For(t, 10*time.Second, "two seconds of decoding", func() bool { return time.Since(start) > 2*time.Second })
-	after, sentAfter := js[videoStats](t, viewer, `videoStats()`), js[int](t, publisher, `publisherFramesSent()`)
+	after, sentAfter := peers.Eval[videoStats](t, viewer, `videoStats()`), peers.Eval[int](t, publisher, `publisherFramesSent()`)
 	decoded, sent := after.FramesDecoded-before.FramesDecoded, sentAfter-sentBefore
 	elapsed := time.Since(start).Seconds()
 	t.Logf("viewer decoded %.1f fps at width %d while Chromium sent %.1f fps (camera 15 fps)",

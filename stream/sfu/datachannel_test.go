@@ -49,8 +49,8 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 	box := publishBoxWithAudio(t, h, "box-data", webrtc.MimeTypePCMU)
 	wait.For(t, 10*time.Second, "the box's data channels to open", box.channelsOpen)
 	box.speak()
-	js[string](t, tab, `view("/whep/box-data")`)
-	wait.For(t, 10*time.Second, "the viewer's data channels to open", func() bool { return js[bool](t, tab, `channelsOpen()`) })
+	peers.Eval[string](t, tab, `view("/whep/box-data")`)
+	wait.For(t, 10*time.Second, "the viewer's data channels to open", func() bool { return peers.Eval[bool](t, tab, `channelsOpen()`) })
 
 	want := sendVitals(t, box)
 	got := vitalsAtViewer(t, tab, want)
@@ -65,11 +65,11 @@ func TestDataChannelsRelayToChromium(t *testing.T) {
 	}
 
 	wait.For(t, 10*time.Second, "the box's G.711 audio decoded at the viewer", func() bool {
-		a := js[audioStats](t, tab, `audioStats()`)
+		a := peers.Eval[audioStats](t, tab, `audioStats()`)
 		return a.Codec == "audio/PCMU" && a.PacketsReceived > 50 && a.TotalSamplesReceived > 8000
 	})
 
-	js[bool](t, tab, `channels.control.send(new Uint8Array([0, 1, 2, 250, 255])), true`)
+	peers.Eval[bool](t, tab, `channels.control.send(new Uint8Array([0, 1, 2, 250, 255])), true`)
 	wait.For(t, 5*time.Second, "the viewer's control message at the box", func() bool { return len(box.messages(ControlLabel)) == 1 })
 	if got := box.messages(ControlLabel)[0]; hex.EncodeToString(got) != "000102faff" {
 		t.Errorf("box got control %x, want 000102faff", got)
@@ -114,10 +114,10 @@ func sendVitals(t *testing.T, box *testBox) map[string][]string {
 func vitalsAtViewer(t *testing.T, tab context.Context, want map[string][]string) map[string][]string {
 	t.Helper()
 	wait.For(t, 10*time.Second, "the viewer to receive every message", func() bool {
-		got := js[map[string][]string](t, tab, `received`)
+		got := peers.Eval[map[string][]string](t, tab, `received`)
 		return len(got["vitals"]) == len(want["vitals"]) && len(got["vitals-wave"]) >= len(want["vitals-wave"])-2
 	})
-	got := js[map[string][]string](t, tab, `received`)
+	got := peers.Eval[map[string][]string](t, tab, `received`)
 	if !slices.Equal(got["vitals"], want["vitals"]) {
 		t.Errorf("vitals at the viewer differ from what the box sent, or came out of order")
 	}

@@ -127,16 +127,6 @@ func (h *hub) openPage(t *testing.T, tab context.Context) {
 	}
 }
 
-// js evaluates an expression in the tab, awaiting it if it is a promise.
-func js[T any](t *testing.T, tab context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
-
 // testWriter sends log lines to the test's log until the test ends: pion's
 // callbacks may still log a connection closing after that, which testing forbids.
 type testWriter struct {

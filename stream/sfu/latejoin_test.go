@@ -33,12 +33,12 @@ func TestLateViewerSeesPictureWithinTwoSeconds(t *testing.T) {
 	// wait 2.7 s for the next keyframe.
 	wait.For(t, 10*time.Second, "the box to be 40 frames into its GOP", func() bool { return box.framesSent.Load() >= 40 })
 	joinedAt := box.framesSent.Load()
-	js[string](t, tab, `view("/whep/box-late")`)
+	peers.Eval[string](t, tab, `view("/whep/box-late")`)
 	wait.For(t, 5*time.Second, "the late viewer's first decoded frame", func() bool {
-		return js[*float64](t, tab, `firstFrameMs`) != nil
+		return peers.Eval[*float64](t, tab, `firstFrameMs`) != nil
 	})
 	decodedAt := box.framesSent.Load()
-	first := *js[*float64](t, tab, `firstFrameMs`)
+	first := *peers.Eval[*float64](t, tab, `firstFrameMs`)
 	t.Logf("viewer joined at frame %d of the GOP, decoded its first frame %.0f ms later, at frame %d", joinedAt, first, decodedAt)
 	if first > 2000 {
 		t.Errorf("first frame %.0f ms after joining, want under 2000", first)
@@ -49,10 +49,10 @@ func TestLateViewerSeesPictureWithinTwoSeconds(t *testing.T) {
 
 	settle := time.Now()
 	wait.For(t, 5*time.Second, "a second of playing", func() bool { return time.Since(settle) > time.Second })
-	before, sentBefore := js[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
+	before, sentBefore := peers.Eval[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
 	start := time.Now()
 	wait.For(t, 5*time.Second, "two more seconds of playing", func() bool { return time.Since(start) > 2*time.Second })
-	after, sentAfter := js[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
+	after, sentAfter := peers.Eval[videoStats](t, tab, `videoStats()`), box.framesSent.Load()
 	decoded, sent := after.FramesDecoded-before.FramesDecoded, int(sentAfter-sentBefore)
 	delay := 0.0
 	if n := after.JitterBufferEmittedCount - before.JitterBufferEmittedCount; n > 0 {

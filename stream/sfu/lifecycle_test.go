@@ -86,18 +86,18 @@ func TestChromiumKeepsWatchingWhenTheBoxRepublishes(t *testing.T) {
 	first := publishBox(t, h, "box-again")
 	wait.For(t, 10*time.Second, "the box's connection", func() bool { return first.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
 	first.play(aus, 30)
-	js[string](t, tab, `view("/whep/box-again")`)
-	wait.For(t, 10*time.Second, "frames from the first session", func() bool { return js[videoStats](t, tab, `videoStats()`).FramesDecoded > 15 })
+	peers.Eval[string](t, tab, `view("/whep/box-again")`)
+	wait.For(t, 10*time.Second, "frames from the first session", func() bool { return peers.Eval[videoStats](t, tab, `videoStats()`).FramesDecoded > 15 })
 
 	first.close()
 	second := publishBox(t, h, "box-again")
 	wait.For(t, 10*time.Second, "the second session's connection", func() bool { return second.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
-	before := js[videoStats](t, tab, `videoStats()`).FramesDecoded
+	before := peers.Eval[videoStats](t, tab, `videoStats()`).FramesDecoded
 	second.play(aus, 30)
 	wait.For(t, 5*time.Second, "a second of frames from the new session", func() bool {
-		return js[videoStats](t, tab, `videoStats()`).FramesDecoded > before+30
+		return peers.Eval[videoStats](t, tab, `videoStats()`).FramesDecoded > before+30
 	})
-	if st := js[string](t, tab, `viewer.connectionState`); st != "connected" {
+	if st := peers.Eval[string](t, tab, `viewer.connectionState`); st != "connected" {
 		t.Errorf("viewer is %s, want still connected on its first WHEP session", st)
 	}
 }

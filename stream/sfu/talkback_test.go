@@ -77,9 +77,9 @@ func TestTalkbackReachesTheCrew(t *testing.T) {
 	box := publishTalkbackBox(t, h, "box-talk")
 	wait.For(t, 10*time.Second, "the box's connection", func() bool { return box.pc.ConnectionState() == webrtc.PeerConnectionStateConnected })
 
-	loc := js[string](t, tab, `view("/whep/box-talk", true)`)
+	loc := peers.Eval[string](t, tab, `view("/whep/box-talk", true)`)
 	session := loc[strings.LastIndex(loc, "/")+1:]
-	wait.For(t, 10*time.Second, "the doctor's connection", func() bool { return js[string](t, tab, `viewer.connectionState`) == "connected" })
+	wait.For(t, 10*time.Second, "the doctor's connection", func() bool { return peers.Eval[string](t, tab, `viewer.connectionState`) == "connected" })
 	// Chromium sends from the start; give it half a second to prove nothing leaks.
 	quiet := time.Now()
 	wait.For(t, 2*time.Second, "half a second of the doctor's microphone", func() bool { return time.Since(quiet) > 500*time.Millisecond })

@@ -63,8 +63,15 @@ func (s *SFU) negotiateViewer(ctx context.Context, api *webrtc.API, v *viewer, p
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("the offer is not a usable SDP offer: %v", err)}
 	}
+	// The codecs of the first section of each kind the viewer receives on: a section
+	// it only sends on (a push-to-talk microphone, perhaps in another codec than the
+	// box's audio) is not where the box's track goes.
 	offered := map[webrtc.RTPCodecType][]webrtc.RTPCodecParameters{}
 	for _, t := range pc.GetTransceivers() {
+		d := t.Direction()
+		if _, seen := offered[t.Kind()]; seen || d != webrtc.RTPTransceiverDirectionSendonly && d != webrtc.RTPTransceiverDirectionSendrecv {
+			continue
+		}
 		if r := t.Receiver(); r != nil {
 			offered[t.Kind()] = r.GetParameters().Codecs
 		}

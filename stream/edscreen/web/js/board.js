@@ -1,7 +1,7 @@
 // board: every box that is live or on its way, refreshed from the hub every 1.5 s
 // without a reload, with a sound and a red banner for each STEMI or stroke pre-alert
 // until someone acknowledges it.
-import { t, has, apply, onLang, toggleButton } from "./i18n.js";
+import { t, has, apply, onLang, toggleButton, useAccount } from "./i18n.js";
 import { el, replace } from "./dom.js";
 import { syncTo, ago, eta, clockTime } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
@@ -65,7 +65,8 @@ function row(b) {
       el("div", { class: "unit" },
         el("span", { class: "unit-name" }, b.name || b.device),
         b.name ? el("span", { class: "unit-device muted" }, b.device) : null,
-        el("span", { class: "badge " + (b.live ? "on" : "off") }, t(b.live ? "live.on" : "live.off"))),
+        el("span", { class: "badge " + (b.live ? "on" : "off") }, t(b.live ? "live.on" : "live.off")),
+        b.hub ? el("span", { class: "unit-hub muted small" }, t("live.at", { hub: b.hub })) : null),
       el("div", { class: "link q-" + (link || "unknown"), dataset: { label: t("col.link") } }, link ? (has("link." + link) ? t("link." + link) : link) : "—",
         b.link && b.link.rtt_ms ? el("span", { class: "muted small" }, " " + Math.round(b.link.rtt_ms) + " ms") : null),
       el("div", { class: "contact", dataset: { label: t("col.contact") } }, ago(b.last_contact)),
@@ -110,6 +111,11 @@ function acknowledge(key) {
 
 apply(document);
 toggleButton(document.getElementById("lang"));
+// The signed-in account's language, and the anti-CSRF header to change it with.
+fetch("api/me", { credentials: "same-origin", cache: "no-store" })
+  .then(res => (res.ok ? res.json() : null))
+  .then(me => me && useAccount(me.language, me.csrf_header ? { [me.csrf_header]: me.csrf_token } : {}))
+  .catch(() => {});
 onLang(render);
 document.getElementById("sound").addEventListener("click", async () => {
   await unlock();

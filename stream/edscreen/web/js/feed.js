@@ -9,7 +9,8 @@ export const maxTrendPoints = 20000; // per code: hours of 1 s values
 export class Feed {
   constructor() {
     this.seen = new Map();     // epoch → highest reliable seq taken
-    this.numerics = new Map(); // code → latest numeric message
+    this.numerics = new Map(); // code → the latest numeric of its primary channel
+    this.channels = new Map(); // code → channel → latest numeric message
     this.alarms = new Map();   // key → alarm message (raised or recently cleared)
     this.devices = new Map();  // source|code → latest device message
     this.trends = new Map();   // code → [{t, v}]
@@ -51,11 +52,20 @@ export class Feed {
     return true;
   }
 
+  // numeric keeps the latest value of every channel of a code (two temperature
+  // probes, the capnograph's and the ECG's respiration rate) and shows the one a
+  // reader of "the" value takes (stream/VITALS.md): a valid value the monitor marks
+  // primary, else the first channel in the monitor's order. Trends follow that one.
   numeric(m, t) {
     this.counts.numeric++;
-    const prev = this.numerics.get(m.code);
+    let per = this.channels.get(m.code);
+    if (!per) this.channels.set(m.code, (per = new Map()));
+    const prev = per.get(m.channel || "");
     if (prev && prev.at > t) return; // an older value replayed late
-    this.numerics.set(m.code, { ...m, at: t });
+    per.set(m.channel || "", { ...m, at: t });
+    const shown = primaryOf(per);
+    this.numerics.set(m.code, shown);
+    if (shown.channel !== m.channel) return;
     if (typeof m.value === "number" && !m.invalid && !Number.isNaN(t)) {
       const series = this.trends.get(m.code) || [];
       const when = m.measured ? Date.parse(m.measured) : t;
@@ -95,4 +105,12 @@ export class Feed {
     }
     return best;
   }
+}
+
+// primaryOf picks the value shown for a code among its channels' latest values.
+function primaryOf(per) {
+  const all = [...per.values()];
+  const valid = all.filter(n => typeof n.value === "number" && !n.invalid);
+  const pool = valid.length ? valid : all;
+  return pool.find(n => n.primary) || pool.sort((a, b) => String(a.channel || "").localeCompare(String(b.channel || ""), undefined, { numeric: true }))[0];
 }

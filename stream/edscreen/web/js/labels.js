@@ -12,9 +12,9 @@ export const tiles = [
   { id: "pr", label: "PR", codes: [149530], colour: "spo2" },
   { id: "nibp", label: "NIBP", sys: 150021, dia: 150022, mean: 150023, colour: "bp" },
   { id: "abp", label: "ART", sys: 150033, dia: 150034, mean: 150035, colour: "art", hideEmpty: true },
-  { id: "etco2", label: "EtCO₂", codes: [151708], colour: "co2" },
+  { id: "etco2", label: "EtCO₂", codes: [151708, 151712], colour: "co2" },
   { id: "rr", label: "RR", codes: [151562, 151578, 151594, 151658], colour: "resp" },
-  { id: "temp", label: "Temp", codes: [150364, 150344, 150376, 150388], colour: "temp" },
+  { id: "temp", label: "Temp", codes: [150364, 150344, 150376, 150388, 150368, 150372, 150380, 150392, 150356], colour: "temp" },
   { id: "pi", label: "PI", codes: [150488, 150448], colour: "spo2", hideEmpty: true },
 ];
 

@@ -35,8 +35,17 @@ function tileView(feed, tile) {
   if (!n) return null;
   return {
     text: typeof n.value === "number" ? format(n.value, n.unit) : "—", sub: "", unit: unitText(n.unit),
-    invalid: !!n.invalid, at: n.at, alarm: feed.alarmFor(tile.codes),
+    invalid: !!n.invalid, at: n.at, alarm: feed.alarmFor(tile.codes), others: otherChannels(feed, n),
   };
+}
+
+// otherChannels names the values of the tile's code on the monitor's other channels
+// ("T2 37.1", "RR imp 30"): a second probe or source is shown, never merged.
+function otherChannels(feed, shown) {
+  const per = feed.channels.get(shown.code);
+  if (!per || per.size < 2) return "";
+  return [...per.values()].filter(x => x !== shown && typeof x.value === "number")
+    .map(x => (x.channel_label || x.channel || "") + " " + format(x.value, x.unit) + (x.invalid ? "?" : "")).join(" · ");
 }
 
 // renderNumerics redraws the tiles; it returns what each shows, for the tests.
@@ -60,7 +69,8 @@ export function renderNumerics(feed, root) {
     els.push(el("div", { class: cls.join(" "), dataset: { tile: tile.id, value: shown[tile.id] } },
       el("div", { class: "tile-head" }, el("span", { class: "tile-label" }, tile.label), el("span", { class: "tile-unit" }, v ? v.unit : "")),
       el("div", { class: "tile-value" }, v ? v.text : "—", v && v.invalid ? "?" : "", v && v.sub ? el("span", { class: "tile-sub" }, " " + v.sub) : null),
-      el("div", { class: "tile-note" }, note)));
+      el("div", { class: "tile-note" }, note),
+      v && v.others ? el("div", { class: "tile-others" }, v.others) : null));
   }
   replace(root, els);
   return shown;

@@ -2,7 +2,7 @@
 // pick-up from the hub's history, then joins the live stream over WHEP (video, audio,
 // the vitals channels) and keeps everything current: waves every animation frame,
 // numerics and alarms every second, trends every two, the card every five.
-import { t, has, apply, onLang, toggleButton } from "./i18n.js";
+import { t, has, apply, onLang, toggleButton, useAccount } from "./i18n.js";
 import { el, replace } from "./dom.js";
 import { syncTo, eta, ago, hubNow } from "./clock.js";
 import { patientCard, preAlerts } from "./card.js";
@@ -47,6 +47,18 @@ async function loadBox() {
   return v;
 }
 
+// loadMe says who is signed in, their language, and whether they may talk to crews;
+// a hub without the crew's desk answers 404, and the view is then watch-only.
+async function loadMe() {
+  try {
+    const res = await fetch("../api/me", { credentials: "same-origin", cache: "no-store" });
+    if (res.ok) return await res.json();
+  } catch {
+    // Watch-only below.
+  }
+  return { may_talk: false };
+}
+
 // loadHistory reads every page of the box's reliable vitals the hub holds.
 async function loadHistory(url) {
   let after = "";
@@ -79,15 +91,49 @@ function onMessage(label, data) {
     waves.take(m);
   } else if (label === "vitals") {
     window.edView.live.vitals++;
-    if (historyDone) feed.take(m);
-    else if (early.length < 100000) early.push(m);
+    if (historyDone) {
+      feed.take(m);
+      if (m.type === "numeric" || m.type === "alarm") drawSoon(m);
+    } else if (early.length < 100000) early.push(m);
   }
 }
+
+// drawSoon redraws the numerics and alarms in the next animation frame after a value
+// arrives, rather than on the once-a-second tick: an alarm colour must not wait. It
+// also notes when each numeric was drawn (by its code and monitor time), which the
+// benchmark reads to measure the monitor-to-pixel latency.
+const drawnAt = new Map();
+const arrived = [];
+let drawQueued = false;
+function drawSoon(m) {
+  arrived.push(m);
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(() => {
+    drawQueued = false;
+    window.edView.numerics = renderNumerics(feed, $("numerics"));
+    renderAlarms(feed, $("alarms"));
+    const at = performance.timeOrigin + performance.now();
+    for (const x of arrived.splice(0)) {
+      if (x.type === "numeric" && x.monitor_time) drawnAt.set(x.mdc + "@" + Date.parse(x.monitor_time), at);
+    }
+    while (drawnAt.size > 5000) drawnAt.delete(drawnAt.keys().next().value);
+  });
+}
+window.edView.drawnAt = () => Object.fromEntries(drawnAt);
 
 function onTrack(track, streams) {
   const target = track.kind === "video" ? $("video") : $("audio");
   target.srcObject = streams && streams[0] ? streams[0] : new MediaStream([track]);
-  if (track.kind === "video") $("no-video").hidden = true;
+  if (track.kind === "video") {
+    $("no-video").hidden = true;
+    // When the first frame was shown (the wall clock, ms): the time from opening a
+    // box to its picture, which the multi-hub test measures with and without a
+    // hand-over.
+    const first = () => (window.edView.firstFrameAt = window.edView.firstFrameAt || Date.now());
+    if (target.requestVideoFrameCallback) target.requestVideoFrameCallback(first);
+    target.addEventListener("loadeddata", first, { once: true });
+  }
   // The crew's sound may only start after a touch where the browser's autoplay
   // policy says so: offer the button then.
   if (track.kind === "audio") target.play().catch(() => ($("sound").hidden = false));
@@ -148,6 +194,30 @@ async function refreshBox() {
   }
 }
 
+// handOver takes the doctor to the hub the box publishes to, signed in there with a
+// one-time sign-in this hub mints for the same account: the video then comes from
+// that hub directly. A hub that offers no hand-over says where the box is watched.
+async function handOver(v, headers) {
+  const hub = v.box.hub;
+  window.edView.state = "handover";
+  $("conn").textContent = t("view.handover", { hub });
+  const failed = msg => {
+    window.edView.state = "handover-failed";
+    window.edView.lastError = msg;
+    $("conn").textContent = t("view.handoverFailed", { hub, err: msg });
+  };
+  if (!v.handover) return failed("—");
+  try {
+    const res = await fetch(v.handover, { method: "POST", headers, credentials: "same-origin", cache: "no-store" });
+    if (signedOut(res)) return;
+    const body = await res.json();
+    if (!res.ok) return failed(body.error || String(res.status));
+    location.replace(body.url);
+  } catch (e) {
+    failed(String(e.message || e));
+  }
+}
+
 async function main() {
   apply(document);
   toggleButton($("lang"));
@@ -165,7 +235,13 @@ async function main() {
   renderBox();
   // Modules send these headers with their own state-changing requests too.
   const headers = box.csrf_header && box.csrf_token ? { [box.csrf_header]: box.csrf_token } : {};
-  const ctx = { device, t, onLang, headers, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null };
+  if (box.box.hub) return handOver(box, headers);
+  const me = await loadMe();
+  useAccount(me.language, headers);
+  const ctx = {
+    device, t, onLang, headers, me, api, toolbar: $("toolbar"), panel: $("panels"), channels: null, pc: null,
+    session: () => (viewer && viewer.location ? viewer.location.split("/").pop() : ""),
+  };
   viewer = new Viewer(box.whep, headers, {
     onTrack, onMessage, onState, onResponse: signedOut,
     beforeOffer: (pc, channels) => {

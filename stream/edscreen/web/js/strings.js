@@ -1,8 +1,11 @@
-// i18n: every string the ED screen shows, in Simplified Chinese (the default) and
-// English, and the per-user language choice. The choice is kept in localStorage for
-// now; once sign-in knows the user's language, the hub can set it instead.
+// strings: every string the ED screen shows, in Simplified Chinese (the default) and
+// English, for the shared runtime i18n.js (internal/weblang), which also follows the
+// signed-in account's language.
 
-const dict = {
+// storageKey is where this browser remembers the language chosen on this page set.
+export const storageKey = "lifeline.ed.lang";
+
+export const dict = {
   "zh-CN": {
     "app.title": "急救生命线 · 急诊屏",
     "lang.toggle": "English",
@@ -58,6 +61,9 @@ const dict = {
     "view.connected": "已连接",
     "view.reconnecting": "连接中断，正在重连…",
     "view.notLive": "该车当前未直播",
+    "view.handover": "该车的直播在 {hub}，正在转到该服务器…",
+    "view.handoverFailed": "该车的直播在 {hub}，无法转到该服务器：{err}",
+    "live.at": "在 {hub}",
     "view.alarms": "报警",
     "view.noAlarms": "无报警",
     "view.trends": "趋势（自接诊起）",
@@ -92,6 +98,35 @@ const dict = {
     "wave.Pleth": "容积波",
     "wave.Resp": "呼吸",
     "wave.CO2": "CO₂",
+    "crew.title": "与车组沟通",
+    "crew.placeholder": "给车组的指导…",
+    "crew.send": "发送",
+    "crew.sent": "已发送",
+    "crew.delivered": "已送达",
+    "crew.read": "已读",
+    "crew.none": "尚无消息",
+    "crew.failed": "未发送：{e}",
+    "crew.watchOnly": "您的账户只能查看，不能与车组沟通",
+    "ecg.request": "十二导联心电图",
+    "ecg.list": "十二导联心电图",
+    "ecg.acquiring": "正在采集（10 秒）…",
+    "ecg.queued": "已发出，传输中…",
+    "ecg.atHub": "已到达医院",
+    "ecg.failed": "失败：{e}",
+    "ecg.open": "查看 / 打印",
+    "ecg.requestedBy": "{who} 请求",
+    "ecg.byCrew": "车组发起",
+    "ecg.title": "十二导联心电图",
+    "ecg.print": "打印",
+    "ecg.rhythm": "节律条",
+    "ecg.loading": "正在加载心电图…",
+    "ecg.notYet": "心电图尚未到达医院",
+    "ecg.none": "尚无心电图",
+    "ecg.meta": "{rate} Hz · 25 mm/s · 10 mm/mV · {when}",
+    "talk.hold": "按住说话",
+    "talk.talking": "正在对车组讲话…",
+    "talk.noMic": "无法使用麦克风：{e}",
+    "talk.failed": "对讲失败：{e}",
   },
   "en": {
     "app.title": "Lifeline · ED screen",
@@ -148,6 +183,9 @@ const dict = {
     "view.connected": "Connected",
     "view.reconnecting": "Connection lost, reconnecting…",
     "view.notLive": "This unit is not live now",
+    "view.handover": "This unit streams to {hub}: taking you there…",
+    "view.handoverFailed": "This unit streams to {hub}, which cannot be opened from here: {err}",
+    "live.at": "at {hub}",
     "view.alarms": "Alarms",
     "view.noAlarms": "No alarms",
     "view.trends": "Trends since pick-up",
@@ -182,58 +220,34 @@ const dict = {
     "wave.Pleth": "Pleth",
     "wave.Resp": "Resp",
     "wave.CO2": "CO₂",
+    "crew.title": "Crew",
+    "crew.placeholder": "Guidance for the crew…",
+    "crew.send": "Send",
+    "crew.sent": "Sent",
+    "crew.delivered": "Delivered",
+    "crew.read": "Read",
+    "crew.none": "No messages yet",
+    "crew.failed": "Not sent: {e}",
+    "crew.watchOnly": "Your account may watch but not talk to the crew",
+    "ecg.request": "12-lead ECG",
+    "ecg.list": "12-lead ECGs",
+    "ecg.acquiring": "Acquiring (10 s)…",
+    "ecg.queued": "Sent, on its way…",
+    "ecg.atHub": "At the hospital",
+    "ecg.failed": "Failed: {e}",
+    "ecg.open": "View / print",
+    "ecg.requestedBy": "requested by {who}",
+    "ecg.byCrew": "sent by the crew",
+    "ecg.title": "12-lead ECG",
+    "ecg.print": "Print",
+    "ecg.rhythm": "Rhythm strip",
+    "ecg.loading": "Loading the ECG…",
+    "ecg.notYet": "The ECG has not reached the hospital yet",
+    "ecg.none": "No ECG yet",
+    "ecg.meta": "{rate} Hz · 25 mm/s · 10 mm/mV · {when}",
+    "talk.hold": "Hold to talk",
+    "talk.talking": "Talking to the crew…",
+    "talk.noMic": "Microphone unavailable: {e}",
+    "talk.failed": "Talk-back failed: {e}",
   },
 };
-
-const storageKey = "lifeline.ed.lang";
-let current = pick(localStorage.getItem(storageKey));
-const listeners = [];
-
-function pick(l) {
-  return dict[l] ? l : "zh-CN";
-}
-
-// lang is the language in use.
-export function lang() {
-  return current;
-}
-
-// has reports whether key has a translation.
-export function has(key) {
-  return key in dict[current];
-}
-
-// t translates key, filling {name} placeholders from vars. A missing key shows
-// itself, so that a forgotten string is visible in review rather than blank.
-export function t(key, vars) {
-  const s = dict[current][key] ?? dict["zh-CN"][key] ?? key;
-  return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
-}
-
-// setLang switches the language, remembers it for this browser and redraws.
-export function setLang(l) {
-  current = pick(l);
-  localStorage.setItem(storageKey, current);
-  apply(document);
-  for (const fn of listeners) fn(current);
-}
-
-// onLang calls fn after every language switch.
-export function onLang(fn) {
-  listeners.push(fn);
-}
-
-// apply fills every element marked data-i18n (text) or data-i18n-title (tooltip).
-export function apply(root) {
-  document.documentElement.lang = current;
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
-  document.title = t("app.title");
-}
-
-// toggleButton wires a button that switches between the two languages.
-export function toggleButton(btn) {
-  btn.addEventListener("click", () => setLang(current === "zh-CN" ? "en" : "zh-CN"));
-  onLang(() => (btn.textContent = t("lang.toggle")));
-  btn.textContent = t("lang.toggle");
-}
