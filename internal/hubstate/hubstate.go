@@ -16,7 +16,12 @@
 // for instance: RedeemCode as one transaction that locks the code's row (SELECT … FOR
 // UPDATE) before it calls issue; AdvanceUpload as one conditional UPDATE … WHERE
 // offset = from; ArchiveInstance as one transaction over the instance, upload,
-// delivery and study rows. hubstatetest holds the behaviour all engines share.
+// delivery and study rows, whose INSERT of the instance fails on the SOP Instance
+// UID's key when another hub archived other content first (the ConflictError);
+// QuarantineInstance as one transaction over the quarantine, upload and study rows.
+// Study records are keyed by (Study Instance UID, device), quarantined copies by
+// (SOP Instance UID, device, digest). hubstatetest holds the behaviour all engines
+// share.
 //
 // Durability: every method that writes returns only once the write is committed to
 // stable storage, so the hub may acknowledge to a box as soon as it returns.

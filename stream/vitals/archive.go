@@ -62,6 +62,7 @@ type deviceStream struct {
 	// never covers a hole; every ack meanwhile asks the box to replay.
 	holdFrom uint64
 	waves    waveWindow
+	lastSeen time.Time // when the device's last message arrived here
 }
 
 // NewArchive returns an Archive over cfg.History; call Run for the group commit.
@@ -121,9 +122,16 @@ func (a *Archive) Receive(device, label string, data []byte) (fresh bool, err er
 	if err != nil {
 		return false, err
 	}
+	now := time.Now()
+	if m.Epoch != d.st.Epoch || Reliable(m.Type) && m.Seq > d.st.Reliable+1 && now.Sub(d.lastSeen) > movedAfter {
+		if d, err = a.catchUpLocked(device, d); err != nil {
+			return false, err
+		}
+	}
+	d.lastSeen = now
 	if m.Epoch != d.st.Epoch {
 		// The box's store was created anew: a new sequence space.
-		d.st = StreamState{Epoch: m.Epoch, EpochN: d.st.EpochN + 1, ControlSeq: d.st.ControlSeq}
+		d.st = StreamState{Epoch: m.Epoch, EpochN: d.st.EpochN + 1}
 		d.durable, d.acked, d.holdFrom, d.waves = 0, 0, 0, waveWindow{}
 		a.log.Info("vitals stream starts a new epoch", "device", device, "epoch", m.Epoch, "n", d.st.EpochN)
 	}
@@ -199,12 +207,46 @@ func (a *Archive) streamLocked(device string) (*deviceStream, error) {
 	if err != nil {
 		return nil, err
 	}
+	d := newDeviceStream(st)
+	a.devices[device] = d
+	return d, nil
+}
+
+func newDeviceStream(st StreamState) *deviceStream {
 	d := &deviceStream{st: st, durable: st.Reliable}
 	// Wave chunks at or below what is held arrived before a restart of the hub: a
 	// late one is not worth the risk of storing a duplicate.
 	d.waves.floor = st.WaveHigh
-	a.devices[device] = d
-	return d, nil
+	return d
+}
+
+// movedAfter is how long a box's stream must have been silent here before a gap in its
+// seqs sends the Archive to the store: a box publishes to one hub at a time and takes
+// longer than this to move to another and back, while the gaps of a stream that never
+// left (messages refused while the store is slow) must not cost a read each.
+const movedAfter = time.Second
+
+// catchUpLocked reads a device's stream from the store again when the box may have
+// published elsewhere since this Archive last saw it: hubs that share a store each
+// remember the streams they saw, and a box that moved to another hub and back comes
+// with an epoch or seqs this one has not seen. It returns the stream to use. Nothing
+// of the device waiting for a commit here means the box was not here during the last
+// flush interval; otherwise what this Archive holds is the newest.
+func (a *Archive) catchUpLocked(device string, d *deviceStream) (*deviceStream, error) {
+	if _, pending := a.states[device]; pending {
+		return d, nil
+	}
+	st, err := a.cfg.History.Stream(device)
+	if err != nil {
+		return nil, err
+	}
+	if st.EpochN < d.st.EpochN || st.EpochN == d.st.EpochN && st.Reliable <= d.st.Reliable && st.WaveHigh <= d.st.WaveHigh {
+		return d, nil
+	}
+	a.log.Info("vitals stream continues from the shared history", "device", device, "epoch", st.Epoch, "n", st.EpochN, "reliable", st.Reliable)
+	nd := newDeviceStream(st)
+	a.devices[device] = nd
+	return nd, nil
 }
 
 // Ack returns the ack to send when a device's "vitals" channel opens, so that the box
@@ -213,44 +255,13 @@ func (a *Archive) Ack(device string) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	d, err := a.streamLocked(device)
+	if err == nil {
+		d, err = a.catchUpLocked(device, d)
+	}
 	if err != nil || d.st.Epoch == "" {
 		return nil, err
 	}
 	return ackMessage(d.st.Epoch, d.durable, false)
-}
-
-// Control numbers a message from the hospital to the crew of device and returns it
-// encoded, to send on the device's "control" channel (and again, unchanged, after a
-// reconnect until its receipt arrives). The number is on disk before Control
-// returns, so it is never given twice. c.Seq is ignored; c.Type defaults to "text".
-func (a *Archive) Control(device string, c Control) ([]byte, error) {
-	if c.Type == "" {
-		c.Type = TypeText
-	}
-	if c.HubTime.IsZero() {
-		c.HubTime = time.Now().UTC()
-	}
-	m := Message{V: Version, Type: c.Type, Seq: 1, ID: c.ID, From: c.From, Text: c.Text, HubTime: c.HubTime}
-	if Reliable(c.Type) || c.Type == TypeWave || c.Type == TypeAck {
-		return nil, fmt.Errorf("%w: %q is not a control type", ErrInvalid, c.Type)
-	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	d, err := a.streamLocked(device)
-	if err != nil {
-		a.mu.Unlock()
-		return nil, err
-	}
-	d.st.ControlSeq++
-	m.Seq = d.st.ControlSeq
-	a.states[device] = d.st
-	a.mu.Unlock()
-	if err := a.Flush(); err != nil {
-		return nil, fmt.Errorf("vitals: control message for %s not numbered: %w", device, err)
-	}
-	return Marshal(&m)
 }
 
 func ackMessage(epoch string, seq uint64, replay bool) ([]byte, error) {
@@ -259,16 +270,29 @@ func ackMessage(epoch string, seq uint64, replay bool) ([]byte, error) {
 }
 
 // Run commits every FlushEvery until ctx ends, then commits what it holds.
-func (a *Archive) Run(ctx context.Context) error {
+func (a *Archive) Run(ctx context.Context) error { return a.RunReporting(ctx, nil) }
+
+// RunReporting is Run that tells report each time commits start failing (with the
+// error) and when they succeed again (with nil), so that the hub's status can say its
+// vitals history is not being kept, e.g. while a shared database is away.
+func (a *Archive) RunReporting(ctx context.Context, report func(error)) error {
 	t := time.NewTicker(a.cfg.FlushEvery)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return a.Flush()
 		case <-t.C:
-			if err := a.Flush(); err != nil {
+			err := a.Flush()
+			if err != nil {
 				a.log.Error("vitals history not committed; will retry", "err", err)
+			}
+			if (err != nil) != failing {
+				failing = err != nil
+				if report != nil {
+					report(err)
+				}
 			}
 		}
 	}

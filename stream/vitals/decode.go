@@ -93,6 +93,10 @@ func (m *Message) Validate() error {
 			return m.invalid("no ref")
 		}
 		return m.checkBox(oneOf(m.State, "delivered", "read"), "state", m.State, true)
+	case TypePatient:
+		return m.checkPatient()
+	case TypeECG:
+		return m.checkECG()
 	case TypeAck:
 		if m.Epoch == "" {
 			return m.invalid("no epoch")
@@ -119,6 +123,7 @@ func (m *Message) checkLengths() error {
 		{"mdc", m.MDC, maxShort}, {"label", m.Label, maxUnit}, {"unit", m.Unit, maxUnit},
 		{"priority", m.Priority, maxUnit}, {"state", m.State, maxUnit}, {"text", m.Text, maxText},
 		{"detail", m.Detail, maxDetail}, {"id", m.ID, maxShort}, {"from", m.From, maxShort},
+		{"channel", m.Channel, maxShort}, {"channel_label", m.ChannelLabel, maxUnit},
 	} {
 		if len(f.v) > f.max {
 			return m.invalid("%s is %d bytes, more than %d", f.name, len(f.v), f.max)

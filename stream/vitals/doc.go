@@ -22,14 +22,15 @@
 //	// "control":     OnMessage out.HandleFromHub
 //	// status page:   out.Stats(); the crew read a message: out.ConfirmRead(seq)
 //
-// On the hub, one Archive over the hub's store takes what the SFU receives and sends
-// the acks back:
+// On the hub, one Archive over a HistoryStore (BoltHistory in the hub's own store, or
+// stream/vitals/pghistory in the database that several hubs share) takes what the SFU
+// receives and sends the acks back:
 //
 //	a, _ := vitals.NewArchive(vitals.ArchiveConfig{History: vitals.NewBoltHistory(store, vitals.HistoryBounds{}),
 //		SendAck: func(device string, ack []byte) { sfu.SendToPublisher(device, vitals.LabelReliable, ack) }})
 //	go a.Run(ctx)
 //	// every box message:       a.Receive(device, label, data)
 //	// the box's vitals opened: a.Ack(device), sent on "vitals"
-//	// a doctor writes:         a.Control(device, vitals.Control{From: who, Text: text}), sent on "control"
+//	// a doctor writes:         stream/crew numbers and keeps it, and sends it on "control"
 //	// mux.Handle("GET /api/v1/devices/{device}/vitals", viewerAuth(a.HistoryHandler()))
 package vitals

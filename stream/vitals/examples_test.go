@@ -52,7 +52,9 @@ func docExamples(t *testing.T) map[string]string {
 	ex := map[string][]byte{
 		"numeric": mk(&telemetry.Numeric{Code: telemetry.MDC_PULS_OXIM_SAT_O2, Value: 97, Unit: telemetry.UnitPercent,
 			MonitorTime: at.Add(-20 * time.Millisecond), ReceiveTime: at}, 17),
-		"numeric-nibp":    mk(nibp.Numerics()[0], 18),
+		"numeric-nibp": mk(nibp.Numerics()[0], 18),
+		"numeric-channel": mk(&telemetry.Numeric{Code: telemetry.MDC_TEMP, Value: 36.8, Unit: telemetry.UnitCelsius,
+			Channel: telemetry.Channel{ID: "1.26.1.2", Label: "T2"}, MonitorTime: at.Add(-20 * time.Millisecond), ReceiveTime: at}, 27),
 		"numeric-novalue": mk(&telemetry.Numeric{Code: telemetry.MDC_AWAY_CO2_ET, Value: nanValue(), Unit: telemetry.UnitMMHg, ReceiveTime: at, Invalid: true}, 19),
 		"wave":            mk(pleth, 5012),
 		"wave-gap":        mk(&afterGap, 5420),
@@ -64,7 +66,18 @@ func docExamples(t *testing.T) map[string]string {
 	ack := Message{V: Version, Type: TypeAck, Seq: 22, Epoch: epoch}
 	replay := Message{V: Version, Type: TypeAck, Seq: 19, Epoch: epoch, Replay: true}
 	text := Message{V: Version, Type: TypeText, Seq: 3, ID: "m-0003", From: "Dr Li (ED)", Text: "Give aspirin 300 mg; STEMI team alerted.", HubTime: at.Add(2 * time.Second)}
-	for name, m := range map[string]*Message{"receipt": &receipt, "ack": &ack, "ack-replay": &replay, "control": &text} {
+	card := Message{V: Version, Type: TypePatient, Seq: 23, Epoch: epoch, Device: "amb-07", BoxTime: at.Add(5 * time.Second),
+		Card: &PatientCard{AgeBand: "60-69", Sex: "male", Complaint: "crushing chest pain for 40 min", Suspected: []string{"stemi"},
+			Triage: 1, Updated: at.Add(5 * time.Second)}}
+	stroke := Message{V: Version, Type: TypePatient, Seq: 24, Epoch: epoch, Device: "amb-07", BoxTime: at.Add(6 * time.Second),
+		Card: &PatientCard{AgeBand: "70-79", Sex: "female", Complaint: "left arm weakness, slurred speech", Suspected: []string{"stroke"},
+			LastKnownWell: at.Add(-52 * time.Minute), Triage: 2, Updated: at.Add(6 * time.Second)}}
+	ecgReq := Message{V: Version, Type: TypeECGRequest, Seq: 4, ID: "m-4", From: "Dr Li (ED)", HubTime: at.Add(7 * time.Second)}
+	acquiring := Message{V: Version, Type: TypeECG, Seq: 25, Epoch: epoch, Device: "amb-07", Ref: 4, State: ECGAcquiring, BoxTime: at.Add(7200 * time.Millisecond)}
+	queued := Message{V: Version, Type: TypeECG, Seq: 26, Epoch: epoch, Device: "amb-07", Ref: 4, State: ECGQueued,
+		SOP: "2.25.131977712345678901234567890123456789", Study: "2.25.274389012345678901234567890123456789", BoxTime: at.Add(17400 * time.Millisecond)}
+	for name, m := range map[string]*Message{"receipt": &receipt, "ack": &ack, "ack-replay": &replay, "control": &text,
+		"patient": &card, "patient-stroke": &stroke, "ecg-request": &ecgReq, "ecg-acquiring": &acquiring, "ecg-queued": &queued} {
 		data, err := Marshal(m)
 		if err != nil {
 			t.Fatal(err)

@@ -43,10 +43,6 @@ type StreamState struct {
 	EpochN   uint32 `json:"epoch_n"`   // how many epochs the hub has seen: orders history across them
 	Reliable uint64 `json:"reliable"`  // highest reliable seq held in this epoch: the ack
 	WaveHigh uint64 `json:"wave_high"` // highest wave seq held in this epoch
-	// ControlSeq is the last control seq the hub gave a message to this device. It
-	// never goes back, across epochs too: the box hands each control seq to the crew
-	// once, so a reused number would be a lost message.
-	ControlSeq uint64 `json:"control_seq"`
 }
 
 // Record is one stored message.
@@ -87,7 +83,7 @@ func cursorOf(k []byte) Cursor {
 	return Cursor{EpochN: binary.BigEndian.Uint32(k[:4]), Seq: binary.BigEndian.Uint64(k[4:])}
 }
 
-// HistoryBounds bound what a BoltHistory keeps per device; the zero value means the
+// HistoryBounds bound what a HistoryStore keeps per device; the zero value means the
 // defaults.
 type HistoryBounds struct {
 	// ReliableBytes bounds numerics, alarms, device events and receipts (default
@@ -108,15 +104,29 @@ type BoltHistory struct {
 
 const historyBucket = "stream/vitals/history"
 
+// WithDefaults returns b with each bound that is not set at its default, for every
+// HistoryStore to apply alike.
+func (b HistoryBounds) WithDefaults() HistoryBounds {
+	if b.ReliableBytes <= 0 {
+		b.ReliableBytes = 64 << 20
+	}
+	if b.WaveBytes <= 0 {
+		b.WaveBytes = 512 << 20
+	}
+	return b
+}
+
+// Of returns the bound of channel (LabelReliable or LabelWave).
+func (b HistoryBounds) Of(channel string) int64 {
+	if channel == LabelWave {
+		return b.WaveBytes
+	}
+	return b.ReliableBytes
+}
+
 // NewBoltHistory returns a HistoryStore in store.
 func NewBoltHistory(store *durable.Store, bounds HistoryBounds) *BoltHistory {
-	if bounds.ReliableBytes <= 0 {
-		bounds.ReliableBytes = 64 << 20
-	}
-	if bounds.WaveBytes <= 0 {
-		bounds.WaveBytes = 512 << 20
-	}
-	return &BoltHistory{store: store, bounds: bounds}
+	return &BoltHistory{store: store, bounds: bounds.WithDefaults()}
 }
 
 func deviceBucket(tx *durable.Tx, device string) *bolt.Bucket {
@@ -212,10 +222,7 @@ func putRecord(top *bolt.Bucket, r Record) (int64, error) {
 // trim adds grown to the channel's byte count and deletes its oldest records until the
 // count is within the bound.
 func (h *BoltHistory) trim(d *bolt.Bucket, channel string, grown int64) error {
-	bound := h.bounds.ReliableBytes
-	if channel == LabelWave {
-		bound = h.bounds.WaveBytes
-	}
+	bound := h.bounds.Of(channel)
 	countKey := []byte("bytes/" + channel)
 	var total int64
 	if v := d.Get(countKey); len(v) == 8 {

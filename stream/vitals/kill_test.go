@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"lifeline/internal/durable"
+	"lifeline/internal/selfexec"
 	"lifeline/telemetry"
 )
 
@@ -28,10 +28,7 @@ import (
 const killChildEnv = "LIFELINE_VITALS_KILL_CHILD"
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(killChildEnv); dir != "" {
-		os.Exit(runKilledBox(dir))
-	}
-	os.Exit(m.Run())
+	selfexec.Main(m, map[string]selfexec.Role{killChildEnv: runKilledBox})
 }
 
 func digest(data []byte) string {
@@ -167,8 +164,7 @@ func checkReplay(t *testing.T, round int, prev, r *killRound) int {
 // and returns what it reported.
 func runAndKill(t *testing.T, dir string, durableLines int) *killRound {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+	cmd := selfexec.Command(killChildEnv, dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,12 +75,12 @@ func (c *OutboxConfig) setDefaults() error {
 
 // Control is one message from the hospital to the crew.
 type Control struct {
-	Seq     uint64 // the hub's control sequence number
-	Type    string // "text" for guidance; other request types as the hub defines them
-	ID      string // the hub's identifier of the message
-	Text    string
-	From    string // who sent it, as the hub names them
-	HubTime time.Time
+	Seq     uint64    `json:"seq"`  // the hub's control sequence number
+	Type    string    `json:"type"` // "text" for guidance; other request types as the hub defines them
+	ID      string    `json:"id"`   // the hub's identifier of the message
+	Text    string    `json:"text,omitempty"`
+	From    string    `json:"from"` // who sent it, as the hub names them
+	HubTime time.Time `json:"hub_time"`
 }
 
 // Outbox is the box's end of the vitals channels: it turns bus events into messages,
@@ -102,12 +104,13 @@ type Outbox struct {
 	epoch string
 
 	mu       sync.Mutex
-	pending  []entry // assigned, sent or not, not yet committed; ordered by seq
-	next     uint64  // next reliable seq
-	nextWave uint64  // next wave seq
-	acked    uint64  // the hub's cumulative ack, durable at the next commit
-	sent     uint64  // highest seq sent on the current channels
-	ctrlSeen uint64  // highest control seq handed to OnControl
+	pending  []entry         // assigned, sent or not, not yet committed; ordered by seq
+	next     uint64          // next reliable seq
+	nextWave uint64          // next wave seq
+	acked    uint64          // the hub's cumulative ack, durable at the next commit
+	sent     uint64          // highest seq sent on the current channels
+	ctrlSeen uint64          // highest control seq handed to OnControl
+	ctrlGaps map[uint64]bool // seqs below ctrlSeen not yet arrived (bounded by maxControlGaps)
 	// pendingDropped counts messages dropped from pending before any commit; the next
 	// commit adds them to the durable drop counter.
 	pendingDropped uint64
@@ -130,8 +133,9 @@ type Outbox struct {
 }
 
 type waveKey struct {
-	source string
-	code   uint32
+	source  string
+	code    uint32
+	channel string // one code on two channels is two signals, each with its own gaps
 }
 
 // NewOutbox opens the ring in the store, reserves the sequence numbers it will use and
@@ -157,6 +161,10 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 	meta := r.state.meta
 	o.next, o.nextWave = meta.Reserved+1, meta.WaveReserved+1
 	o.acked, o.sent, o.ctrlSeen = meta.Acked, meta.Acked, meta.ControlSeen
+	o.ctrlGaps = make(map[uint64]bool, len(meta.ControlGaps))
+	for _, seq := range meta.ControlGaps {
+		o.ctrlGaps[seq] = true
+	}
 	meta.Reserved += reserveStep
 	meta.WaveReserved += waveReserveStep
 	st, _, err := r.commit(nil, meta)
@@ -233,7 +241,7 @@ func (o *Outbox) handle(m telemetry.Message) {
 			o.sendWave(msg)
 			continue
 		}
-		if err := o.enqueue(msg); err != nil {
+		if _, err := o.enqueue(msg); err != nil {
 			o.log.Error("vitals message not queued", "type", msg.Type, "err", err)
 		}
 	}
@@ -241,13 +249,13 @@ func (o *Outbox) handle(m telemetry.Message) {
 
 // enqueue numbers a reliable message, adds it to the pending group and wakes the
 // sender: it goes out at once, and to disk with the next group commit.
-func (o *Outbox) enqueue(msg Message) error {
+func (o *Outbox) enqueue(msg Message) (seq uint64, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	msg.Seq, msg.Epoch = o.next, o.epoch
 	data, err := Marshal(&msg)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	o.next++
 	o.pending = append(o.pending, entry{seq: msg.Seq, data: data})
@@ -266,7 +274,7 @@ func (o *Outbox) enqueue(msg Message) error {
 		signal(o.flushNow) // reserve the next block before this one runs out
 	}
 	signal(o.wake)
-	return nil
+	return msg.Seq, nil
 }
 
 func signal(c chan struct{}) {
@@ -302,6 +310,7 @@ func (o *Outbox) flush() error {
 	group := append([]entry(nil), o.pending...)
 	meta := o.ring.state.meta
 	meta.Acked, meta.ControlSeen = o.acked, o.ctrlSeen
+	meta.ControlGaps = slices.Sorted(maps.Keys(o.ctrlGaps))
 	meta.Dropped += o.pendingDropped
 	pendingDropped := o.pendingDropped
 	// Keep a full step reserved beyond what is assigned, so the senders never wait.
@@ -436,15 +445,31 @@ func (o *Outbox) ack(m Message) error {
 	return nil
 }
 
+// maxControlGaps bounds the control seqs the box waits for below the highest it has:
+// the hub sends again until a message is confirmed, so a gap fills within seconds.
+const maxControlGaps = 256
+
+// control hands a control message to the crew once. The hub numbers its messages to
+// a box 1, 2, 3… and sends each again until the box's receipt arrives (receipts are
+// reliable messages, replayed like the vitals), so a seq the box has seen is a repeat,
+// and a seq below the highest seen that never arrived fills a gap: a message the hub
+// could not send at once may come after later ones.
 func (o *Outbox) control(m Message) error {
 	o.mu.Lock()
-	fresh := m.Seq > o.ctrlSeen
-	if fresh {
-		o.ctrlSeen = m.Seq
+	fresh := false
+	switch {
+	case m.Seq > o.ctrlSeen:
+		for seq := o.ctrlSeen + 1; seq < m.Seq && len(o.ctrlGaps) < maxControlGaps; seq++ {
+			o.ctrlGaps[seq] = true
+		}
+		o.ctrlSeen, fresh = m.Seq, true
+	case o.ctrlGaps[m.Seq]:
+		delete(o.ctrlGaps, m.Seq)
+		fresh = true
 	}
 	o.mu.Unlock()
 	if !fresh {
-		return nil // sent again after a reconnect; the crew has it
+		return nil // sent again before the receipt reached the hub; the crew has it
 	}
 	if o.cfg.OnControl != nil {
 		o.cfg.OnControl(Control{Seq: m.Seq, Type: m.Type, ID: m.ID, Text: m.Text, From: m.From, HubTime: m.HubTime})
@@ -456,7 +481,8 @@ func (o *Outbox) control(m Message) error {
 func (o *Outbox) ConfirmRead(seq uint64) error { return o.receipt(seq, "read") }
 
 func (o *Outbox) receipt(ref uint64, state string) error {
-	return o.enqueue(Message{V: Version, Type: TypeReceipt, Device: o.cfg.Device, Ref: ref, State: state, BoxTime: time.Now().UTC()})
+	_, err := o.enqueue(Message{V: Version, Type: TypeReceipt, Device: o.cfg.Device, Ref: ref, State: state, BoxTime: time.Now().UTC()})
+	return err
 }
 
 // OutboxStats is a snapshot for the status page and tests.

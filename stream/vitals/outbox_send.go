@@ -117,7 +117,7 @@ func (o *Outbox) unsentLocked(from uint64, n int) ([]entry, error) {
 // channel refused it) is lost, and the next chunk of the same signal carries the gap
 // flag; so does the first chunk of every signal after a loss that may have hit any.
 func (o *Outbox) sendWave(msg Message) {
-	key := waveKey{source: msg.Source, code: msg.Code}
+	key := waveKey{source: msg.Source, code: msg.Code, channel: msg.Channel}
 	o.mu.Lock()
 	send := o.wave
 	if send == nil || o.nextWave > o.ring.state.meta.WaveReserved {

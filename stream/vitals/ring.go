@@ -37,6 +37,9 @@ type ringMeta struct {
 	Acked        uint64 `json:"acked"`         // the hub's cumulative ack
 	Dropped      uint64 `json:"dropped"`       // unacknowledged messages pushed out by the bound
 	ControlSeen  uint64 `json:"control_seen"`  // highest control seq handed to the crew
+	// ControlGaps are control seqs below ControlSeen that have not arrived: a message
+	// the hub could not send at first comes after later ones, and is still news.
+	ControlGaps []uint64 `json:"control_gaps,omitempty"`
 }
 
 // entry is one reliable message in the ring.

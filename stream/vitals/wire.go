@@ -44,10 +44,10 @@ const (
 	// MaxSeq is the largest sequence number: JavaScript reads numbers exactly only up
 	// to 2^53−1, and the ED screen is JavaScript.
 	MaxSeq    = 1<<53 - 1
-	maxShort  = 64   // device, mdc, epoch, id, from
+	maxShort  = 64   // mdc, epoch, id, from, channel
 	maxSource = 128  // monitor name or port path
 	maxDevice = 128  // device ID: enrolled IDs are short, an unenrolled box names itself by host
-	maxUnit   = 32   // UCUM unit, label
+	maxUnit   = 32   // UCUM unit, label, channel label
 	maxDetail = 512  // device event detail, alarm text
 	maxText   = 4096 // control text
 )
@@ -73,6 +73,12 @@ type Message struct {
 	Label string `json:"label,omitempty"` // what clinicians read: HR, SpO2, II
 	Unit  string `json:"unit,omitempty"`  // UCUM
 
+	// The monitor channel (numeric, wave, alarm, device): one code on two channels (two
+	// temperature probes) is two series, told apart by Channel.
+	Channel      string `json:"channel,omitempty"`       // the monitor's channel ID: HL7 OBX-4, Datex slot, IntelliVue handle
+	ChannelLabel string `json:"channel_label,omitempty"` // what the monitor shows for the channel: T1, ART, ESO
+	Primary      bool   `json:"primary,omitempty"`       // the monitor marks this channel as the one for its quantity
+
 	// Numeric.
 	Value    *float64  `json:"value,omitempty"`   // absent when the monitor sent no value
 	Measured time.Time `json:"measured,omitzero"` // episodic measurements (NIBP): when taken
@@ -97,6 +103,11 @@ type Message struct {
 	ID   string `json:"id,omitempty"`   // control: the hub's identifier of the message
 	From string `json:"from,omitempty"` // control: who sent it, as the hub names them
 
+	// Crew messages (crew.go).
+	Card  *PatientCard `json:"card,omitempty"`  // patient: the crew's card, whole
+	SOP   string       `json:"sop,omitempty"`   // ecg: SOP Instance UID of the DICOM ECG
+	Study string       `json:"study,omitempty"` // ecg: its Study Instance UID
+
 	MonitorTime time.Time `json:"monitor_time,omitzero"` // the monitor's clock
 	BoxTime     time.Time `json:"box_time,omitzero"`     // the box's clock when it read the data
 	HubTime     time.Time `json:"hub_time,omitzero"`     // control: the hub's clock when sent
@@ -106,7 +117,7 @@ type Message struct {
 // sits in the box's durable ring until acknowledged.
 func Reliable(typ string) bool {
 	switch typ {
-	case TypeNumeric, TypeAlarm, TypeDevice, TypeReceipt:
+	case TypeNumeric, TypeAlarm, TypeDevice, TypeReceipt, TypePatient, TypeECG:
 		return true
 	}
 	return false
@@ -121,7 +132,8 @@ func FromEvent(device string, m telemetry.Message) []Message {
 	case *telemetry.Numeric:
 		msg := base
 		msg.Type = TypeNumeric
-		setQuantity(&msg, ev.Code, ev.Unit)
+		setQuantity(&msg, ev.Code, ev.Ref, ev.Unit)
+		setChannel(&msg, ev.Channel)
 		if !math.IsNaN(ev.Value) && !math.IsInf(ev.Value, 0) {
 			v := ev.Value
 			msg.Value = &v
@@ -136,8 +148,9 @@ func FromEvent(device string, m telemetry.Message) []Message {
 		msg := base
 		msg.Type = TypeAlarm
 		if ev.Code != 0 {
-			setQuantity(&msg, ev.Code, "")
+			setQuantity(&msg, ev.Code, "", "")
 		}
+		setChannel(&msg, ev.Channel)
 		msg.Priority = ev.Priority.String()
 		msg.State = "cleared"
 		if ev.On {
@@ -150,8 +163,9 @@ func FromEvent(device string, m telemetry.Message) []Message {
 		msg := base
 		msg.Type = TypeDevice
 		if ev.Code != 0 {
-			setQuantity(&msg, ev.Code, "")
+			setQuantity(&msg, ev.Code, "", "")
 		}
+		setChannel(&msg, ev.Channel)
 		msg.State = ev.State.String()
 		msg.Detail = clip(ev.Detail, maxDetail)
 		msg.BoxTime = utc(ev.ReceiveTime)
@@ -173,7 +187,8 @@ func waveChunks(base Message, w *telemetry.Wave) []Message {
 		shift := time.Duration(float64(off) / w.Rate * float64(time.Second))
 		msg := base
 		msg.Type = TypeWave
-		setQuantity(&msg, w.Code, w.Unit)
+		setQuantity(&msg, w.Code, w.Ref, w.Unit)
+		setChannel(&msg, w.Channel)
 		msg.Rate = w.Rate
 		msg.Start = utc(w.Start.Add(shift))
 		if !w.MonitorStart.IsZero() {
@@ -188,13 +203,21 @@ func waveChunks(base Message, w *telemetry.Wave) []Message {
 	return out
 }
 
-func setQuantity(m *Message, c telemetry.Code, unit string) {
+// setQuantity names the quantity: by mdc.go, else by the monitor's own reference id
+// (ref), else MDC_CODE_<n>.
+func setQuantity(m *Message, c telemetry.Code, ref, unit string) {
 	m.Code = uint32(c)
-	m.MDC = c.Name()
+	m.MDC = clip(telemetry.NameOf(c, ref), maxShort)
 	if q, ok := telemetry.Lookup(c); ok {
 		m.Label = q.Label
 	}
 	m.Unit = clip(unit, maxUnit)
+}
+
+func setChannel(m *Message, ch telemetry.Channel) {
+	m.Channel = clip(ch.ID, maxShort)
+	m.ChannelLabel = clip(ch.Label, maxUnit)
+	m.Primary = ch.Primary
 }
 
 func utc(t time.Time) time.Time {

@@ -54,15 +54,24 @@ func newMedia(audio camera.Codec) (*tracks, error) {
 	return m, nil
 }
 
+// audioCapability is how the box names its audio codec in the offer. G.711 goes
+// without a channel count ("PCMU/8000"), as browsers and the hub write it: pion matches
+// codecs by channel count too, and "PCMU/8000/1" would find no match at the hub.
 func audioCapability(c camera.Codec) webrtc.RTPCodecCapability {
 	switch c {
 	case camera.Opus:
 		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
 	case camera.PCMA:
-		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000, Channels: 1}
+		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}
 	default:
-		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}
+		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
 	}
+}
+
+// audioParameters is the camera audio codec as the box offers it.
+func audioParameters(c camera.Codec) webrtc.RTPCodecParameters {
+	pt := map[camera.Codec]webrtc.PayloadType{camera.Opus: payloadOpus, camera.PCMU: payloadPCMU, camera.PCMA: payloadPCMA}[c]
+	return webrtc.RTPCodecParameters{RTPCodecCapability: audioCapability(c), PayloadType: pt}
 }
 
 // register puts the box's codecs, and only those, into a media engine, so the far end
@@ -83,8 +92,7 @@ func (m *tracks) register(me *webrtc.MediaEngine, profileLevelID string) error {
 	if m.audio == nil {
 		return nil
 	}
-	pt := map[camera.Codec]webrtc.PayloadType{camera.Opus: payloadOpus, camera.PCMU: payloadPCMU, camera.PCMA: payloadPCMA}[m.audioCodec]
-	audio := webrtc.RTPCodecParameters{RTPCodecCapability: audioCapability(m.audioCodec), PayloadType: pt}
+	audio := audioParameters(m.audioCodec)
 	if err := me.RegisterCodec(audio, webrtc.RTPCodecTypeAudio); err != nil {
 		return fmt.Errorf("whip: register %s: %w", m.audioCodec, err)
 	}

@@ -35,10 +35,14 @@ import (
 )
 
 // Config says where and how to publish. The zero value of every field but Endpoint
-// means its default.
+// (or Route) means its default.
 type Config struct {
 	// Endpoint is the WHIP endpoint URL the offer is POSTed to.
 	Endpoint string
+	// Route, if set, names the endpoint of each new session instead of Endpoint:
+	// several endpoints serving the box (the hubs of one shared state), of which the
+	// route says which to use now.
+	Route Route
 	// TLS authenticates the box by its mutual-TLS identity
 	// (trust.Identity.ClientTLS()) and carries the roots it trusts; nil uses the
 	// system roots and no client certificate.
@@ -60,6 +64,11 @@ type Config struct {
 	// from (PLI or FIR), and when a new session connects. The publisher never
 	// transcodes, so only the camera side can act on it. It must not block.
 	OnKeyframeRequest func()
+	// OnTalkback, if set, makes the box offer to receive the hospital's voice
+	// (push-to-talk) and is called with each RTP packet of it, G.711 µ-law
+	// (TalkbackCodec), in arrival order. It runs on the stack's goroutine: it must not
+	// block.
+	OnTalkback func(*TalkbackPacket)
 	// OnVideoBudget is called when the bitrate left for video changes (see
 	// Publisher.VideoBudget). It must not block.
 	OnVideoBudget func(bps int)
@@ -137,6 +146,20 @@ type DataChannel struct {
 	OnMessage func([]byte)
 	// OnClose is called when the channel closed (the session ended).
 	OnClose func()
+}
+
+// Route chooses the endpoint of each new session among several that serve the box.
+// The publisher asks it before every session, and tells it when an endpoint could
+// not be reached (a session could not be opened there, or an ICE restart of a session
+// there found no path to it), so that it may move to another at once rather than at
+// its own next check.
+type Route interface {
+	// Endpoint returns the WHIP endpoint URL to use now. It must not block.
+	Endpoint() string
+	// Unreachable says that endpoint was not reached. It may take a few seconds (to
+	// see which endpoint is in reach); the publisher calls it from its own goroutine
+	// when a session is running.
+	Unreachable(endpoint string)
 }
 
 // MaxBuffered bounds what one data channel may hold unsent, so that a dead link does
@@ -245,11 +268,12 @@ type Status struct {
 // Publisher publishes one live session to a WHIP endpoint. Create it with New, feed
 // it with WriteVideo and WriteAudio from the camera's goroutine, and run it with Run.
 type Publisher struct {
-	cfg      Config
-	endpoint *endpoint
-	media    *tracks
+	cfg   Config
+	media *tracks
 
 	mu          sync.Mutex
+	endpoints   map[string]*endpoint // by URL: each keeps its HTTP connections
+	endpointNow string               // the endpoint of the current or last session
 	state       State
 	current     *session
 	restarts    int
@@ -257,6 +281,8 @@ type Publisher struct {
 	since       time.Time
 	lastError   string
 	linkServers []webrtc.ICEServer // announced by the endpoint in Link headers
+
+	routeCalls sync.WaitGroup // Route.Unreachable calls made while a session runs
 
 	targetBitrate atomic.Int64
 	keyframeReqs  atomic.Uint64
@@ -275,18 +301,42 @@ func New(cfg Config) (*Publisher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	ep, err := newEndpoint(cfg.Endpoint, cfg.TLS, cfg.BearerToken, cfg.HTTPTimeout, cfg.MaxAnswerSize)
-	if err != nil {
+	p := &Publisher{cfg: cfg, endpoints: map[string]*endpoint{}, state: StateIdle}
+	first := p.nextEndpoint()
+	if _, err := p.endpointFor(first); err != nil {
 		return nil, err
 	}
 	m, err := newMedia(cfg.Audio)
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{cfg: cfg, endpoint: ep, media: m, state: StateIdle}
+	p.media, p.endpointNow = m, first
 	p.targetBitrate.Store(int64(cfg.InitialBitrate))
 	m.setBudget(max(p.VideoBudget(), cfg.VideoFloor))
 	return p, nil
+}
+
+// nextEndpoint is the endpoint for a new session: the route's choice, or Endpoint.
+func (p *Publisher) nextEndpoint() string {
+	if p.cfg.Route != nil {
+		return p.cfg.Route.Endpoint()
+	}
+	return p.cfg.Endpoint
+}
+
+// endpointFor returns the endpoint client for raw, made on first use.
+func (p *Publisher) endpointFor(raw string) (*endpoint, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ep, ok := p.endpoints[raw]; ok {
+		return ep, nil
+	}
+	ep, err := newEndpoint(raw, p.cfg.TLS, p.cfg.BearerToken, p.cfg.HTTPTimeout, p.cfg.MaxAnswerSize)
+	if err != nil {
+		return nil, err
+	}
+	p.endpoints[raw] = ep
+	return ep, nil
 }
 
 // TargetBitrate is the congestion controller's current estimate of what the link
@@ -313,7 +363,7 @@ func videoBudget(target, audioReserve, dataReserve int, audio bool) int {
 func (p *Publisher) Status() Status {
 	p.mu.Lock()
 	st := Status{
-		State: p.state, Endpoint: p.cfg.Endpoint, ICERestarts: p.restarts, NewSessions: p.sessions,
+		State: p.state, Endpoint: p.endpointNow, ICERestarts: p.restarts, NewSessions: p.sessions,
 		ConnectedSince: p.since, LastError: p.lastError,
 	}
 	s := p.current
@@ -344,8 +394,9 @@ func (p *Publisher) setState(s State) {
 func (p *Publisher) recordError(err error) {
 	p.mu.Lock()
 	p.lastError = err.Error()
+	endpoint := p.endpointNow
 	p.mu.Unlock()
-	p.cfg.Log.Warn("whip publisher", "endpoint", p.cfg.Endpoint, "err", err)
+	p.cfg.Log.Warn("whip publisher", "endpoint", endpoint, "err", err)
 }
 
 // keyframeWanted passes a keyframe request on to the camera side.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -13,19 +14,28 @@ import (
 
 // Run publishes until ctx ends: it opens a session, keeps it through link drops with
 // ICE restarts, and opens a new one, after a back-off, only when the endpoint forgot
-// the old one or it cannot be restarted. It reports through h and returns nil when ctx
-// ends, after DELETEing the session.
+// the old one or it cannot be restarted. With a Route, each session goes where the
+// route says, and an endpoint that gives no session is reported to it: when the route
+// then names another endpoint not yet tried since the last session, the box publishes
+// there at once. It reports through h and returns nil when ctx ends, after DELETEing
+// the session.
 func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return errors.New("whip: publisher already running")
 	}
 	defer p.running.Store(false)
 	defer p.setState(StateStopped)
+	defer p.routeCalls.Wait()
 	delay := p.cfg.RetryInitial
+	tried := map[string]bool{} // endpoints that gave no session since the last one connected
 	for {
+		endpoint := p.nextEndpoint()
+		p.mu.Lock()
+		p.endpointNow = endpoint
+		p.mu.Unlock()
 		p.setState(StateConnecting)
-		h.Degraded("publishing to "+p.cfg.Endpoint, nil)
-		connected, err := p.publishOnce(ctx, h)
+		h.Degraded("publishing to "+endpoint, nil)
+		connected, err := p.publishOnce(ctx, h, endpoint)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -35,8 +45,18 @@ func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
 			// so the new session is opened at once; back-off is for endpoints that
 			// cannot give the box a session at all.
 			delay = p.cfg.RetryInitial
+			clear(tried)
 			h.Degraded("session lost; opening a new one", err)
 			continue
+		}
+		if p.cfg.Route != nil {
+			tried[endpoint] = true
+			p.cfg.Route.Unreachable(endpoint)
+			if next := p.cfg.Route.Endpoint(); !tried[next] && ctx.Err() == nil {
+				h.Degraded("no session at "+endpoint+"; trying "+next, err)
+				continue
+			}
+			clear(tried)
 		}
 		p.setState(StateWaiting)
 		h.Degraded(fmt.Sprintf("no live session; retrying in %s", delay), err)
@@ -53,8 +73,8 @@ func (p *Publisher) Run(ctx context.Context, h *service.Health) error {
 
 // publishOnce runs one session from its POST to its end, and says whether it ever
 // connected and why it ended.
-func (p *Publisher) publishOnce(ctx context.Context, h *service.Health) (connected bool, err error) {
-	s, err := p.open(ctx)
+func (p *Publisher) publishOnce(ctx context.Context, h *service.Health, endpoint string) (connected bool, err error) {
+	s, err := p.open(ctx, endpoint)
 	if err != nil {
 		return false, err
 	}
@@ -85,8 +105,11 @@ type sessionLoop struct {
 	connected  bool      // the session connected at least once
 	restarting bool      // an ICE restart is under way or due
 	lostAt     time.Time // when the link was lost, while restarting
-	connect    *time.Timer
-	restart    *time.Timer
+	// asking is set while the route is being told that a restart found no path to
+	// the session's endpoint.
+	asking  atomic.Bool
+	connect *time.Timer
+	restart *time.Timer
 }
 
 func (l *sessionLoop) run(ctx context.Context) (bool, error) {
@@ -133,7 +156,7 @@ func (l *sessionLoop) onState(st webrtc.PeerConnectionState) error {
 		l.connected, l.restarting = true, false
 		p.media.setConnected(true)
 		p.setState(StateConnected)
-		l.h.Ready("publishing to " + p.cfg.Endpoint)
+		l.h.Ready("publishing to " + l.s.url)
 		// The far end's decoder is new, or lost the frames of the outage: the gate
 		// now waits for an IDR, and a camera with a long GOP should send one now
 		// rather than leave the doctor a frozen picture.
@@ -166,6 +189,13 @@ func (l *sessionLoop) restartICE(ctx context.Context) error {
 	if lost := time.Since(l.lostAt); lost > p.cfg.RestartGiveUp {
 		return fmt.Errorf("whip: session %s: no path for %s despite ICE restarts", l.s.resourceURL(), lost.Round(time.Second))
 	}
+	if p.cfg.Route != nil {
+		if now := p.cfg.Route.Endpoint(); now != l.s.url {
+			// The route moved (told by an earlier restart, or by the box's own check of
+			// its hubs): a session at the endpoint it names now replaces this one.
+			return fmt.Errorf("whip: %s is out of reach and the route names %s: opening a session there", l.s.url, now)
+		}
+	}
 	err := p.restartICE(ctx, l.s)
 	switch {
 	case err == nil:
@@ -180,9 +210,23 @@ func (l *sessionLoop) restartICE(ctx context.Context) error {
 		return fmt.Errorf("ICE restart refused, opening a new session: %w", err)
 	default:
 		p.recordError(err)
+		l.tellRoute()
 		l.restart.Reset(p.cfg.RestartTimeout)
 		return nil
 	}
+}
+
+// tellRoute tells the route, without holding up the session, that a restart did not
+// reach the session's endpoint. The route moves only if another endpoint is in reach:
+// in a tunnel none is, and the session goes on restarting where it is.
+func (l *sessionLoop) tellRoute() {
+	if l.p.cfg.Route == nil || !l.asking.CompareAndSwap(false, true) {
+		return
+	}
+	l.p.routeCalls.Go(func() {
+		defer l.asking.Store(false)
+		l.p.cfg.Route.Unreachable(l.s.url)
+	})
 }
 
 // stopTimer stops t and drains its channel, so that a later Reset starts clean.

@@ -39,6 +39,9 @@ const (
 // except what the mutex guards for Status.
 type session struct {
 	pc *webrtc.PeerConnection
+	// endpoint is where the session was published; its URL is url.
+	endpoint *endpoint
+	url      string
 	// stateChanged tells Run that the connection's state changed; notices coalesce,
 	// so that pion never waits for Run and no change is lost.
 	stateChanged chan struct{}
@@ -65,8 +68,12 @@ type session struct {
 // open builds a peer connection with the box's tracks and data channels, POSTs its
 // offer and applies the answer. The session then connects on its own; its
 // stateChanged channel tells when its state changes.
-func (p *Publisher) open(ctx context.Context) (*session, error) {
-	s := &session{stateChanged: make(chan struct{}, 1)}
+func (p *Publisher) open(ctx context.Context, endpointURL string) (*session, error) {
+	ep, err := p.endpointFor(endpointURL)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{stateChanged: make(chan struct{}, 1), endpoint: ep, url: endpointURL}
 	network, err := stdnet.NewNet()
 	if err != nil {
 		return nil, fmt.Errorf("whip: network interfaces: %w", err)
@@ -111,7 +118,7 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 		s.close()
 		return nil, err
 	}
-	pub, err := p.endpoint.publish(ctx, offer)
+	pub, err := s.endpoint.publish(ctx, offer)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -119,7 +126,7 @@ func (p *Publisher) open(ctx context.Context) (*session, error) {
 	s.resource, s.etag, s.answer = pub.resource, pub.etag, pub.answer
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: pub.answer}); err != nil {
 		p.end(s)
-		return nil, fmt.Errorf("whip: answer from %s: %w", p.cfg.Endpoint, err)
+		return nil, fmt.Errorf("whip: answer from %s: %w", endpointURL, err)
 	}
 	p.useLinkServers(s, pub.iceServers)
 	return s, nil
@@ -132,6 +139,11 @@ func (p *Publisher) newAPI(network *stdnet.Net) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := p.media.register(me, p.cfg.VideoProfileLevelID); err != nil {
 		return nil, err
+	}
+	if p.cfg.OnTalkback != nil {
+		if err := p.media.registerTalkback(me); err != nil {
+			return nil, err
+		}
 	}
 	reg := &interceptor.Registry{}
 	controller, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
@@ -189,10 +201,14 @@ func (p *Publisher) addMedia(s *session) error {
 	if p.media.audio != nil {
 		tracks = append(tracks, p.media.audio)
 	}
+	var camAudio *webrtc.RTPTransceiver
 	for _, t := range tracks {
 		tr, err := s.pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return fmt.Errorf("whip: add %s track: %w", t.Kind(), err)
+		}
+		if t.Kind() == webrtc.RTPCodecTypeAudio {
+			camAudio = tr
 		}
 		sender := tr.Sender()
 		s.rtcpReaders.Add(1)
@@ -200,6 +216,9 @@ func (p *Publisher) addMedia(s *session) error {
 			defer s.rtcpReaders.Done()
 			p.readRTCP(sender)
 		}()
+	}
+	if p.cfg.OnTalkback != nil {
+		return p.addTalkback(s, camAudio)
 	}
 	return nil
 }
@@ -304,11 +323,11 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) error {
 		s.pendingFrag = frag
 		s.mu.Unlock()
 	}
-	p.endpoint.forgetConnections()
+	s.endpoint.forgetConnections()
 	s.mu.Lock()
 	resource, etag := s.resource, s.etag
 	s.mu.Unlock()
-	answerFrag, newETag, err := p.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, p.cfg.RestartTimeout), resource, etag, frag)
+	answerFrag, newETag, err := s.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, p.cfg.RestartTimeout), resource, etag, frag)
 	if err != nil {
 		return err
 	}
@@ -351,7 +370,7 @@ func (p *Publisher) end(s *session) {
 	resource := s.resource
 	s.mu.Unlock()
 	if resource != nil {
-		if err := p.endpoint.end(context.Background(), resource); err != nil {
+		if err := s.endpoint.end(context.Background(), resource); err != nil {
 			p.cfg.Log.Warn("whip: session not deleted", "err", err)
 		}
 	}

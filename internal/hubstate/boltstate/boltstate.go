@@ -6,7 +6,8 @@
 // time, which is what makes "exactly once" hold here without further locking.
 //
 // Records are stored as JSON in the buckets the hub used before this package existed,
-// so a hub's existing hub.db is read as it is.
+// so a hub's existing hub.db is read as it is; study records, which are now kept per
+// box, are moved to their box's key when the file is opened.
 package boltstate
 
 import (
@@ -26,8 +27,11 @@ const (
 	bucketCodes     = "trust/codes"        // hex SHA-256 of a code's secret → codeRecord
 	bucketUploads   = "transfer/uploads"   // upload ID → hubstate.Upload
 	bucketInstances = "transfer/instances" // SOP Instance UID → hubstate.Instance
-	bucketStudies   = "transfer/studies"   // Study Instance UID → hubstate.Study
-	bucketDelivery  = "transfer/delivery"  // SOP Instance UID → "" while a PACS delivery is owed
+	bucketStudies   = "transfer/studies"   // studyKey(Study Instance UID, device) → hubstate.Study
+	// bucketQuarantine holds verified copies whose SOP Instance UID the archive holds
+	// with other content: quarantineKey(SOP Instance UID, device, SHA-256) → hubstate.Instance.
+	bucketQuarantine = "transfer/quarantine"
+	bucketDelivery   = "transfer/delivery" // SOP Instance UID → "" while a PACS delivery is owed
 )
 
 // Store is hubstate.Store on bbolt.
@@ -48,6 +52,10 @@ func Open(path string, lockWait time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := migrateStudies(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstate: %s: scope study records to their box: %w", path, err)
+	}
 	return &Store{db: db}, nil
 }
 
@@ -60,6 +68,16 @@ func (s *Store) update(ctx context.Context, fn func(tx *durable.Tx) error) error
 		return err
 	}
 	return s.db.Update(fn)
+}
+
+// group runs fn in a write transaction shared with the other callers waiting at the
+// same moment (durable.Store.Group): one commit for all the chunks that several boxes'
+// uploads append at once. fn may run more than once, so it resets what it captures.
+func (s *Store) group(ctx context.Context, fn func(tx *durable.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Group(fn)
 }
 
 // view runs fn in one read transaction unless ctx is already done.

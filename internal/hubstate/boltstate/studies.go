@@ -12,8 +12,10 @@ import (
 )
 
 // CreateUpload implements hubstate.Studies.
-func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.Upload, error) {
-	err := s.update(ctx, func(tx *durable.Tx) error {
+func (s *Store) CreateUpload(ctx context.Context, asked hubstate.Upload) (hubstate.Upload, error) {
+	var u hubstate.Upload
+	err := s.group(ctx, func(tx *durable.Tx) error {
+		u = asked
 		var old hubstate.Upload
 		found, err := durable.GetJSONTx(tx, bucketUploads, u.ID, &old)
 		if err != nil {
@@ -23,14 +25,11 @@ func (s *Store) CreateUpload(ctx context.Context, u hubstate.Upload) (hubstate.U
 			u = old
 			return nil
 		}
-		var inst hubstate.Instance
-		archived, err := durable.GetJSONTx(tx, bucketInstances, u.SOPInstanceUID, &inst)
-		switch {
-		case err != nil:
+		_, held, err := heldIn(tx, u.Device)(u.SOPInstanceUID, u.SHA256)
+		if err != nil {
 			return err
-		case archived && inst.SHA256 != u.SHA256:
-			return &hubstate.ConflictError{Archived: inst}
-		case archived:
+		}
+		if held {
 			u.Offset, u.Complete = u.Length, true
 		}
 		return durable.PutJSONTx(tx, bucketUploads, u.ID, u)
@@ -54,7 +53,8 @@ func (s *Store) Upload(ctx context.Context, id string) (hubstate.Upload, error) 
 // AdvanceUpload implements hubstate.Studies.
 func (s *Store) AdvanceUpload(ctx context.Context, id string, from, to int64) (hubstate.Upload, error) {
 	var u hubstate.Upload
-	err := s.update(ctx, func(tx *durable.Tx) error {
+	err := s.group(ctx, func(tx *durable.Tx) error {
+		u = hubstate.Upload{}
 		found, err := durable.GetJSONTx(tx, bucketUploads, id, &u)
 		switch {
 		case err != nil:
@@ -80,14 +80,10 @@ func (s *Store) DropUpload(ctx context.Context, id string) error {
 // ArchiveInstance implements hubstate.Studies.
 func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubstate.Instance, owed bool) (hubstate.Archived, error) {
 	var out hubstate.Archived
-	err := s.update(ctx, func(tx *durable.Tx) error {
-		var u hubstate.Upload
-		found, err := durable.GetJSONTx(tx, bucketUploads, uploadID, &u)
-		switch {
-		case err != nil:
+	err := s.group(ctx, func(tx *durable.Tx) error {
+		out = hubstate.Archived{}
+		if err := completeUpload(tx, uploadID); err != nil {
 			return err
-		case !found:
-			return fmt.Errorf("upload %s: %w", uploadID, hubstate.ErrNotFound)
 		}
 		var old hubstate.Instance
 		archived, err := durable.GetJSONTx(tx, bucketInstances, inst.SOPInstanceUID, &old)
@@ -96,50 +92,84 @@ func (s *Store) ArchiveInstance(ctx context.Context, uploadID string, inst hubst
 			return err
 		case archived && old.SHA256 != inst.SHA256:
 			return &hubstate.ConflictError{Archived: old}
-		}
-		u.Offset, u.Complete = u.Length, true
-		if err := durable.PutJSONTx(tx, bucketUploads, u.ID, u); err != nil {
-			return err
-		}
-		if archived {
+		case archived:
 			out.Duplicate = true
-			return nil
-		}
-		if err := durable.PutJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
-			return err
-		}
-		if owed {
-			b, err := durable.Bucket(tx, bucketDelivery)
-			if err != nil {
+		default:
+			if err := durable.PutJSONTx(tx, bucketInstances, inst.SOPInstanceUID, inst); err != nil {
 				return err
 			}
-			if err := b.Put([]byte(inst.SOPInstanceUID), nil); err != nil {
-				return err
+			if owed {
+				if err := putKey(tx, bucketDelivery, inst.SOPInstanceUID); err != nil {
+					return err
+				}
 			}
 		}
-		out.Study, out.InStudy, err = progress(tx, inst.StudyUID)
-		return err
+		return studiesOf(tx, inst, &out)
 	})
 	return out, err
 }
 
-// progress recomputes and stores a study's milestones inside tx; found is false when
-// no manifest named the study yet.
-func progress(tx *durable.Tx, studyUID string) (sp hubstate.StudyProgress, found bool, err error) {
-	found, err = durable.GetJSONTx(tx, bucketStudies, studyUID, &sp.Study)
-	if err != nil || !found {
-		return sp, found, err
+// completeUpload marks an upload complete inside tx.
+func completeUpload(tx *durable.Tx, uploadID string) error {
+	var u hubstate.Upload
+	found, err := durable.GetJSONTx(tx, bucketUploads, uploadID, &u)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		return fmt.Errorf("upload %s: %w", uploadID, hubstate.ErrNotFound)
 	}
-	if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
-		return sp, found, err
-	}
-	return sp, true, durable.PutJSONTx(tx, bucketStudies, studyUID, sp.Study)
+	u.Offset, u.Complete = u.Length, true
+	return durable.PutJSONTx(tx, bucketUploads, u.ID, u)
 }
 
-func archivedIn(tx *durable.Tx) func(string) (hubstate.Instance, bool, error) {
-	return func(sop string) (hubstate.Instance, bool, error) {
+// studiesOf recomputes the milestones of every box's record of inst's study inside
+// tx: the uploading box's goes to out.Study, the others that completed one to
+// out.Others.
+func studiesOf(tx *durable.Tx, inst hubstate.Instance, out *hubstate.Archived) error {
+	all, err := progress(tx, inst.StudyUID)
+	if err != nil {
+		return err
+	}
+	out.Place(inst.Device, all)
+	return nil
+}
+
+func putKey(tx *durable.Tx, bucket, key string) error {
+	b, err := durable.Bucket(tx, bucket)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), nil)
+}
+
+// progress recomputes and stores the milestones of every box's record of a study
+// inside tx; none when no box sent a manifest for it.
+func progress(tx *durable.Tx, studyUID string) ([]hubstate.StudyProgress, error) {
+	var out []hubstate.StudyProgress
+	err := eachStudy(tx, studyUID, func(key string, st hubstate.Study) error {
+		sp := hubstate.StudyProgress{Study: st}
+		var err error
+		if sp.Milestones, err = sp.Study.Progress(heldIn(tx, st.Device)); err != nil {
+			return err
+		}
+		out = append(out, sp)
+		return durable.PutJSONTx(tx, bucketStudies, key, sp.Study)
+	})
+	return out, err
+}
+
+// heldIn looks up, inside tx, the instance held for a study record of device: the
+// archived instance with the expected digest, else the box's quarantined copy.
+func heldIn(tx *durable.Tx, device string) hubstate.Held {
+	return func(sop, sha string) (hubstate.Instance, bool, error) {
 		var inst hubstate.Instance
 		ok, err := durable.GetJSONTx(tx, bucketInstances, sop, &inst)
+		if err != nil || (ok && inst.SHA256 == sha) {
+			return inst, ok, err
+		}
+		inst = hubstate.Instance{}
+		ok, err = durable.GetJSONTx(tx, bucketQuarantine, quarantineKey(sop, device, sha), &inst)
 		return inst, ok, err
 	}
 }
@@ -161,41 +191,43 @@ func (s *Store) Instance(ctx context.Context, sop string) (hubstate.Instance, er
 func (s *Store) RecordManifest(ctx context.Context, m hubstate.Manifest) (hubstate.StudyProgress, error) {
 	var sp hubstate.StudyProgress
 	err := s.update(ctx, func(tx *durable.Tx) error {
-		if _, err := durable.GetJSONTx(tx, bucketStudies, m.StudyUID, &sp.Study); err != nil {
+		sp = hubstate.StudyProgress{}
+		key := studyKey(m.StudyUID, m.Device)
+		if _, err := durable.GetJSONTx(tx, bucketStudies, key, &sp.Study); err != nil {
 			return err
 		}
 		sp.Study.Merge(m)
 		var err error
-		if sp.Milestones, err = sp.Study.Progress(archivedIn(tx)); err != nil {
+		if sp.Milestones, err = sp.Study.Progress(heldIn(tx, m.Device)); err != nil {
 			return err
 		}
-		return durable.PutJSONTx(tx, bucketStudies, m.StudyUID, sp.Study)
+		return durable.PutJSONTx(tx, bucketStudies, key, sp.Study)
 	})
 	return sp, err
 }
 
 // Study implements hubstate.Studies.
-func (s *Store) Study(ctx context.Context, studyUID string) (hubstate.StudyView, error) {
+func (s *Store) Study(ctx context.Context, device, studyUID string) (hubstate.StudyView, error) {
 	var v hubstate.StudyView
 	err := s.view(ctx, func(tx *durable.Tx) error {
-		found, err := durable.GetJSONTx(tx, bucketStudies, studyUID, &v.Study)
+		found, err := durable.GetJSONTx(tx, bucketStudies, studyKey(studyUID, device), &v.Study)
 		switch {
 		case err != nil:
 			return err
 		case !found:
-			return fmt.Errorf("study %s: %w", studyUID, hubstate.ErrNotFound)
+			return fmt.Errorf("study %s of device %s: %w", studyUID, device, hubstate.ErrNotFound)
 		}
-		v.Archived, err = archivedOf(tx, v.Study)
+		v.Archived, err = heldFor(tx, v.Study)
 		return err
 	})
 	return v, err
 }
 
-func archivedOf(tx *durable.Tx, st hubstate.Study) (map[string]hubstate.Instance, error) {
+func heldFor(tx *durable.Tx, st hubstate.Study) (map[string]hubstate.Instance, error) {
 	out := map[string]hubstate.Instance{}
-	lookup := archivedIn(tx)
-	for sop := range st.Expected {
-		inst, ok, err := lookup(sop)
+	held := heldIn(tx, st.Device)
+	for sop, sha := range st.Expected {
+		inst, ok, err := held(sop, sha)
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +255,7 @@ func (s *Store) RecentStudies(ctx context.Context, n int) ([]hubstate.StudyView,
 			all = all[:max(n, 0)]
 		}
 		for _, st := range all {
-			archived, err := archivedOf(tx, st)
+			archived, err := heldFor(tx, st)
 			if err != nil {
 				return err
 			}
@@ -243,13 +275,13 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, n int) ([]hubs
 		if b == nil {
 			return nil
 		}
-		lookup := archivedIn(tx)
 		return b.ForEach(func(k, _ []byte) error {
 			pending++
 			if len(due) >= n {
 				return nil
 			}
-			inst, ok, err := lookup(string(k))
+			var inst hubstate.Instance
+			ok, err := durable.GetJSONTx(tx, bucketInstances, string(k), &inst)
 			if err != nil || !ok || inst.NextAttempt.After(now) {
 				return err
 			}
@@ -299,13 +331,11 @@ func (s *Store) RecordDeliveries(ctx context.Context, outcomes []hubstate.Delive
 		}
 		// Only now, with every outcome recorded, can a study be whole.
 		for _, uid := range studies {
-			sp, found, err := progress(tx, uid)
+			sps, err := progress(tx, uid)
 			if err != nil {
 				return err
 			}
-			if found {
-				out = append(out, sp)
-			}
+			out = append(out, sps...)
 		}
 		return nil
 	})

@@ -133,11 +133,11 @@ func testArchiveCompletesStudy(t *testing.T, open Opener) {
 	}
 	_, err = s.Instance(bg, sopUID(99))
 	wantErr(t, "unknown instance", err, hubstate.ErrNotFound)
-	v, err := s.Study(bg, studyUID(1))
+	v, err := s.Study(bg, "AMB-1", studyUID(1))
 	if err != nil || len(v.Archived) != 2 || v.Archived[sopUID(10)].SHA256 != "a1" {
 		t.Fatalf("study view: %+v, %v", v, err)
 	}
-	_, err = s.Study(bg, studyUID(99))
+	_, err = s.Study(bg, "AMB-1", studyUID(99))
 	wantErr(t, "unknown study", err, hubstate.ErrNotFound)
 	due, pending, err := s.DueDeliveries(bg, epoch, 10)
 	if err != nil || pending != 2 || len(due) != 2 {
@@ -192,34 +192,107 @@ func testDuplicateKeptOnce(t *testing.T, open Opener) {
 	}
 }
 
-func testConflictChangesNothing(t *testing.T, open Opener) {
+// testClashIsQuarantined uploads another instance under an archived SOP Instance
+// UID from a second box, as a careless or hostile box would: the first copy stays
+// archived and owed to the PACS, the second is held in quarantine, counts for its
+// own box's study but is never delivered, and neither box's upload is refused.
+func testClashIsQuarantined(t *testing.T, open Opener) {
 	s := mustOpen(t, open)
 	a := upload("orig", "AMB-1", sopUID(30), "e1", 10)
+	_, err := s.RecordManifest(bg, manifest(1, "AMB-1", epoch, a))
+	noErr(t, "manifest of the first box", err)
 	archive(t, s, a, true)
 	other := upload("other", "AMB-2", sopUID(30), "e2", 10)
-	_, err := s.CreateUpload(bg, other)
+	_, err = s.RecordManifest(bg, manifest(1, "AMB-2", epoch, other))
+	noErr(t, "manifest of the second box", err)
+	got, err := s.CreateUpload(bg, other)
+	if err != nil || got.Complete {
+		t.Fatalf("upload of another instance under an archived UID: %+v, %v; want it open", got, err)
+	}
+	_, err = s.AdvanceUpload(bg, "other", 0, 10)
+	noErr(t, "advance", err)
+	_, err = s.ArchiveInstance(bg, "other", instance(other), true)
 	var conflict *hubstate.ConflictError
 	if !errors.As(err, &conflict) || !errors.Is(err, hubstate.ErrConflict) || conflict.Archived.SHA256 != "e1" {
-		t.Fatalf("upload of another instance under an archived UID: %v", err)
+		t.Fatalf("archiving another instance under an archived UID: %v, want a ConflictError naming e1", err)
 	}
-	if _, err := s.Upload(bg, "other"); !errors.Is(err, hubstate.ErrNotFound) {
-		t.Fatalf("a refused upload was stored: %v", err)
+	q := instance(other)
+	q.ClashSHA256, q.ClashDevice = conflict.Archived.SHA256, conflict.Archived.Device
+	res, err := s.QuarantineInstance(bg, "other", q)
+	if err != nil || res.Duplicate || !res.InStudy || !res.Study.Verified || res.Study.Device != "AMB-2" {
+		t.Fatalf("quarantine: %+v, %v; want the second box's study verified", res, err)
 	}
-	// The same conflict found only at archiving time (both uploads ran at once).
-	other.SOPInstanceUID = sopUID(31)
-	_, err = s.CreateUpload(bg, other)
-	noErr(t, "create", err)
-	clash := instance(other)
-	clash.SOPInstanceUID = sopUID(30)
-	_, err = s.ArchiveInstance(bg, "other", clash, true)
-	if !errors.As(err, &conflict) || conflict.Archived.SHA256 != "e1" {
-		t.Fatalf("archiving another instance under an archived UID: %v", err)
+	if u, _ := s.Upload(bg, "other"); !u.Complete {
+		t.Fatalf("quarantined upload not complete: %+v", u)
 	}
-	if inst, _ := s.Instance(bg, sopUID(30)); inst.SHA256 != "e1" || inst.Device != "AMB-1" {
-		t.Fatalf("conflict changed the archived instance: %+v", inst)
+	if inst, _ := s.Instance(bg, sopUID(30)); inst.SHA256 != "e1" || inst.Device != "AMB-1" || inst.Quarantined {
+		t.Fatalf("the clash changed the archived instance: %+v", inst)
 	}
-	if u, _ := s.Upload(bg, "other"); u.Complete {
-		t.Fatalf("conflict completed the upload: %+v", u)
+	held, total, err := s.Quarantine(bg, 10)
+	if err != nil || total != 1 || len(held) != 1 || !held[0].Quarantined || held[0].SHA256 != "e2" ||
+		held[0].Device != "AMB-2" || held[0].ClashSHA256 != "e1" || held[0].ClashDevice != "AMB-1" {
+		t.Fatalf("quarantine: %+v of %d, %v", held, total, err)
+	}
+	if _, pending, _ := s.DueDeliveries(bg, epoch, 10); pending != 1 {
+		t.Fatalf("%d deliveries owed, want only the archived copy's", pending)
+	}
+	// Each box sees its own copy held for its own study.
+	for dev, sha := range map[string]string{"AMB-1": "e1", "AMB-2": "e2"} {
+		v, err := s.Study(bg, dev, studyUID(1))
+		if err != nil || v.Archived[sopUID(30)].SHA256 != sha {
+			t.Fatalf("study of %s: %+v, %v; want its own copy %s held", dev, v, err, sha)
+		}
+	}
+	// The same copy again starts complete and is kept once.
+	again := other
+	again.ID = "other-again"
+	if got, err := s.CreateUpload(bg, again); err != nil || !got.Complete {
+		t.Fatalf("upload of a quarantined copy again: %+v, %v; want it complete", got, err)
+	}
+	res, err = s.QuarantineInstance(bg, "other-again", q)
+	if err != nil || !res.Duplicate {
+		t.Fatalf("quarantining the same copy again: %+v, %v", res, err)
+	}
+	if _, total, _ := s.Quarantine(bg, 0); total != 1 {
+		t.Fatalf("%d copies in quarantine, want 1", total)
+	}
+	_, err = s.QuarantineInstance(bg, "no-such-upload", q)
+	wantErr(t, "quarantine for an unknown upload", err, hubstate.ErrNotFound)
+	// A delivery of the archived copy completes the first box's study, and never
+	// the second's, whose copy waits for an operator.
+	done, err := s.RecordDeliveries(bg, []hubstate.DeliveryOutcome{{SOPInstanceUID: sopUID(30), At: epoch}})
+	noErr(t, "record delivery", err)
+	for _, sp := range done {
+		if sp.Delivered != (sp.Device == "AMB-1") {
+			t.Fatalf("delivery of the archived copy: %+v", sp)
+		}
+	}
+}
+
+// testStudiesScopedToBox sends manifests for the same Study Instance UID from two
+// boxes: each box reads and changes only its own record.
+func testStudiesScopedToBox(t *testing.T, open Opener) {
+	s := mustOpen(t, open)
+	a := upload("a", "AMB-1", sopUID(80), "j1", 10)
+	foreign := upload("b", "AMB-2", sopUID(81), "j2", 10)
+	_, err := s.RecordManifest(bg, manifest(1, "AMB-1", epoch, a))
+	noErr(t, "manifest of the first box", err)
+	_, err = s.RecordManifest(bg, manifest(1, "AMB-2", epoch.Add(time.Minute), foreign))
+	noErr(t, "manifest of the second box", err)
+	archive(t, s, a, false)
+	v, err := s.Study(bg, "AMB-1", studyUID(1))
+	if err != nil || len(v.Expected) != 1 || v.Expected[sopUID(80)] != "j1" || v.Device != "AMB-1" || v.VerifiedAt.IsZero() {
+		t.Fatalf("first box's study: %+v, %v; want only its own instance, verified", v, err)
+	}
+	v, err = s.Study(bg, "AMB-2", studyUID(1))
+	if err != nil || len(v.Expected) != 1 || v.Expected[sopUID(81)] != "j2" || v.Device != "AMB-2" || len(v.Archived) != 0 {
+		t.Fatalf("second box's study: %+v, %v", v, err)
+	}
+	_, err = s.Study(bg, "AMB-3", studyUID(1))
+	wantErr(t, "a study another box sent", err, hubstate.ErrNotFound)
+	recent, err := s.RecentStudies(bg, 10)
+	if err != nil || len(recent) != 2 || recent[0].Device != "AMB-2" || recent[1].Device != "AMB-1" {
+		t.Fatalf("recent studies: %+v, %v; want both boxes' records, latest first", recent, err)
 	}
 }
 
@@ -334,6 +407,11 @@ func testEverythingSurvivesReopen(t *testing.T, open Opener) {
 	noErr(t, "create", err)
 	_, err = s.AdvanceUpload(bg, "b", 0, 4)
 	noErr(t, "advance", err)
+	clash := upload("c", "AMB-8", sopUID(70), "i3", 10)
+	_, err = s.CreateUpload(bg, clash)
+	noErr(t, "create a clashing upload", err)
+	_, err = s.QuarantineInstance(bg, "c", instance(clash))
+	noErr(t, "quarantine", err)
 	noErr(t, "close", s.Close())
 
 	s = mustOpen(t, open)
@@ -348,10 +426,13 @@ func testEverythingSurvivesReopen(t *testing.T, open Opener) {
 	if u, err := s.Upload(bg, "b"); err != nil || u.Offset != 4 {
 		t.Fatalf("upload after reopening: %+v, %v", u, err)
 	}
-	if v, err := s.Study(bg, studyUID(1)); err != nil || len(v.Archived) != 1 || len(v.Expected) != 2 {
+	if v, err := s.Study(bg, "AMB-7", studyUID(1)); err != nil || len(v.Archived) != 1 || len(v.Expected) != 2 {
 		t.Fatalf("study after reopening: %+v, %v", v, err)
 	}
 	if due, pending, err := s.DueDeliveries(bg, epoch, 10); err != nil || pending != 1 || len(due) != 1 {
 		t.Fatalf("deliveries after reopening: %d due of %d, %v", len(due), pending, err)
+	}
+	if held, total, err := s.Quarantine(bg, 10); err != nil || total != 1 || held[0].SHA256 != "i3" {
+		t.Fatalf("quarantine after reopening: %+v of %d, %v", held, total, err)
 	}
 }
