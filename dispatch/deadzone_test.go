@@ -19,6 +19,7 @@ import (
 
 	"lifeline/dispatch/jt808"
 	"lifeline/internal/durable"
+	"lifeline/internal/selfexec"
 	"lifeline/internal/service"
 	"lifeline/internal/wait"
 )
@@ -36,14 +37,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(childDir); dir != "" {
+	selfexec.Main(m, map[string]selfexec.Role{childDir: func(dir string) int {
 		if err := runBoxChild(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return 1
 		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		return 0
+	}})
 }
 
 func runBoxChild(dir string) error {
@@ -102,8 +102,7 @@ func runBoxChild(dir string) error {
 // boxChild starts the child and returns it with a channel of the seconds it offered.
 func boxChild(t *testing.T, dir, platform string, until, live int) (*exec.Cmd, <-chan int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childDir+"="+dir, childPlatform+"="+platform,
+	cmd := selfexec.Command(childDir, dir, childPlatform+"="+platform,
 		childUntil+"="+strconv.Itoa(until), childLive+"="+strconv.Itoa(live))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -112,7 +112,9 @@ func (r *Reporter) serve(ctx context.Context, s *jt808.Session, h *service.Healt
 }
 
 // sendPending sends the newest report live, then one batch of the backlog, oldest
-// first (a lone report goes as 0x0200). It returns whether it sent anything.
+// first. A backlog of one report goes as a batch of one too: as a 0x0200 it would
+// reach the platform as the ambulance's position now, after newer ones had, and the
+// map would jump back. It returns whether it sent anything.
 func (r *Reporter) sendPending(ctx context.Context, s *jt808.Session) (bool, error) {
 	select {
 	case cmd := <-s.Commands():
@@ -141,9 +143,6 @@ func (r *Reporter) sendPending(ctx context.Context, s *jt808.Session) (bool, err
 	items, err := r.backlog.oldest(maxBatchItems)
 	if err != nil || len(items) == 0 {
 		return sent, err
-	}
-	if len(items) == 1 {
-		return true, r.sendLive(ctx, s, items[0])
 	}
 	return true, r.sendBatch(ctx, s, items)
 }
