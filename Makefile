@@ -4,14 +4,14 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Debian packages of the real peers the tests talk to.
-PEER_PACKAGES := dcmtk orthanc orthanc-dicomweb chromium socat gpsd-clients ffmpeg iproute2 nftables
-PEER_PROGRAMS := storescu Orthanc chromium socat gpsfake ffmpeg ip nft
+PEER_PACKAGES := dcmtk orthanc orthanc-dicomweb orthanc-postgresql chromium socat gpsd-clients ffmpeg iproute2 nftables postgresql strace
+PEER_PROGRAMS := storescu Orthanc chromium socat gpsfake ffmpeg ip nft strace
 FUZZTIME ?= 5s
 # The linter CI runs, pinned so that a clean machine checks exactly as a developer's does.
 STATICCHECK_VERSION := 0.8.2
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build build-all test peers tools fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu bench-dispatch bench-stream clean
+.PHONY: build build-all test peers tools fuzz lint demo bench-dicom bench-forward bench-telemetry bench-linkemu bench-dispatch bench-stream bench-hub clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/lifeline ./cmd/lifeline
@@ -28,6 +28,8 @@ build-all:
 peers:
 	@missing=""; for p in $(PEER_PROGRAMS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || missing="$$missing orthanc-dicomweb"; \
+	test -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so || missing="$$missing orthanc-postgresql"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then echo "peers: all present"; exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "peers: installing $(PEER_PACKAGES) (missing:$$missing)"; \
@@ -65,7 +67,7 @@ demo: build
 # Benchmarks: each runs the real peer in the same run and prints the ratio, since these
 # machines are shared and noisy. Numbers are recorded in README.md.
 bench-dicom: peers
-	$(GO) run ./dicom/bench -n 2000
+	$(GO) run ./dicom/bench -n 2000 -runs 3
 
 # bench-forward needs root (network namespaces). BENCH_FORWARD_FLAGS picks sizes and
 # profiles, e.g. "-mb 300 -profiles 5g-urban".
@@ -76,14 +78,28 @@ bench-telemetry: peers
 	$(GO) test -tags bench -run TestBench -v -count=1 ./telemetry/...
 
 # bench-stream needs root (network namespaces for the emulated 5G link), ffmpeg and socat.
-# BENCH_STREAM_FLAGS: -run a,b,e,d,c  -for 20s  -tunnel 30s  -outages handover,tunnel  -v
+# f and g drive the ED view in headless Chromium (vitals to the pixel, 12-lead requests).
+# BENCH_STREAM_FLAGS: -run a,b,e,d,c,f,g  -for 20s  -tunnel 30s  -outages handover,tunnel  -ecg 100  -v
 bench-stream: build peers
-	$(GO) run ./stream/bench -lifeline bin/lifeline -run a,b,e,c,d $(BENCH_STREAM_FLAGS)
+	$(GO) run ./stream/bench -lifeline bin/lifeline -run a,b,e,c,d,f,g $(BENCH_STREAM_FLAGS)
 
 # bench-dispatch: reports/s through encode → TCP → the dispatch simulator, and a 10-minute
 # blind zone drained over linkemu's 4g-rural (needs root), with CPU and RSS.
 bench-dispatch: peers
 	$(GO) test -tags bench -run TestBench -v -count=1 ./dispatch
+
+# bench-hub: enrolments and 64 KiB upload chunks per second over the hub's HTTP/3 port,
+# on the embedded state, on PostgreSQL, and with two hubs on one PostgreSQL; the state
+# engines alone; vitals messages per second through the hub's archive (3 runs, each
+# beside vitals.Decode alone); and how many boxes, each sending CT studies (time
+# compressed) and 12-lead vitals through the real box code, one hub holds before the p99
+# of an upload append doubles (about 20 minutes; LIFELINE_BENCH_* in
+# appliance/hub_boxes_bench_test.go shorten it). Numbers are in docs/multi-hub.md.
+bench-hub: peers
+	$(GO) test -run '^$$' -bench 'BenchmarkHub$$' -benchtime 3s -count 1 ./appliance
+	$(GO) test -run '^$$' -bench 'BenchmarkRedeem$$' -benchtime 1s -count 1 ./internal/hubstate/pgstate
+	$(GO) test -run '^$$' -bench 'BenchmarkHubVitals$$' -benchtime 32000x -count 3 ./appliance
+	$(GO) test -tags bench -run 'TestBenchHubBoxes$$' -v -count 1 -timeout 2h ./appliance
 
 bench-linkemu: peers
 	$(GO) test -tags bench -run TestBenchLink -v -count=1 ./internal/linkemu

@@ -134,6 +134,7 @@ type HubAdmin struct {
 	DataDir  string
 	Lifetime time.Duration
 	Viewer   ViewerSection // sign-in policy for commands run on the store; zero: defaults
+	State    StateSection  // where the hub's state is; zero: the embedded engine in DataDir
 	Log      *slog.Logger
 }
 
@@ -177,7 +178,7 @@ func (a HubAdmin) Devices() ([]trust.Device, error) {
 }
 
 func (a HubAdmin) do(op string, form url.Values, out any, local func(hubLocal) error) error {
-	store, err := openHubState(a.DataDir, 300*time.Millisecond)
+	store, err := openHubState(a.DataDir, a.State, 300*time.Millisecond)
 	if errors.Is(err, hubstate.ErrHeld) {
 		return a.viaSocket(op, form, out)
 	}
@@ -194,6 +195,9 @@ func (a HubAdmin) do(op string, form url.Values, out any, local func(hubLocal) e
 		return err
 	}
 	defer au.Close()
+	if err := joinShared(store, auth, au, a.DataDir); err != nil {
+		return err
+	}
 	gate := signin.New(signinConfig(a.Viewer), store, au, a.Log)
 	return local(hubLocal{devices: trust.NewRegistry(store, auth), audit: au, gate: gate})
 }

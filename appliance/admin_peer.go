@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -48,14 +47,13 @@ func peerName(c net.Conn) string {
 // adminService serves the admin socket, each request knowing who sent it.
 func adminService(ln net.Listener, handler http.Handler, log *slog.Logger) service.Service {
 	return service.Service{Name: "admin", Run: func(ctx context.Context, h *service.Health) error {
-		srv := &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		srv := boundServer(&http.Server{
+			Handler:  handler,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				return context.WithValue(ctx, askerKey{}, peerName(c))
 			},
-		}
+		})
 		errc := make(chan error, 1)
 		go func() { errc <- srv.Serve(ln) }()
 		h.Ready("serving on socket " + ln.Addr().String())

@@ -19,39 +19,29 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestEdgeConfigErrorsNameFileAndKey(t *testing.T) {
-	cases := []struct {
-		name, body, key, problem string
-	}{
+	cases := []edgeConfigError{
 		{"unknown key", "[dicom]\naetitle = \"X\"\n", "dicom.aetitle", "unknown key"},
 		{"unknown section", "[dicomm]\nlisten = \"127.0.0.1:1\"\n", "dicomm", "unknown key"},
 		{"wrong type", "[dicom]\nlisten = 11112\n", "dicom.listen", "incompatible types"},
 		{"bad address", "[dicom]\nlisten = \"11112\"\n", "dicom.listen", "not a host:port"},
 		{"bad port", "[http]\nlisten = \"127.0.0.1:99999\"\n", "http.listen", "port"},
 		{"plain http hub", "[hub]\nurl = \"http://hub:8443\"\n", "hub.url", "https only"},
+		{"plain http fallback hub", "[hub]\nfallback_urls = [\"http://hub-b:8443\"]\n", "hub.fallback_urls", "https only"},
+		{"fallback hub twice", "[hub]\nurl = \"https://hub-a:8443\"\nfallback_urls = [\"https://hub-b:8443\", \"https://hub-a:8443/\"]\n", "hub.fallback_urls", "named twice"},
 		{"long AE title", "[dicom]\nae_title = \"THIS_IS_TOO_LONG_AE\"\n", "dicom.ae_title", "1 to 16"},
 		{"bad protocol", "[[monitor]]\nport = \"/dev/ttyUSB0\"\nprotocol = \"hl8\"\n", "monitor.protocol", "not one of"},
 		{"datex over tcp", "[[monitor]]\nport = \"tcp://127.0.0.1:2575\"\nprotocol = \"datex\"\n", "monitor.protocol", "only hl7 runs over TCP"},
 		{"unknown port scheme", "[[monitor]]\nport = \"udp://127.0.0.1:2575\"\nprotocol = \"hl7\"\n", "monitor.port", "unknown scheme"},
 		{"tcp port without address", "[[monitor]]\nport = \"tcp-connect://\"\nprotocol = \"hl7\"\n", "monitor.port", "tcp-connect://"},
 		{"monitor without port", "[[monitor]]\nprotocol = \"nonin\"\n", "monitor.port", "empty"},
+		{"monitor port open to all", "[[monitor]]\nport = \"tcp://0.0.0.0:2575\"\nprotocol = \"hl7\"\n", "monitor.allow", "listens beyond loopback"},
+		{"monitor allow not an address", "[[monitor]]\nport = \"tcp://0.0.0.0:2575\"\nprotocol = \"hl7\"\nallow = [\"bedside-7\"]\n", "monitor.allow", "neither an IP address nor a prefix"},
+		{"monitor allow on a serial port", "[[monitor]]\nport = \"/dev/ttyUSB0\"\nprotocol = \"auto\"\nallow = [\"10.0.0.1\"]\n", "monitor.allow", "only for a tcp://"},
 		{"bad duration", "[dicom]\nstudy_quiet_period = \"soon\"\n", "dicom.study_quiet_period", "duration"},
 		{"bad terminal", "[dispatch]\nterminal_id = \"ABC\"\n", "dispatch.terminal_id", "digits"},
 		{"syntax", "[dicom\n", "", "line"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeConfig(t, c.body)
-			_, err := LoadEdgeConfig(path)
-			ce, ok := err.(*ConfigError)
-			if !ok {
-				t.Fatalf("want *ConfigError, got %T %v", err, err)
-			}
-			msg := ce.Error()
-			if ce.File != path || ce.Key != c.key || !strings.Contains(msg, c.problem) || strings.Contains(msg, "\n") {
-				t.Fatalf("got file %q key %q message %q", ce.File, ce.Key, msg)
-			}
-		})
-	}
+	checkEdgeConfigErrors(t, cases)
 }
 
 func TestMissingConfigFile(t *testing.T) {
@@ -133,9 +123,7 @@ func TestSelfTestLeavesNetworkMonitorsOut(t *testing.T) {
 // TestPositionConfigErrors: every bad [gnss], [modem] and [dispatch] value names the
 // file and its key.
 func TestPositionConfigErrors(t *testing.T) {
-	cases := []struct {
-		name, body, key, problem string
-	}{
+	cases := []edgeConfigError{
 		{"bad usb", "[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"1546-01a8\"\n", "gnss.usb", "VID:PID"},
 		{"usb without port", "[modem]\nusb = \"2c7c:0801\"\n", "modem.port", "port is empty"},
 		{"usb empty serial", "[gnss]\nport = \"/dev/ttyACM0\"\nusb = \"1546:01a8:\"\n", "gnss.usb", "VID:PID"},
@@ -156,20 +144,7 @@ func TestPositionConfigErrors(t *testing.T) {
 		{"destination without point", "[dispatch.destination]\nname = \"H\"\n", "dispatch.destination.lat", "lat and lon"},
 		{"unknown destination key", "[dispatch.destination]\nlatitude = 1.0\n", "dispatch.destination.latitude", "unknown key"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			path := writeConfig(t, c.body)
-			_, err := LoadEdgeConfig(path)
-			ce, ok := err.(*ConfigError)
-			if !ok {
-				t.Fatalf("want *ConfigError, got %T %v", err, err)
-			}
-			msg := ce.Error()
-			if ce.File != path || ce.Key != c.key || !strings.Contains(msg, c.problem) || strings.Contains(msg, "\n") {
-				t.Fatalf("got file %q key %q message %q", ce.File, ce.Key, msg)
-			}
-		})
-	}
+	checkEdgeConfigErrors(t, cases)
 }
 
 func TestPositionConfigDefaultsAndValues(t *testing.T) {
@@ -191,5 +166,29 @@ func TestPositionConfigDefaultsAndValues(t *testing.T) {
 	def, _ := LoadEdgeConfig("")
 	if def.Dispatch.Edition.JT808() != 2019 || def.Dispatch.destination() != nil {
 		t.Errorf("defaults: edition %v destination %+v", def.Dispatch.Edition.JT808(), def.Dispatch.destination())
+	}
+}
+
+// edgeConfigError is a box config that must be refused: the key it names and words of
+// the problem.
+type edgeConfigError struct{ name, body, key, problem string }
+
+// checkEdgeConfigErrors loads each config and wants one line naming the file, the key
+// and the problem.
+func checkEdgeConfigErrors(t *testing.T, cases []edgeConfigError) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeConfig(t, c.body)
+			_, err := LoadEdgeConfig(path)
+			ce, ok := err.(*ConfigError)
+			if !ok {
+				t.Fatalf("want *ConfigError, got %T %v", err, err)
+			}
+			msg := ce.Error()
+			if ce.File != path || ce.Key != c.key || !strings.Contains(msg, c.problem) || strings.Contains(msg, "\n") {
+				t.Fatalf("got file %q key %q message %q", ce.File, ce.Key, msg)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"lifeline/telemetry"
+	"lifeline/telemetry/monitor"
 	"lifeline/telemetry/protocols"
 )
 
@@ -31,9 +32,28 @@ type HTTPSection struct {
 	Listen string `toml:"listen"`
 }
 
-// HubLink is how the box reaches its hub.
+// HubLink is how the box reaches its hub. Several hubs on one shared state
+// (docs/multi-hub.md) are one hub to the box: it uses URL, and when that hub is out
+// of reach moves to the next of FallbackURLs in order, and on round.
 type HubLink struct {
-	URL string `toml:"url"`
+	URL          string   `toml:"url"`
+	FallbackURLs []string `toml:"fallback_urls"`
+}
+
+// URLs lists the hub's addresses in the order the box tries them.
+func (l HubLink) URLs() []string { return append([]string{l.URL}, l.FallbackURLs...) }
+
+// hubLink checks [hub]: every address an https URL, none twice.
+func (c *checker) hubLink(l HubLink) {
+	c.httpsURL("hub.url", l.URL)
+	seen := map[string]bool{strings.TrimRight(l.URL, "/"): true}
+	for _, u := range l.FallbackURLs {
+		c.httpsURL("hub.fallback_urls", u)
+		if seen[strings.TrimRight(u, "/")] {
+			c.fail("hub.fallback_urls", "%q is named twice among hub.url and hub.fallback_urls", u)
+		}
+		seen[strings.TrimRight(u, "/")] = true
+	}
 }
 
 // DICOMSection configures the box's DICOM receiver (C-STORE SCP).
@@ -45,6 +65,13 @@ type DICOMSection struct {
 	QuietPeriod     Duration `toml:"study_quiet_period"` // a study is complete after this long without a new instance
 	MinFreeMB       int      `toml:"min_free_mb"`        // below this, C-STORE answers 0xA700 out of resources
 	TLS             bool     `toml:"tls"`                // DICOM TLS with the box's certificate
+	// Limits of the DICOM port (edge_dicom_config.go checks them; SECURITY.md says why).
+	AllowedAddresses         []string `toml:"allowed_addresses"` // IPs or CIDRs that may connect; empty: any
+	MaxConnections           int      `toml:"max_connections"`
+	MaxConnectionsPerAddress int      `toml:"max_connections_per_address"`
+	MaxAssociationsPerAE     int      `toml:"max_associations_per_ae"`
+	StoreIdleLimit           Duration `toml:"store_idle_limit"`     // C-ECHO does not count
+	MaxAssociationLife       Duration `toml:"max_association_life"` // ended after the message in progress
 }
 
 // ForwardSection configures forwarding to the hub.
@@ -64,6 +91,9 @@ type MonitorConfig struct {
 	// makes it dial out.
 	Port     string `toml:"port"`
 	Protocol string `toml:"protocol"` // a name in telemetry/protocols (hl7 | nonin | datex | intellivue) or auto
+	// Allow lists the addresses or prefixes a monitor may connect from on a tcp://
+	// port; empty admits this machine only, and a tcp:// port beyond loopback needs it.
+	Allow []string `toml:"allow"`
 }
 
 // LogSection sets logging.
@@ -78,14 +108,19 @@ func DefaultEdgeConfig() EdgeConfig {
 		HTTP: HTTPSection{Listen: "127.0.0.1:8780"},
 		Hub:  HubLink{URL: "https://127.0.0.1:8443"},
 		DICOM: DICOMSection{
-			Listen:          "127.0.0.1:11112",
-			AETitle:         "LIFELINE",
-			MaxAssociations: 8,
-			QuietPeriod:     Duration{30 * time.Second},
-			MinFreeMB:       512,
+			Listen:                   "127.0.0.1:11112",
+			AETitle:                  "LIFELINE",
+			MaxAssociations:          8,
+			QuietPeriod:              Duration{30 * time.Second},
+			MinFreeMB:                512,
+			MaxConnections:           32,
+			MaxConnectionsPerAddress: 4,
+			MaxAssociationsPerAE:     4,
+			StoreIdleLimit:           Duration{5 * time.Minute},
+			MaxAssociationLife:       Duration{time.Hour},
 		},
 		Stream:  defaultStream(),
-		Forward: ForwardSection{Parallel: 4, StatModality: []string{"ECG"}, RetryMax: Duration{5 * time.Minute}},
+		Forward: ForwardSection{Parallel: 8, StatModality: []string{"ECG"}, RetryMax: Duration{5 * time.Minute}},
 		Log:     LogSection{Level: "info", Format: "auto"},
 	}
 }
@@ -105,13 +140,14 @@ func LoadEdgeConfig(path string) (EdgeConfig, error) {
 func (cfg *EdgeConfig) validate() error {
 	c := &checker{file: cfg.file}
 	c.hostPort("http.listen", cfg.HTTP.Listen)
-	c.httpsURL("hub.url", cfg.Hub.URL)
+	c.hubLink(cfg.Hub)
 	c.hostPort("dicom.listen", cfg.DICOM.Listen)
 	c.aeTitle("dicom.ae_title", cfg.DICOM.AETitle)
 	for _, ae := range cfg.DICOM.AllowedCalling {
 		c.aeTitle("dicom.allowed_calling_ae", ae)
 	}
 	c.positive("dicom.max_associations", cfg.DICOM.MaxAssociations)
+	c.dicomLimits(cfg.DICOM)
 	c.positiveDuration("dicom.study_quiet_period", cfg.DICOM.QuietPeriod)
 	if cfg.DICOM.MinFreeMB < 0 {
 		c.fail("dicom.min_free_mb", "must not be negative, got %d", cfg.DICOM.MinFreeMB)
@@ -145,6 +181,14 @@ func (c *checker) monitor(m MonitorConfig) {
 			c.fail("monitor.protocol", "%q over the network: only %s runs over TCP", m.Protocol, strings.Join(protocols.NetworkNames(), ", "))
 		}
 	}
+	allow, aerr := monitor.ParseAllow(m.Allow)
+	if aerr != nil {
+		c.fail("monitor.allow", "%v", aerr)
+	} else if err == nil {
+		if err := monitor.CheckAllow(ep, allow); err != nil {
+			c.fail("monitor.allow", "%v", err)
+		}
+	}
 }
 
 func (c *checker) logSection(l LogSection) {
@@ -159,7 +203,9 @@ type HubConfig struct {
 	Stream HubStreamSection `toml:"stream"` // configs_stream.go
 	Status HTTPSection      `toml:"status"`
 	PACS   PACSSection      `toml:"pacs"`
+	Ingest IngestSection    `toml:"ingest"` // configs_ingest.go
 	Enrol  EnrolConfig      `toml:"enrol"`
+	State  StateSection     `toml:"state"` // hub_state.go
 	Log    LogSection       `toml:"log"`
 
 	file string
@@ -197,6 +243,7 @@ func DefaultHubConfig() HubConfig {
 		Stream: defaultHubStream(),
 		Status: HTTPSection{Listen: "127.0.0.1:8781"},
 		PACS:   PACSSection{AETitle: "LIFELINEHUB"},
+		Ingest: defaultIngest(),
 		Enrol:  EnrolConfig{CodeLifetime: Duration{24 * time.Hour}},
 		Log:    LogSection{Level: "info", Format: "auto"},
 	}
@@ -239,7 +286,9 @@ func (cfg *HubConfig) validate() error {
 		}
 	}
 	c.aeTitle("pacs.ae_title", cfg.PACS.AETitle)
+	c.ingest(cfg.Ingest)
 	c.positiveDuration("enrol.code_lifetime", cfg.Enrol.CodeLifetime)
+	c.state(cfg.State)
 	c.logSection(cfg.Log)
 	return c.err
 }

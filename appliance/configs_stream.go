@@ -1,6 +1,7 @@
 package appliance
 
 import (
+	"lifeline/stream/talkback"
 	"net"
 	"net/url"
 	"strconv"
@@ -21,6 +22,11 @@ type StreamSection struct {
 	// Interfaces limits the stream's ICE candidates to these network interfaces (the
 	// 5G modem's), so that media never leaves by the clinic's LAN by accident.
 	Interfaces []string `toml:"interfaces"`
+	// TalkbackSink is where a doctor's push-to-talk plays in the ambulance: a command
+	// that plays 16-bit little-endian 8 kHz mono PCM from its standard input, or
+	// rtp://host:port for the intercom (G.711 µ-law RTP as received). Empty: the box
+	// does not offer to receive the hospital's voice.
+	TalkbackSink string `toml:"talkback_sink"`
 }
 
 // CameraConfig is one [[camera]] of the box.
@@ -70,6 +76,11 @@ func (cfg HubConfig) StreamListen() string {
 
 // stream checks [stream] and every [[camera]] of the box.
 func (c *checker) stream(s StreamSection, cams []CameraConfig) {
+	if s.TalkbackSink != "" {
+		if _, err := talkback.Open(s.TalkbackSink, nil); err != nil {
+			c.fail("stream.talkback_sink", "%v", err)
+		}
+	}
 	if s.WHIPURL != "" {
 		u, err := url.Parse(s.WHIPURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

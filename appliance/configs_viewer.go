@@ -5,8 +5,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"lifeline/internal/signin"
@@ -35,6 +37,11 @@ type ViewerSection struct {
 	// LinkLifetime is how long a one-time sign-in link from 'lifeline hub user link'
 	// works (once).
 	LinkLifetime Duration `toml:"link_lifetime"`
+	// PublicURL is the address doctors' browsers reach this hub's viewer side at,
+	// e.g. "https://hub-a.example:8444". With several hubs on one state, the others
+	// send a doctor here to watch a box that publishes to this hub. Unset, it is the
+	// first of server.names on the viewer's port (ViewerURL).
+	PublicURL string `toml:"public_url"`
 }
 
 // defaultViewer is [viewer] with nothing set: beside server.listen, 30 min idle (a wall screen
@@ -61,6 +68,9 @@ func (c *checker) viewer(v ViewerSection, server HubServer) {
 	if v.IdleTimeout.Duration > v.SessionLifetime.Duration {
 		c.fail("viewer.idle_timeout", "%s is longer than viewer.session_lifetime %s", v.IdleTimeout.Duration, v.SessionLifetime.Duration)
 	}
+	if v.PublicURL != "" {
+		c.publicURL("viewer.public_url", v.PublicURL)
+	}
 	if v.LinkLifetime.Duration > 24*time.Hour {
 		c.fail("viewer.link_lifetime", "%s: a sign-in link is a password in a URL; keep it under 24h", v.LinkLifetime.Duration)
 	}
@@ -74,6 +84,18 @@ func (c *checker) viewer(v ViewerSection, server HubServer) {
 		if _, err := loadBrowserCertificate(server.CertFile, server.KeyFile, time.Now()); err != nil {
 			c.fail("server.cert_file", "%v", err)
 		}
+	}
+}
+
+// publicURL checks the viewer side's public address: an https origin, which the
+// other hubs put a path after.
+func (c *checker) publicURL(key, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Scheme != "https":
+		c.fail(key, "%q is not an https URL such as https://hub-a.example:8444", raw)
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		c.fail(key, "%q: give the scheme, host and port only; the viewer side is served at the root", raw)
 	}
 }
 
@@ -135,6 +157,15 @@ func (cfg HubConfig) ViewerListen() string {
 		n++
 	}
 	return net.JoinHostPort(host, strconv.Itoa(n))
+}
+
+// PublicViewerURL is where other hubs send this hub's doctors: viewer.public_url,
+// or ViewerURL. It has no trailing slash.
+func (cfg HubConfig) PublicViewerURL() string {
+	if cfg.Viewer.PublicURL != "" {
+		return strings.TrimSuffix(cfg.Viewer.PublicURL, "/")
+	}
+	return cfg.ViewerURL()
 }
 
 // ViewerURL is the address doctors' browsers open: the first of server.names (the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -50,6 +51,13 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	// The camera is the clip built into the binary: a moving picture with its frame
 	// number burnt in, and sound.
 	d.edge.Camera = []CameraConfig{{URL: "clip:"}}
+	// The doctor's push-to-talk plays on this machine's sound card when ALSA's aplay is
+	// there.
+	talkback := "off: install alsa-utils (aplay) to hear the doctor's push-to-talk"
+	if _, err := exec.LookPath("aplay"); err == nil {
+		d.edge.Stream.TalkbackSink = "aplay -q -t raw -f S16_LE -r 8000 -c 1"
+		talkback = "the doctor's push-to-talk plays through aplay"
+	}
 	ambulance, err := d.startDemoAmbulance()
 	if err != nil {
 		return err
@@ -101,6 +109,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, out io.Writer) error {
 	fmt.Fprintf(d.out, "  box:     enrolled as DEMO-AMB-1; status page http://%s/\n", d.edge.HTTP.Listen)
 	fmt.Fprintf(d.out, "  monitor: simulated HL7 monitor → box on %s; vitals at http://%s/api/v1/vitals\n", monitorAddr, d.edge.HTTP.Listen)
 	fmt.Fprintf(d.out, "  camera:  the built-in clip; the box streams it with the vitals to the hub over WHIP\n")
+	fmt.Fprintf(d.out, "  talk:    %s; the crew's messages, patient card and 12-lead button are on the box's status page\n", talkback)
 	fmt.Fprintf(d.out, "  route:   simulated GNSS (%s) and 5G modem (%s) drive across Guangzhou; the hub's board at http://%s/api/v1/boxes\n",
 		ambulance.gnssLine.Path, ambulance.modemLine.Path, d.hub.Status.Listen)
 	fmt.Fprintf(d.out, "  120:     simulated JT/T 808 dispatch platform on %s logs every report to %s\n", d.edge.Dispatch.Server, ambulance.reportLog)

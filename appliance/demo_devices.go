@@ -11,6 +11,8 @@ import (
 	"lifeline/dicom"
 	"lifeline/dicom/phantom"
 	"lifeline/dicom/send"
+	"lifeline/internal/service"
+	"lifeline/telemetry"
 	"lifeline/telemetry/hl7"
 	"lifeline/telemetry/physio"
 )
@@ -29,13 +31,13 @@ func runDemoMonitor(ctx context.Context, addr string, log *slog.Logger) {
 	for ctx.Err() == nil {
 		conn, err := hl7.Dial(ctx, addr)
 		if err != nil {
-			sleepCtx(ctx, time.Second)
+			service.Sleep(ctx, time.Second)
 			continue
 		}
 		sim := hl7.NewSimulator(hl7.SimConfig{Scenario: &physio.Scenario{
 			HR: 84, VTAt: 90 * time.Second, VTFor: 20 * time.Second, NIBPEvery: time.Minute,
 			DesatAt: 45 * time.Second, DesatOver: 30 * time.Second, DesatTo: 88,
-		}})
+		}, Leads: telemetry.ECG12, ECGRate: 500}) // twelve leads, so the ED's 12-lead request works
 		if err := sim.Run(ctx, hl7.ConnPort(conn)); err != nil && ctx.Err() == nil {
 			log.Warn("demo monitor disconnected; reconnecting", "err", err)
 		}
@@ -54,7 +56,7 @@ func runDemoModality(ctx context.Context, dir, scpAddr, calledAE string, log *sl
 		if err != nil && ctx.Err() == nil {
 			log.Warn("demo modality could not send its study", "err", err)
 		}
-		sleepCtx(ctx, demoStudyEvery)
+		service.Sleep(ctx, demoStudyEvery)
 	}
 }
 
@@ -83,13 +85,4 @@ func writeDemoStudy(dir string, n int) ([]send.Instance, error) {
 		out = append(out, send.Instance{File: f, StudyUID: study})
 	}
 	return out, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"lifeline/dicom/dimse"
+	"lifeline/dicom/spool"
 	"lifeline/dicom/transfer"
 	"lifeline/internal/durable"
 	"lifeline/internal/service"
@@ -39,9 +40,14 @@ type Edge struct {
 	receiver  enrolledPart[*dimse.SCP]
 	stream    enrolledPart[*liveStream]
 
+	spool *spool.Spool // the DICOM spool, where the box's own ECGs go too
+	crew  *crewDesk    // the crew's messages, patient card and ECGs
+
 	mu       sync.Mutex
 	selfTest map[string]Check
 	identity *trust.Identity
+
+	hubs *hubRoute // which of the hub's addresses the box uses (edge_hubs.go)
 }
 
 // IdentityDir is where the box keeps its key, certificate and hub authority.
@@ -49,8 +55,12 @@ func IdentityDir(dataDir string) string { return filepath.Join(dataDir, "identit
 
 func edgeStorePath(dataDir string) string { return filepath.Join(dataDir, "edge.db") }
 
-// hubCheckInterval is how often the box checks that it can reach its hub.
-const hubCheckInterval = 30 * time.Second
+// hubCheckInterval is how often the box checks that it can reach its hub;
+// hubFailoverPoll how often while it cannot and has other addresses of it to try.
+const (
+	hubCheckInterval = 30 * time.Second
+	hubFailoverPoll  = 5 * time.Second
+)
 
 // OpenEdge prepares the box's state in dataDir. It fails when another box process
 // holds it.
@@ -63,11 +73,13 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 	e := &Edge{
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg, store: store,
 		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(),
-		selfTest: map[string]Check{},
+		selfTest: map[string]Check{}, hubs: newHubRoute(cfg.Hub),
 	}
-	e.mux = statusMux(reg, e.Status)
+	e.mux = statusMux(reg, e.Status, nil)
 	e.mux.HandleFunc("GET /{$}", serveStatusPage)
+	e.mux.HandleFunc("GET "+statusStaticPrefix, serveStatusAsset)
 	e.handleDeadLetters()
+	e.addRenewal()
 	if err := e.addDICOM(); err != nil {
 		store.Close()
 		return nil, err
@@ -76,6 +88,12 @@ func OpenEdge(cfg EdgeConfig, dataDir, version string, log *slog.Logger) (*Edge,
 		store.Close()
 		return nil, err
 	}
+	e.crew = newCrewDesk(e)
+	e.crew.handle(e.mux)
+	e.sup.Add(service.Service{Name: "crew", Run: func(ctx context.Context, h *service.Health) error {
+		h.Ready("the hospital's messages and 12-lead requests reach the crew's page")
+		return e.crew.Run(ctx)
+	}})
 	e.addStream()
 	return e, nil
 }
@@ -89,7 +107,7 @@ func (e *Edge) Status() Status {
 	if e.identity != nil {
 		st.Device = e.identity.DeviceID
 	}
-	for _, name := range []string{"clock", "disk", "serial", "hub"} {
+	for _, name := range []string{"clock", "disk", "serial", "hub", "certificate"} {
 		if c, ok := e.selfTest[name]; ok {
 			st.SelfTest = append(st.SelfTest, c)
 		}
@@ -147,7 +165,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	ports = append(ports, e.cfg.GNSS.Port, e.cfg.Modem.Port)
 	e.recordCheck(checkSerialPorts(ports))
 
-	e.sup.Add(httpService("status-http", httpLn, rebindingGuard(httpLn.Addr(), e.mux), e.log))
+	e.sup.Add(httpService("status-http", httpLn, boundRequests(rebindingGuard(httpLn.Addr(), e.mux), httpReadTimeout, httpWriteTimeout), e.log))
 	e.sup.Add(service.Service{Name: "hub-link", Run: e.runHubLink})
 	positionServices, err := e.positionServices() // edge_dispatch.go
 	if err != nil {
@@ -161,9 +179,16 @@ func (e *Edge) Run(ctx context.Context) error {
 	if err := e.sup.Run(ctx, 5*time.Second); err != nil {
 		return err
 	}
-	// Every service has stopped, so nothing uses the forwarder's connection any more.
+	// Every service has stopped, so nothing uses the forwarder's connection any more,
+	// and nothing receives into the spool: its lander indexes what was acknowledged
+	// last (which Open would otherwise do at the next start) before the store closes.
 	if fw, ok := e.forwarder.get(); ok {
 		fw.Close()
+	}
+	if e.spool != nil {
+		if err := e.spool.Close(); err != nil {
+			e.log.Warn("spool: acknowledged instances left for the next start to index", "err", err)
+		}
 	}
 	return nil
 }
@@ -177,13 +202,13 @@ func (e *Edge) runHubLink(ctx context.Context, h *service.Health) error {
 		var c Check
 		switch {
 		case errors.Is(err, trust.ErrNotEnrolled):
-			c = checkHub(ctx, e.cfg.Hub.URL, nil)
+			c = e.hubs.check(ctx, nil)
 			h.Degraded("not enrolled: run 'lifeline edge enroll --hub URL --code CODE'", err)
 		case err != nil:
 			c = check("hub", "fail", "box identity unreadable: %v", err)
 			h.Degraded("box identity unreadable", err)
 		default:
-			c = checkHub(ctx, e.cfg.Hub.URL, id.ClientTLS())
+			c = e.hubs.check(ctx, id.ClientTLS())
 			if c.Result == "ok" {
 				h.Ready(fmt.Sprintf("enrolled as %s; %s", id.DeviceID, c.Detail))
 			} else {
@@ -196,13 +221,11 @@ func (e *Edge) runHubLink(ctx context.Context, h *service.Health) error {
 		next := hubCheckInterval
 		if errors.Is(err, trust.ErrNotEnrolled) {
 			next = enrolmentPoll
+		} else if c.Result != "ok" && len(e.cfg.Hub.FallbackURLs) > 0 {
+			next = hubFailoverPoll // another hub may be in reach: look again soon
 		}
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !service.Sleep(ctx, next) {
 			return nil
-		case <-t.C:
 		}
 	}
 }
@@ -213,8 +236,8 @@ func EdgeEnrol(ctx context.Context, hubURL, code, dataDir string) (*trust.Identi
 }
 
 // enrolledPart is a part of the box that presents the box's certificate, and so can be
-// built only once the box is enrolled: the forwarder, the DICOM TLS receiver, the live
-// stream's publisher. Its service builds it on its first enrolled start and keeps it
+// built only once the box is enrolled: the forwarder and the live stream's publisher
+// (the DICOM receiver, which needs no enrolment, is set at once). Its service builds it on its first enrolled start and keeps it
 // across the supervisor's restarts, because it registers metrics and holds
 // connections; the status API and the operator's actions reach it through get.
 type enrolledPart[T any] struct {
@@ -230,8 +253,8 @@ func (p *enrolledPart[T]) get() (T, bool) {
 	return p.part, p.built
 }
 
-// set gives the part at once, for a configuration that does not need the identity
-// (a receiver without DICOM TLS).
+// set gives the part at once, for a part that does not need the identity (the DICOM
+// receiver).
 func (p *enrolledPart[T]) set(part T) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/spool"
@@ -33,7 +35,8 @@ func (e *Edge) addDICOM() error {
 	if err != nil {
 		return err
 	}
-	scpConfig := dimse.SCPConfig{AETitle: d.AETitle, CallingAEs: d.AllowedCalling, MaxAssociations: d.MaxAssociations}
+	e.spool = sp
+	scpConfig := d.scpConfig()
 	e.sup.Add(service.Service{
 		Name: "dicom-spool",
 		Run: func(ctx context.Context, h *service.Health) error {
@@ -43,38 +46,30 @@ func (e *Edge) addDICOM() error {
 		Status: func() any { return sp.Status() },
 	})
 
-	if !d.TLS {
-		scp, err := dimse.NewSCP(scpConfig, sp, e.log, e.reg)
+	if d.TLS {
+		srv, err := e.openDICOMTLS()
 		if err != nil {
 			return err
 		}
-		e.receiver.set(scp)
+		scpConfig.TLS = srv.TLSConfig()
 	}
-	e.sup.Add(e.receiverService(sp, scpConfig))
+	scp, err := dimse.NewSCP(scpConfig, sp, e.log, e.reg)
+	if err != nil {
+		return err
+	}
+	e.receiver.set(scp)
+	e.sup.Add(e.receiverService(scp))
 	e.sup.Add(e.forwarderService(sp))
 	return nil
 }
 
-// receiverService serves C-STORE into the spool. With DICOM TLS the receiver presents
-// the box's certificate, so it is built once the box is enrolled; without, addDICOM
-// has built it already.
-func (e *Edge) receiverService(sp *spool.Spool, scpConfig dimse.SCPConfig) service.Service {
+// receiverService serves C-STORE into the spool, with or without DICOM TLS, whether
+// or not the box is enrolled: studies wait in the spool.
+func (e *Edge) receiverService(scp *dimse.SCP) service.Service {
 	d := e.cfg.DICOM
 	return service.Service{
 		Name: "dicom-receiver",
 		Run: func(ctx context.Context, h *service.Health) error {
-			// DICOM TLS presents the box's own certificate, so it waits for enrolment.
-			scp, err := e.receiver.build(ctx, h, e.dataDir, "DICOM TLS presents the box's certificate: enrol the box first",
-				func(id *trust.Identity) (*dimse.SCP, error) {
-					conf := id.ClientTLS()
-					conf.ClientAuth = tls.NoClientCert
-					withTLS := scpConfig
-					withTLS.TLS = conf
-					return dimse.NewSCP(withTLS, sp, e.log, e.reg)
-				})
-			if err != nil {
-				return err
-			}
 			ln, err := net.Listen("tcp", d.Listen)
 			if err != nil {
 				return fmt.Errorf("dicom.listen %s: %w", d.Listen, err)
@@ -82,12 +77,7 @@ func (e *Edge) receiverService(sp *spool.Spool, scpConfig dimse.SCPConfig) servi
 			h.Ready(fmt.Sprintf("C-STORE SCP %s on %s", d.AETitle, ln.Addr()))
 			return scp.Serve(ctx, ln)
 		},
-		Status: func() any {
-			if scp, ok := e.receiver.get(); ok {
-				return scp.Status()
-			}
-			return nil
-		},
+		Status: func() any { return scp.Status() },
 	}
 }
 
@@ -109,7 +99,7 @@ func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 			fw, err := e.forwarder.build(ctx, h, e.dataDir, "studies wait in the spool until the box is enrolled",
 				func(id *trust.Identity) (*transfer.Forwarder, error) {
 					return transfer.NewForwarder(transfer.ForwarderConfig{
-						HubURL:       e.cfg.Hub.URL,
+						Hub:          forwardRoute{hubs: e.hubs, tls: id.ClientTLS()},
 						Parallel:     f.Parallel,
 						Priorities:   rules,
 						BandwidthCap: int64(f.MaxRateMbit * 1e6),
@@ -119,7 +109,7 @@ func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 			if err != nil {
 				return err
 			}
-			h.Ready("forwarding complete studies to " + e.cfg.Hub.URL)
+			h.Ready("forwarding studies to " + strings.Join(e.cfg.Hub.URLs(), ", then "))
 			return fw.Run(ctx)
 		},
 		Status: func() any {
@@ -130,6 +120,27 @@ func (e *Edge) forwarderService(sp *spool.Spool) service.Service {
 		},
 	}
 }
+
+// forwardRoute is the box's hub route as the forwarder sees it: each request goes to
+// the hub the box uses now, and a hub the forwarder reached over neither QUIC nor TCP
+// makes the route check the hubs at once and move to the next in reach, for the
+// forwarder and the box's other parts alike.
+type forwardRoute struct {
+	hubs *hubRoute
+	tls  *tls.Config
+}
+
+func (r forwardRoute) Current() string { return r.hubs.Current() }
+
+func (r forwardRoute) Unreachable(hubURL string) {
+	ctx, cancel := context.WithTimeout(context.Background(), forwardRouteCheck)
+	defer cancel()
+	r.hubs.unreachable(ctx, hubURL, r.tls)
+}
+
+// forwardRouteCheck bounds the check of the hubs a forwarder's report starts; the
+// forwarder's requests wait for it meanwhile, as they would for the hub.
+const forwardRouteCheck = 15 * time.Second
 
 // DeadLettersPath lists the box's dead letters (GET); DeadLettersPath/{sop}/retry
 // (POST) takes one off the list so that it is sent again.

@@ -303,16 +303,16 @@ func (p *position) reportToHub(ctx context.Context, h *service.Health, e *Edge) 
 	}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: id.ClientTLS()}}
 	defer client.CloseIdleConnections()
-	url := strings.TrimRight(e.cfg.Hub.URL, "/") + BoxReportPath
 	t := time.NewTicker(hubReportEvery)
 	defer t.Stop()
 	sent := 0
 	for {
-		if err := postReport(ctx, client, url, p.report(time.Now())); err != nil {
+		hub := e.hubs.Current() // the hub the box uses now (edge_hubs.go)
+		if err := postReport(ctx, client, strings.TrimRight(hub, "/")+BoxReportPath, p.report(time.Now())); err != nil {
 			h.Degraded("hub out of reach; reporting again in "+hubReportEvery.String(), err)
 		} else {
 			sent++
-			h.Ready(fmt.Sprintf("reporting to %s as %s every %s (%d sent)", e.cfg.Hub.URL, id.DeviceID, hubReportEvery, sent))
+			h.Ready(fmt.Sprintf("reporting to %s as %s every %s (%d sent)", hub, id.DeviceID, hubReportEvery, sent))
 		}
 		select {
 		case <-ctx.Done():

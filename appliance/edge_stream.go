@@ -2,16 +2,17 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"lifeline/internal/service"
 	"lifeline/internal/trust"
 	"lifeline/stream/camera"
+	"lifeline/stream/talkback"
 	"lifeline/stream/vitals"
 	"lifeline/stream/whip"
 )
@@ -26,9 +27,7 @@ type liveStream struct {
 	cam     *camera.Camera // nil when no [[camera]] is configured
 	rate    *rateChooser
 	forward forwardShare
-
-	mu       sync.Mutex
-	messages []vitals.Control // the hub's latest guidance, newest last
+	talk    *talkback.Sink // nil without [stream] talkback_sink
 }
 
 // maxCrewMessages bounds the guidance messages the box keeps for the status page.
@@ -64,7 +63,7 @@ func (e *Edge) addStream() {
 		},
 		Status: func() any {
 			if ls, ok := e.stream.get(); ok {
-				return ls.status()
+				return ls.status(e.crew)
 			}
 			return nil
 		},
@@ -77,6 +76,7 @@ func (e *Edge) addStream() {
 				return err
 			}
 			h.Ready("every numeric, alarm and device event is kept on disk until the hub acknowledges it")
+			go e.crew.streamStarted(ctx, ls) // its commit needs the outbox running
 			return ls.outbox.Run(ctx)
 		},
 		Status: func() any {
@@ -86,6 +86,25 @@ func (e *Edge) addStream() {
 			return nil
 		},
 	})
+	if s.TalkbackSink != "" {
+		e.sup.Add(service.Service{
+			Name: "talkback",
+			Run: func(ctx context.Context, h *service.Health) error {
+				ls, err := build(ctx, h)
+				if err != nil {
+					return err
+				}
+				h.Ready("the hospital's push-to-talk plays on " + s.TalkbackSink)
+				return ls.talk.Run(ctx)
+			},
+			Status: func() any {
+				if ls, ok := e.stream.get(); ok {
+					return ls.talk.Status()
+				}
+				return nil
+			},
+		})
+	}
 	if len(e.cfg.Camera) == 0 {
 		return
 	}
@@ -125,7 +144,7 @@ func (e *Edge) newLiveStream(id *trust.Identity) (*liveStream, error) {
 	outbox, err := vitals.NewOutbox(vitals.OutboxConfig{
 		Store: e.store, Bus: e.bus, Device: device,
 		Log: e.log, Registerer: e.reg,
-		OnControl: ls.noteControl(e),
+		OnControl: e.crew.noteControl,
 	})
 	if err != nil {
 		return nil, err
@@ -141,6 +160,11 @@ func (e *Edge) newLiveStream(id *trust.Identity) (*liveStream, error) {
 		// answers, so its audio is forwarded when it is Opus too.
 		audio = camera.Opus
 	}
+	if s.TalkbackSink != "" {
+		if ls.talk, err = talkback.Open(s.TalkbackSink, e.log.With("service", "talkback")); err != nil {
+			return nil, fmt.Errorf("stream.talkback_sink: %w", err)
+		}
+	}
 	ls.rate = newRateChooser(ls.cam)
 	ls.forward = forwardShare{set: e.forwarderCap, configured: int64(e.cfg.Forward.MaxRateMbit * 1e6)}
 	cfg := whip.Config{
@@ -153,6 +177,9 @@ func (e *Edge) newLiveStream(id *trust.Identity) (*liveStream, error) {
 		Loopback:          loopbackURL(e.cfg.Hub.URL),
 		Log:               e.log.With("service", "live-stream"),
 	}
+	if ls.talk != nil {
+		cfg.OnTalkback = ls.talk.Write
+	}
 	if s.WHIPURL != "" {
 		cfg.Endpoint, cfg.BearerToken, cfg.Loopback = s.WHIPURL, s.BearerToken, loopbackURL(s.WHIPURL)
 		if id != nil && strings.HasPrefix(s.WHIPURL, e.cfg.Hub.URL) {
@@ -160,11 +187,31 @@ func (e *Edge) newLiveStream(id *trust.Identity) (*liveStream, error) {
 		}
 	} else {
 		cfg.TLS = id.ClientTLS()
+		cfg.Route = whipRoute{hubs: e.hubs, tls: cfg.TLS}
 	}
 	if ls.pub, err = whip.New(cfg); err != nil {
 		return nil, err
 	}
 	return ls, nil
+}
+
+// whipRoute is the box's hub route as the publisher sees it: each session goes to
+// the hub the box uses now, and a hub the publisher could not reach moves the route
+// at once, for the publisher and for the box's other parts alike.
+type whipRoute struct {
+	hubs *hubRoute
+	tls  *tls.Config
+}
+
+// routeCheckTimeout bounds the check of the hubs a publisher's report starts.
+const routeCheckTimeout = 15 * time.Second
+
+func (r whipRoute) Endpoint() string { return r.hubs.Current() + hubWHIPPath }
+
+func (r whipRoute) Unreachable(endpoint string) {
+	ctx, cancel := context.WithTimeout(context.Background(), routeCheckTimeout)
+	defer cancel()
+	r.hubs.unreachable(ctx, strings.TrimSuffix(endpoint, hubWHIPPath), r.tls)
 }
 
 // streamDeviceName is the name the vitals carry: the enrolled device ID, or before
@@ -202,20 +249,6 @@ func (ls *liveStream) dataChannels() []whip.DataChannel {
 func (ls *liveStream) requestKeyframe() {
 	if ls.cam != nil {
 		ls.cam.RequestKeyframe()
-	}
-}
-
-// noteControl keeps the hub's guidance for the crew's status page and logs it, so
-// that nothing a doctor sent is only on a screen nobody looked at.
-func (ls *liveStream) noteControl(e *Edge) func(vitals.Control) {
-	return func(c vitals.Control) {
-		e.log.Info("message from the hospital", "from", c.From, "type", c.Type, "text", c.Text)
-		ls.mu.Lock()
-		defer ls.mu.Unlock()
-		ls.messages = append(ls.messages, c)
-		if len(ls.messages) > maxCrewMessages {
-			ls.messages = ls.messages[len(ls.messages)-maxCrewMessages:]
-		}
 	}
 }
 
@@ -261,10 +294,11 @@ type streamStatus struct {
 	Stream    string           `json:"camera_stream,omitempty"` // "main" or "sub"
 }
 
-func (ls *liveStream) status() streamStatus {
-	ls.mu.Lock()
-	msgs := append([]vitals.Control(nil), ls.messages...)
-	ls.mu.Unlock()
+func (ls *liveStream) status(crew *crewDesk) streamStatus {
+	var msgs []vitals.Control
+	for _, m := range crew.view().Messages {
+		msgs = append(msgs, m.Control)
+	}
 	return streamStatus{Publisher: ls.pub.Status(), Messages: msgs, Stream: ls.rate.stream()}
 }
 

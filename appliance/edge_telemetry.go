@@ -19,10 +19,15 @@ func (e *Edge) addTelemetry() error {
 
 	for i, m := range e.cfg.Monitor {
 		log := e.log.With("monitor", m.Port)
+		allow, err := monitor.ParseAllow(m.Allow) // checked with the config already
+		if err != nil {
+			return fmt.Errorf("monitor %d (%s): allow: %w", i+1, m.Port, err)
+		}
 		reader, err := monitor.New(monitor.Config{
 			Name:       m.Port,
 			Port:       m.Port,
 			Protocol:   m.Protocol,
+			Allow:      allow,
 			Bus:        e.bus,
 			Log:        log,
 			Registerer: e.reg,

@@ -2,10 +2,10 @@ package appliance
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -16,7 +16,6 @@ import (
 	"lifeline/dicom/transfer"
 	"lifeline/internal/audit"
 	"lifeline/internal/hubstate"
-	"lifeline/internal/hubstate/boltstate"
 	"lifeline/internal/service"
 	"lifeline/internal/signin"
 	"lifeline/internal/trust"
@@ -38,14 +37,19 @@ type Hub struct {
 	started  time.Time
 	mux      *http.ServeMux // the boxes' side, server.listen (8443)
 	lastSeen sync.Map       // device ID → time.Time of its last request
+	refusals *refusalAudit  // strangers' repeated refusals, one line a minute (hub_enrol.go)
+
+	serverCert atomic.Pointer[trust.HubCertificate] // the box port's, renewed while running (hub_renew.go)
 
 	gate       *signin.Gate
 	viewer     *http.ServeMux         // the browsers' side, viewer.listen (8444)
 	viewerAddr atomic.Pointer[string] // bound by Run
 
 	fanout  *sfu.SFU      // the live streams: WHIP from boxes, WHEP to viewers
+	crew    *hubCrew      // the ED's conversation with the crews
 	tokens  *viewerTokens // bearer tokens for standard WHEP players
 	boxes   boxBoard      // the latest report of each box (hub_boxes.go)
+	shared  *sharedWatch  // the shared state, when several hubs share it (hub_shared.go)
 	closers []func() error
 }
 
@@ -60,18 +64,9 @@ func adminSocket(dataDir string) string  { return filepath.Join(dataDir, "admin.
 // matter.
 const connectionGap = 5 * time.Minute
 
-// openHubState opens the hub's state: the embedded engine in dataDir, which only its
-// owner may read. lockWait bounds the wait for another process holding it.
-func openHubState(dataDir string, lockWait time.Duration) (hubstate.Store, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", dataDir, err)
-	}
-	return boltstate.Open(hubStorePath(dataDir), lockWait)
-}
-
 // OpenHub prepares the hub's state in dataDir. It fails when another hub holds it.
 func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, error) {
-	store, err := openHubState(dataDir, 0)
+	store, err := openHubState(dataDir, cfg.State, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -85,17 +80,24 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 		store.Close()
 		return nil, err
 	}
+	if err := joinShared(store, auth, auditLog, dataDir); err != nil {
+		store.Close()
+		auditLog.Close()
+		return nil, err
+	}
 	reg := newRegistry()
 	h := &Hub{
 		cfg: cfg, dataDir: dataDir, version: version, log: log, reg: reg,
-		state: store, auth: auth, devices: trust.NewRegistry(store, auth), audit: auditLog,
+		state: store, auth: auth, devices: trust.NewRegistry(hubRegistry(store), auth), audit: auditLog,
 		sup: service.NewSupervisor(log, reg, service.DefaultBackoff), started: time.Now(), mux: http.NewServeMux(),
 		viewer: http.NewServeMux(), tokens: newViewerTokens(dataDir),
 	}
 	h.gate = signin.New(signinConfig(cfg.Viewer), store, auditLog, log.With("service", "signin"))
 	h.gate.Mount(h.viewer)
-	h.mux.Handle(trust.EnrollPath, trust.EnrollHandler(auth, h.devices, auditLog))
+	h.refusals = h.newRefusalAudit()
+	h.mux.Handle(trust.EnrollPath, h.enrolEndpoint())
 	h.mux.Handle("GET /api/v1/hello", h.RequireDevice(http.HandlerFunc(h.hello)))
+	h.addRenewal()
 	if err := h.addIngest(); err != nil {
 		store.Close()
 		auditLog.Close()
@@ -107,13 +109,15 @@ func OpenHub(cfg HubConfig, dataDir, version string, log *slog.Logger) (*Hub, er
 		auditLog.Close()
 		return nil, err
 	}
+	h.addSharedWatch()
 	return h, nil
 }
 
 // RequireDevice admits only enrolled, active boxes, and audits a box's first request
-// after a silence as a connection.
+// after a silence as a connection. Refusals are audited per address, a flood of them
+// as one line a minute.
 func (h *Hub) RequireDevice(next http.Handler) http.Handler {
-	return trust.RequireDevice(h.devices, h.audit, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return trust.RequireDevice(h.devices, h.refusals, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := trust.DeviceFrom(r.Context())
 		now := time.Now()
 		if prev, ok := h.lastSeen.Swap(id, now); !ok || now.Sub(prev.(time.Time)) > connectionGap {
@@ -139,7 +143,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer h.state.Close()
 	defer h.audit.Close()
 	defer h.closeAll()
-	tlsConf, err := h.auth.ServerTLS(h.cfg.Server.Names)
+	tlsConf, err := h.serverTLS()
 	if err != nil {
 		return err
 	}
@@ -167,11 +171,11 @@ func (h *Hub) Run(ctx context.Context) error {
 		viewerLn.Close()
 		return err
 	}
-	statusMux := statusMux(h.reg, h.Status)
+	statusMux := statusMux(h.reg, h.Status, h.sharedNote)
 	h.mountBoxes(statusMux)
-	h.sup.Add(httpService("status-http", statusLn, statusMux, h.log))
+	h.sup.Add(httpService("status-http", statusLn, boundRequests(statusMux, httpReadTimeout, httpWriteTimeout), h.log))
 	h.sup.Add(publicService(public))
-	h.sup.Add(h.viewerService(viewerLn, tlsConf.Certificates[0]))
+	h.sup.Add(h.viewerService(viewerLn, func() *tls.Certificate { return h.serverCert.Load().Current() }))
 	h.sup.Add(service.Service{Name: "signin", Run: func(ctx context.Context, health *service.Health) error {
 		health.Ready("sweeping ended sessions and used sign-in links")
 		return h.gate.Run(ctx)

@@ -101,6 +101,9 @@ type BoxSummary struct {
 	Device      string    `json:"device"`       // the box's enrolled identity
 	LastContact time.Time `json:"last_contact"` // the hub's clock when the report arrived
 	Live        bool      `json:"live"`         // the box publishes its live stream to this hub
+	// Hub names the hub the box reports to, when several hubs share their state
+	// (docs/multi-hub.md); a box live at another hub is watched there.
+	Hub string `json:"hub,omitempty"`
 	BoxReport
 }
 
@@ -132,8 +135,9 @@ func (b *boxBoard) list() []BoxSummary {
 	return out
 }
 
-// Boxes lists every box that has reported since the hub started, by device, with
-// whether it is live now. The ED screen's board reads it.
+// Boxes lists every box that has reported since the hub started (with a shared state:
+// to any hub of it), by device, with whether it is live here now. The ED screen's
+// board reads it.
 func (h *Hub) Boxes(ctx context.Context) ([]BoxSummary, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -144,7 +148,7 @@ func (h *Hub) Boxes(ctx context.Context) ([]BoxSummary, error) {
 			live[s.Device] = true
 		}
 	}
-	out := h.boxes.list()
+	out := h.sharedBoard(ctx, h.boxes.list())
 	for i := range out {
 		out[i].Live = live[out[i].Device]
 	}
@@ -180,7 +184,9 @@ func (h *Hub) receiveBoxReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "box report: "+err.Error())
 		return
 	}
-	h.boxes.put(BoxSummary{Device: device, LastContact: time.Now().UTC(), BoxReport: rep})
+	sum := BoxSummary{Device: device, LastContact: time.Now().UTC(), BoxReport: rep}
+	h.boxes.put(sum)
+	h.shareBoxReport(r.Context(), sum)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -36,6 +36,15 @@ func (h *Hub) addIngest() error {
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
+	if err := sharedDirMounted(h.cfg.State); err != nil {
+		return err
+	}
+	archive, scratch := ingestArchiveDir(h.dataDir, h.cfg.State), ""
+	if h.cfg.State.SharedDir != "" {
+		// Chunks are received on the hub's own disk: only verified ones go to the
+		// shared directory, and a hub starting clears only its own scratch files.
+		scratch = filepath.Join(h.dataDir, "ingest-scratch")
+	}
 	in, err := transfer.NewIngest(transfer.IngestConfig{
 		// RequireDevice has already admitted the box and audited refusals.
 		Authorize: func(r *http.Request) (string, error) {
@@ -44,7 +53,11 @@ func (h *Hub) addIngest() error {
 			}
 			return "", errors.New("no enrolled device")
 		},
-	}, h.state, hubArchiveDir(h.dataDir), deliverer, h.audit, h.log.With("service", "ingest"), h.reg)
+		MaxAppendsPerBox: h.cfg.Ingest.MaxAppendsPerBox,
+		MaxAppends:       h.cfg.Ingest.MaxAppends,
+		ScratchDir:       scratch,
+		DeliveryLease:    h.cfg.Ingest.DeliveryLease.Duration,
+	}, h.state, archive, deliverer, h.audit, h.log.With("service", "ingest"), h.reg)
 	if err != nil {
 		return err
 	}
@@ -53,7 +66,7 @@ func (h *Hub) addIngest() error {
 	h.mux.Handle(transfer.UploadsPath+"/", handler)
 	h.mux.Handle(transfer.StudiesPath, handler)
 	h.mux.Handle(transfer.StudiesPath+"/", handler)
-	target := "embedded archive " + hubArchiveDir(h.dataDir)
+	target := "embedded archive " + archive
 	if deliverer != nil {
 		target = deliverer.Target()
 	}

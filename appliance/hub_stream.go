@@ -13,6 +13,7 @@ import (
 	"lifeline/internal/service"
 	"lifeline/internal/signin"
 	"lifeline/internal/trust"
+	"lifeline/stream/crew"
 	"lifeline/stream/sfu"
 	"lifeline/stream/vitals"
 )
@@ -43,9 +44,14 @@ func (h *Hub) addStream() error {
 		return fmt.Errorf("vitals history: %w", err)
 	}
 	h.closers = append(h.closers, store.Close)
+	history, err := h.vitalsHistory(store)
+	if err != nil {
+		return err
+	}
 	var fanout *sfu.SFU
+	var crewDesk *crew.Crew
 	archive, err := vitals.NewArchive(vitals.ArchiveConfig{
-		History:    vitals.NewBoltHistory(store, vitals.HistoryBounds{}),
+		History:    history,
 		Log:        h.log,
 		Registerer: h.reg,
 		SendAck: func(device string, ack []byte) {
@@ -76,6 +82,10 @@ func (h *Hub) addStream() error {
 			}
 			if _, err := archive.Receive(device, label, data); err != nil {
 				h.log.Warn("vitals message refused", "device", device, "channel", label, "err", err)
+				return nil
+			}
+			if label == vitals.LabelReliable {
+				h.crewFromBox(crewDesk, device, data)
 			}
 			return nil
 		},
@@ -87,18 +97,40 @@ func (h *Hub) addStream() error {
 		return err
 	}
 	h.fanout = fanout
+	crewDesk, err = crew.New(crew.Config{
+		Store: store,
+		Send: func(device string, data []byte) error {
+			return fanout.SendToPublisher(device, vitals.LabelControl, data)
+		},
+		Log: h.log.With("service", "crew"),
+	})
+	if err != nil {
+		return fmt.Errorf("crew messages: %w", err)
+	}
+	h.crew = &hubCrew{h: h, crew: crewDesk}
 	whip := h.RequireDevice(fanout.WHIP())
 	h.mux.Handle(hubWHIPPath, whip)
 	h.mux.Handle(hubWHIPPath+"/", whip)
-	h.HandleViewer(hubWHEPPath+"/", h.viewerAccess(fanout.WHEP()))
+	h.HandleViewer(hubWHEPPath+"/", h.viewerAccess(h.whepElsewhere(fanout.WHEP())))
 	h.HandleViewer("GET "+hubHistoryPath+"{device}/vitals", h.gate.Require(viewerRoles...)(h.auditHistory(archive.HistoryHandler())))
 	if err := h.addEDScreen(); err != nil {
 		return err
 	}
 	h.sup.Add(fanout.Service())
+	h.sup.Add(service.Service{Name: "crew", Run: func(ctx context.Context, health *service.Health) error {
+		health.Ready("guidance and ECG requests are kept and sent again until each box confirms them")
+		return crewDesk.Run(ctx)
+	}})
 	h.sup.Add(service.Service{Name: "vitals-archive", Run: func(ctx context.Context, health *service.Health) error {
-		health.Ready("keeping every vitals message the boxes send, acknowledged once on disk")
-		return archive.Run(ctx)
+		const keeping = "keeping every vitals message the boxes send, acknowledged once on disk"
+		health.Ready(keeping)
+		return archive.RunReporting(ctx, func(err error) {
+			if err != nil {
+				health.Degraded("vitals are not being committed: the boxes keep them and send them again once a commit works", err)
+				return
+			}
+			health.Ready(keeping)
+		})
 	}})
 	return nil
 }
@@ -142,6 +174,14 @@ func (h *Hub) authorizeViewer(r *http.Request, device string) (string, error) {
 	} else {
 		return "", errors.New("not signed in")
 	}
+	// Several hubs on one state: a box's session is at one of them, and the viewer is
+	// told which (hub_board_shared.go) rather than that the box does not publish. A
+	// token holder was sent there already (whepElsewhere), and the ED screen hands a
+	// signed-in doctor over (hub_viewer_handover.go); this is what a browser session
+	// that asked here anyway is told.
+	if l, ok := h.liveElsewhere(r.Context(), device); ok {
+		return "", fmt.Errorf("%s publishes its live stream to hub %s, not to this one: watch it there%s", device, l.Hub, atURL(l.ViewerURL))
+	}
 	if err := h.audit.Record("stream.view.requested", map[string]any{"device": device, "viewer": who, "remote": r.RemoteAddr}); err != nil {
 		return "", fmt.Errorf("view not audited, so not started: %w", err)
 	}
@@ -173,4 +213,19 @@ func (h *Hub) auditStreamEvent(ev sfu.Event) {
 		fields["reason"] = ev.Reason
 	}
 	h.audit.Audit(string(ev.Kind), fields)
+}
+
+// crewFromBox passes what the crew sent (receipts, the patient card, ECG reports) to
+// the conversation record, after the archive has stored it.
+func (h *Hub) crewFromBox(c *crew.Crew, device string, data []byte) {
+	m, err := vitals.Decode(data)
+	if err != nil {
+		return // the archive took it, so this cannot happen; nothing to add if it does
+	}
+	switch m.Type {
+	case vitals.TypeReceipt, vitals.TypePatient, vitals.TypeECG:
+		if err := c.FromBox(device, m); err != nil {
+			h.log.Error("crew message not recorded", "device", device, "type", m.Type, "seq", m.Seq, "err", err)
+		}
+	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"lifeline/internal/audit/audittest"
-	"lifeline/internal/service"
 	"lifeline/internal/trust"
 )
 
@@ -94,43 +93,19 @@ func TestHubMutualTLSOverHTTP3AndTCP(t *testing.T) {
 
 // startHub runs a hub on free loopback ports, its state in dir/hub, until the test
 // ends; configure may change its configuration first.
-func startHub(t *testing.T, configure func(*HubConfig)) (*Hub, HubConfig, string) {
+func startHub(t testing.TB, configure func(*HubConfig)) (*Hub, HubConfig, string) {
 	t.Helper()
 	dir := t.TempDir()
-	d := &demo{hub: DefaultHubConfig(), edge: DefaultEdgeConfig()}
-	if err := d.pickPorts(); err != nil {
-		t.Fatal(err)
-	}
-	cfg := d.hub
-	viewer, err := freeLoopbackPort(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Viewer.Listen = viewer
-	if configure != nil {
-		configure(&cfg)
-	}
-	hub, err := OpenHub(cfg, filepath.Join(dir, "hub"), "test", quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- hub.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Error(err)
-		}
-	})
-	ready := func() bool {
-		st := hub.Status()
-		return serviceState(st, "hub-server") == service.Ready && serviceState(st, "viewer-https") == service.Ready
-	}
-	if err := waitReady(ctx, errc, ready); err != nil {
-		t.Fatal(err)
-	}
+	hub, cfg := startHubIn(t, filepath.Join(dir, "hub"), configure)
 	return hub, cfg, dir
+}
+
+// startHubIn is startHub with the hub's data directory chosen by the caller, who may
+// have put state there first (a certificate authority shared with another hub).
+func startHubIn(t testing.TB, dataDir string, configure func(*HubConfig)) (*Hub, HubConfig) {
+	t.Helper()
+	hub, cfg, _ := startHubStoppable(t, dataDir, configure)
+	return hub, cfg
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -150,7 +125,7 @@ func grepLines(text, substr string) string {
 // revoked when the audit log cannot record it.
 func TestCodesAndRevocationsFailClosed(t *testing.T) {
 	dir := t.TempDir()
-	store, err := openHubState(dir, 0)
+	store, err := openHubState(dir, StateSection{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

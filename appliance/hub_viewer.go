@@ -31,8 +31,8 @@ import (
 func (h *Hub) SignIn() *signin.Gate { return h.gate }
 
 // HandleViewer mounts a handler on the viewer listener; call before Run. A handler
-// that streams (server-sent events, a WebSocket) lifts the per-request read bound
-// with http.NewResponseController(w).SetReadDeadline(time.Time{}).
+// that streams (server-sent events, a WebSocket) lifts the per-request bounds with
+// http.NewResponseController(w).SetReadDeadline(time.Time{}) and SetWriteDeadline.
 func (h *Hub) HandleViewer(pattern string, handler http.Handler) { h.viewer.Handle(pattern, handler) }
 
 // ViewerURL is the address a doctor's browser opens: the first of server.names on the
@@ -56,13 +56,13 @@ const certReloadEvery = 2 * time.Second
 // viewerService serves the viewer mux over HTTPS on ln with the hospital's
 // certificate (or the hub's own when none is configured), reloading it when its files
 // change.
-func (h *Hub) viewerService(ln net.Listener, own tls.Certificate) service.Service {
+func (h *Hub) viewerService(ln net.Listener, own func() *tls.Certificate) service.Service {
 	return service.Service{Name: "viewer-https", Run: func(ctx context.Context, health *service.Health) error {
-		cert := &browserCertificate{certFile: h.cfg.Server.CertFile, keyFile: h.cfg.Server.KeyFile, log: h.log}
-		if cert.certFile == "" {
-			cert.current.Store(&own)
-		} else if err := cert.reload(time.Now()); err != nil {
-			return err
+		cert := &browserCertificate{certFile: h.cfg.Server.CertFile, keyFile: h.cfg.Server.KeyFile, log: h.log, own: own}
+		if cert.certFile != "" {
+			if err := cert.reload(time.Now()); err != nil {
+				return err
+			}
 		}
 		srv := &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -82,8 +82,12 @@ func (h *Hub) viewerService(ln net.Listener, own tls.Certificate) service.Servic
 				GetCertificate: cert.get,
 				NextProtos:     []string{"h2", "http/1.1"},
 			},
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			// No server-wide ReadTimeout: the handler above bounds each request's
+			// read (viewerReadTimeout), which a streaming handler may lift; such a
+			// handler lifts the write bound with SetWriteDeadline as well.
+			ReadHeaderTimeout: httpReadHeaderTimeout,
+			WriteTimeout:      httpWriteTimeout,
+			IdleTimeout:       httpIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		}
 		errc := make(chan error, 1)
@@ -117,6 +121,9 @@ type browserCertificate struct {
 	certFile, keyFile string
 	log               *slog.Logger
 	current           atomic.Pointer[tls.Certificate]
+	// own is the hub's server certificate, shown when no hospital certificate is
+	// configured: asked at every handshake, as the hub renews it while it runs.
+	own func() *tls.Certificate
 
 	mu                sync.Mutex
 	lastCert, lastKey []byte // the files' contents when last loaded
@@ -124,6 +131,9 @@ type browserCertificate struct {
 }
 
 func (b *browserCertificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if b.certFile == "" {
+		return b.own(), nil
+	}
 	return b.current.Load(), nil
 }
 
@@ -168,9 +178,10 @@ func (b *browserCertificate) failed(err error) error {
 
 // describe says for the status page what browsers get.
 func (b *browserCertificate) describe(addr string) string {
-	leaf := b.current.Load().Leaf
+	shown, _ := b.get(nil)
+	leaf := shown.Leaf
 	if leaf == nil {
-		leaf, _ = x509.ParseCertificate(b.current.Load().Certificate[0])
+		leaf, _ = x509.ParseCertificate(shown.Certificate[0])
 	}
 	what := "the hospital's certificate " + b.certFile
 	if b.certFile == "" {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,11 @@ import (
 // expires, and carries an HMAC-SHA256 under a key only the hub has, so the hub checks
 // it without a lookup; it is short-lived because it cannot be revoked one by one
 // (rotating the key file revokes them all).
+//
+// Hubs on one shared state sign with one key, copied between them as the
+// certificate authority's is (docs/multi-hub.md), so that a token issued at any hub
+// plays at the hub that holds the box's session; the state records the key's
+// fingerprint, and a hub with another key is refused at start (adoptViewerKey).
 
 // viewerTokenKeyPath is the key viewer tokens are signed with.
 func viewerTokenKeyPath(dataDir string) string { return filepath.Join(dataDir, "viewer-token.key") }
@@ -124,6 +130,39 @@ func (v *viewerTokens) verify(token, device string, now time.Time) (ViewerClaim,
 		return c, fmt.Errorf("viewer token %s expired at %s", c.ID, c.Expires.Format(time.RFC3339))
 	}
 	return c, nil
+}
+
+// viewerKeyFingerprint names a viewer-token key in the shared state without giving
+// it away: the key is 256 random bits, so its hash reveals nothing to guess from.
+func viewerKeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(append([]byte("lifeline viewer-token key\n"), key...))
+	return hex.EncodeToString(sum[:])
+}
+
+// adoptViewerKey makes dataDir's viewer-token key the one every hub on shared signs
+// with. The first hub, or its first command, records the fingerprint of its key
+// (making the key if it has none yet); a hub whose key differs, or that has none
+// once one is recorded, is refused with the file to copy, so that no hub issues
+// tokens the others cannot check.
+func adoptViewerKey(ctx context.Context, shared hubstate.Shared, dataDir string) error {
+	path := viewerTokenKeyPath(dataDir)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		recorded, err := shared.ViewerKey(ctx)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: this hub has none; copy viewer-token.key (mode 0600) from a hub of this state to %s (its fingerprint is %s)", hubstate.ErrOtherViewerKey, path, recorded)
+		case !errors.Is(err, hubstate.ErrNotFound):
+			return err
+		}
+	}
+	key, err := newViewerTokens(dataDir).load()
+	if err != nil {
+		return fmt.Errorf("viewer token key: %w", err)
+	}
+	if err := shared.AdoptViewerKey(ctx, viewerKeyFingerprint(key)); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 func signToken(key []byte, body string) []byte {

@@ -112,8 +112,15 @@ lon = %g
 		t.Fatalf("box's position API: status %d, %+v", code, pos)
 	}
 
-	// The crew presses "en route" on the status page, and reads dispatch's text there.
+	// The crew presses "en route" on the status page, and reads dispatch's text there,
+	// in English: the language the page keeps in the browser is set before it loads.
 	tab := peers.Browser(t, peers.BrowserOptions{Timeout: time.Minute})
+	if err := chromedp.Do(tab, chromedp.Navigate("http://"+sys.edgeHTTP+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](`localStorage.setItem("lifeline.box.lang", "en"), true`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Do(tab,
 		chromedp.Navigate("http://"+sys.edgeHTTP+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#position`)),
@@ -127,7 +134,7 @@ lon = %g
 			strings.Contains(shown, "ETA") && strings.Contains(shown, "dBm RSRP") && strings.Contains(shown, "dispatched")
 	})
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[bool](
-		`(() => { const b = [...document.querySelectorAll("#mission-buttons button")].find((b) => b.textContent === "en route"); b.click(); return true; })()`)); err != nil {
+		`(() => { document.querySelector('#mission-buttons button[data-state="en route"]').click(); return true; })()`)); err != nil {
 		t.Fatalf("press en route: %v", err)
 	}
 	waitForBoard(t, sys, "en route, set on the status page, on the hub's board", func(b appliance.BoxSummary) bool {

@@ -22,7 +22,7 @@ import (
 const defaultEdgeData = "/var/lib/lifeline/edge"
 
 func init() {
-	registerCommand("edge", "run the box (ambulance or clinic); 'edge enroll' gets it an identity from its hub; "+
+	registerCommand("edge", "run the box (ambulance or clinic); 'edge enroll' gets it an identity from its hub, 'edge renew' a new certificate; "+
 		"'edge dead-letters' and 'edge retry' handle what the hub refused", runEdge)
 }
 
@@ -31,6 +31,8 @@ func runEdge(args []string) int {
 		switch args[0] {
 		case "enroll":
 			return runEdgeEnrol(args[1:])
+		case "renew":
+			return runEdgeRenew(args[1:]) // edge_renew.go
 		case "dead-letters":
 			return runEdgeDeadLetters(args[1:])
 		case "retry":
@@ -38,7 +40,7 @@ func runEdge(args []string) int {
 		}
 	}
 	fs := newFlags("edge", "edge [--config FILE] [--data DIR]\n"+
-		"       lifeline edge enroll|dead-letters|retry -h   for enrolment and the dead-letter list")
+		"       lifeline edge enroll|renew|dead-letters|retry -h   for enrolment, renewal and the dead-letter list")
 	configPath := fs.String("config", "", "TOML configuration `file` (default: built-in defaults, loopback only)")
 	dataDir := fs.String("data", defaultEdgeData, "`directory` for all of the box's state")
 	if code, ok := parseFlags(fs, args); !ok {

@@ -77,7 +77,7 @@ func runHubAdmin(op string, args []string) int {
 	if err != nil {
 		return fail(os.Stderr, "hub "+op, err)
 	}
-	admin := appliance.HubAdmin{DataDir: *dataDir, Lifetime: cfg.Enrol.CodeLifetime.Duration, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
+	admin := appliance.HubAdmin{DataDir: *dataDir, Lifetime: cfg.Enrol.CodeLifetime.Duration, State: cfg.State, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
 	switch op {
 	case "enroll":
 		code, err := admin.Enrol(*device)
@@ -145,7 +145,7 @@ func runHubUser(args []string) int {
 	if err != nil {
 		return fail(os.Stderr, "hub user "+op, err)
 	}
-	admin := appliance.HubAdmin{DataDir: *dataDir, Viewer: cfg.Viewer, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
+	admin := appliance.HubAdmin{DataDir: *dataDir, Viewer: cfg.Viewer, State: cfg.State, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
 	switch op {
 	case "add":
 		err = addUser(admin, signin.NewUser{ID: *user, Name: *name, Role: *role, Language: *lang})
@@ -294,7 +294,7 @@ func runHubViewerToken(args []string) int {
 	if err != nil {
 		return fail(os.Stderr, "hub viewer-token", err)
 	}
-	admin := appliance.HubAdmin{DataDir: *dataDir, Viewer: cfg.Viewer, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
+	admin := appliance.HubAdmin{DataDir: *dataDir, Viewer: cfg.Viewer, State: cfg.State, Log: appliance.NewLogger(cfg.Log, os.Stderr)}
 	tok, err := admin.ViewerToken(*device, *subject, *ttl, cfg.ViewerURL())
 	if err != nil {
 		return fail(os.Stderr, "hub viewer-token", err)

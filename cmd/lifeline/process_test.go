@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"lifeline/internal/peers"
 	"lifeline/internal/wait"
 )
 
@@ -56,24 +58,55 @@ func lifeline(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// freePort returns a loopback port free for both TCP and UDP (the hub needs both).
+// freePort returns a loopback port free for both TCP and UDP (the hub needs both),
+// with the two ports above it free too and never handed out by freePort in this test
+// process: a hub whose viewer and media ports default to server.listen + 1 and + 2
+// must not find them taken by another test's process.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for i := 0; i < 20; i++ {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for i := 0; i < 50; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := ln.Addr().String()
-		udp, err := net.ListenPacket("udp", addr)
+		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if err == nil {
-			udp.Close()
-			return addr
+		if port > 65533 || portsGiven[port] || portsGiven[port+1] || portsGiven[port+2] {
+			continue
+		}
+		ok := true
+		for p := port; p <= port+2 && ok; p++ {
+			ok = portFree(fmt.Sprintf("127.0.0.1:%d", p))
+		}
+		if ok {
+			portsGiven[port], portsGiven[port+1], portsGiven[port+2] = true, true, true
+			return fmt.Sprintf("127.0.0.1:%d", port)
 		}
 	}
 	t.Fatal("no free port")
 	return ""
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portFree reports whether addr can be bound now for TCP and UDP.
+func portFree(addr string) bool {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer ln.Close()
+	udp, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	udp.Close()
+	return true
 }
 
 type proc struct {
@@ -424,7 +457,17 @@ func TestDemoStartsAndStops(t *testing.T) {
 	})
 
 	// The doctor's link signs a browser in, and the box's clip and vitals play there.
-	watchSignedIn(t, link, "DEMO-AMB-1")
+	tab := watchSignedIn(t, link, "DEMO-AMB-1")
+	// The 12-lead button works: the box acquires the simulated monitor's twelve
+	// leads and the hub shows the ECG.
+	peers.Eval[bool](t, tab, `(() => { document.getElementById("ecg12").click(); return true; })()`)
+	wait.For(t, 60*time.Second, "the demo's 12-lead ECG at the hub", func() bool {
+		shown := peers.Eval[map[string]map[string]float64](t, tab, `window.edView.crew.ecgShown`)
+		for _, v := range shown {
+			return v["leads"] == 12
+		}
+		return false
+	})
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)

@@ -88,7 +88,10 @@ func runSimLink(args []string) int {
 			fmt.Fprintf(os.Stderr, "lifeline sim link: --control: %v\n", err)
 			return exitUsage
 		}
-		srv := &http.Server{Handler: linkControl(l, reg), ReadHeaderTimeout: 5 * time.Second}
+		// Control requests are tiny; the bounds keep a stuck client from holding
+		// the simulator's control port.
+		srv := &http.Server{Handler: linkControl(l, reg), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 		go srv.Serve(ln)
 		defer srv.Close()
 		fmt.Fprintf(os.Stderr, "lifeline sim link: controls on http://%s/\n", ln.Addr())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -171,20 +172,11 @@ func TestLiveStreamFromBoxToChromiumViewer(t *testing.T) {
 
 // watchSignedIn opens a one-time sign-in link in Chromium, as a doctor would, and then
 // watches device over WHEP with that browser session (its cookie and CSRF token): the
-// video must decode and the vitals arrive.
-func watchSignedIn(t *testing.T, link, device string) {
+// video must decode and the vitals arrive. It returns the browser, on the patient view.
+func watchSignedIn(t *testing.T, link, device string) context.Context {
 	t.Helper()
-	tab := peers.Browser(t, peers.BrowserOptions{Flags: map[string]any{"ignore-certificate-errors": true}})
-	if err := chromedp.Do(tab, chromedp.Navigate(link)); err != nil {
-		t.Fatal(err)
-	}
-	var csrf string
-	wait.For(t, 15*time.Second, "the sign-in link to sign the browser in", func() bool {
-		raw, err := chromedp.Run(tab, chromedp.Evaluate[string](
-			`fetch("/api/v1/whoami").then(r => r.ok ? r.json().then(w => w.csrf) : "")`, chromedp.EvalAwaitPromise))
-		csrf = raw
-		return err == nil && raw != ""
-	})
+	tab := signIn(t, link, peers.BrowserOptions{})
+	csrf := peers.Eval[string](t, tab, `fetch("/api/v1/whoami").then(r => r.json()).then(w => w.csrf)`)
 	if _, err := chromedp.Run(tab, chromedp.Evaluate[string](whepViewerJS)); err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +214,7 @@ func watchSignedIn(t *testing.T, link, device string) {
 		numerics, err := chromedp.Run(tab, chromedp.Evaluate[map[string]string]("window.edView.numerics"))
 		return err == nil && numerics["hr"] != "" && numerics["hr"] != "—"
 	})
+	return tab
 }
 
 // origin is the scheme and host of a URL.

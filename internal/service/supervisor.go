@@ -281,3 +281,16 @@ func Overall(services []Status) State {
 	}
 	return worst
 }
+
+// Sleep waits for d or until ctx ends, and reports whether d passed: a service's loop
+// between two rounds of work, which must stop at once when the service is stopped.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -137,3 +137,20 @@ func TestOverall(t *testing.T) {
 		}
 	}
 }
+
+// TestSleepEndsWithItsContext: Sleep reports a full wait, and returns at once, false,
+// when the service is stopped during it.
+func TestSleepEndsWithItsContext(t *testing.T) {
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Fatal("a full wait reported as stopped")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	start := time.Now()
+	if Sleep(ctx, time.Minute) {
+		t.Fatal("a stopped wait reported as full")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Sleep returned %v after its context ended", took)
+	}
+}
