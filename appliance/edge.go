@@ -176,6 +176,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.sup.Add(svc)
 	}
 	e.log.Info("box serving", "http", httpLn.Addr().String(), "hub", e.cfg.Hub.URL, "data", e.dataDir)
+	// A check of the hubs that a part's report started would otherwise hold that
+	// part's stop, and the forwarder's Close, for up to forwardRouteCheck.
+	defer context.AfterFunc(ctx, e.hubs.stop)()
 	if err := e.sup.Run(ctx, 5*time.Second); err != nil {
 		return err
 	}

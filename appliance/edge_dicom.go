@@ -133,7 +133,7 @@ type forwardRoute struct {
 func (r forwardRoute) Current() string { return r.hubs.Current() }
 
 func (r forwardRoute) Unreachable(hubURL string) {
-	ctx, cancel := context.WithTimeout(context.Background(), forwardRouteCheck)
+	ctx, cancel := context.WithTimeout(r.hubs.life, forwardRouteCheck)
 	defer cancel()
 	r.hubs.unreachable(ctx, hubURL, r.tls)
 }

@@ -23,12 +23,19 @@ import (
 // that the route moves at once.
 type hubRoute struct {
 	urls []string
+	// life ends when the box shuts down (stop), cutting short the checks that
+	// parts' reports started, so that no part's Close waits for one.
+	life context.Context
+	stop context.CancelFunc
 
 	mu  sync.Mutex
 	cur int
 }
 
-func newHubRoute(l HubLink) *hubRoute { return &hubRoute{urls: l.URLs()} }
+func newHubRoute(l HubLink) *hubRoute {
+	life, stop := context.WithCancel(context.Background())
+	return &hubRoute{urls: l.URLs(), life: life, stop: stop}
+}
 
 // Current is the address the box uses now.
 func (r *hubRoute) Current() string {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // hubStub is a hub that answers /api/v1/hello with code; trust makes a TLS client
@@ -92,5 +93,32 @@ func TestForwardRouteMovesWhenTheForwarderReportsItsHub(t *testing.T) {
 	r.Unreachable(dead)
 	if r.Current() != okA {
 		t.Fatalf("a late report about the hub left moved the route to %s", r.Current())
+	}
+}
+
+// TestForwardRouteCheckEndsWithTheBox: a check of the hubs that the forwarder's report
+// started, held by a hub that accepts and never answers, ends when the box shuts down
+// rather than after its own timeouts, so that the forwarder's Close does not wait.
+func TestForwardRouteCheckEndsWithTheBox(t *testing.T) {
+	pool := x509.NewCertPool()
+	release := make(chan struct{})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	pool.AddCert(srv.Certificate())
+	r := forwardRoute{hubs: newHubRoute(HubLink{URL: srv.URL, FallbackURLs: []string{deadHub(t)}}), tls: &tls.Config{RootCAs: pool}}
+	done := make(chan struct{})
+	go func() { r.Unreachable(srv.URL); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("the check ended before the box shut down, though the hub never answers")
+	default:
+	}
+	r.hubs.stop()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second): // the hub check's own timeout is 5 s
+		t.Fatal("the check went on after the box shut down")
 	}
 }
