@@ -23,7 +23,7 @@ import (
 // TCP one works, and forwards over HTTPS on TCP: the hub accepts no QUIC connection
 // while a quarter of the study arrives. Then the rule goes, and the box is back on
 // QUIC at its next QUIC retry (2 s here, a minute by default). The study arrives
-// whole, each byte appended once.
+// whole, each byte appended once, across a drop of the link while on TCP.
 func TestUploadsGoOverTCPWhereUDPIsBlocked(t *testing.T) {
 	peers.NeedRoot(t)
 	peers.Need(t, "ip")
@@ -64,6 +64,19 @@ func TestUploadsGoOverTCPWhereUDPIsBlocked(t *testing.T) {
 		t.Fatalf("the hub accepted %d QUIC connections through a firewall that drops UDP", n)
 	}
 	t.Logf("a quarter of the study (%d bytes) over HTTPS on TCP, %v after the box started", hub.appendedTotal(), time.Since(start).Round(10*time.Millisecond))
+
+	// A drop of the link shorter than the connections' user timeout leaves the box on
+	// TCP: its connections retransmit across it and carry on when the link is back,
+	// and no QUIC connection is made meanwhile.
+	link.SetDown(true)
+	time.Sleep(3 * time.Second)
+	link.SetDown(false)
+	restored, before := time.Now(), hub.appendedTotal()
+	wait.For(t, time.Minute, "uploads resumed over TCP after the link came back", func() bool { return hub.appendedTotal() > before+1<<20 })
+	t.Logf("after a 3 s drop, 1 MiB more over TCP %v after the link came back", time.Since(restored).Round(10*time.Millisecond))
+	if n := hub.server.Stats().Connections; n != 0 {
+		t.Fatalf("the hub accepted %d QUIC connections through a firewall that drops UDP", n)
+	}
 
 	nft("", "delete", "table", "inet", table)
 	unblocked := time.Now()
