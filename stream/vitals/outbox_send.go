@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"lifeline/internal/service"
 )
 
 // replayBatch is how many reliable messages the sender reads from the ring at a time.
@@ -77,14 +79,7 @@ func (o *Outbox) sendBatch(ctx context.Context) bool {
 
 // pause waits d (or until ctx ends) and reports whether to go on sending.
 func (o *Outbox) pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return service.Sleep(ctx, d)
 }
 
 // unsentLocked returns up to n reliable messages from seq from on: committed ones from

@@ -309,13 +309,7 @@ func (r *Reader) Run(ctx context.Context, h *service.Health) error {
 
 // backoff waits d (doubling up to RetryMax for the next call) or until ctx ends.
 func (r *Reader) backoff(ctx context.Context, d *time.Duration) bool {
-	t := time.NewTimer(*d)
-	defer t.Stop()
+	wait := *d
 	*d = min(*d*2, r.cfg.RetryMax)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return service.Sleep(ctx, wait)
 }
