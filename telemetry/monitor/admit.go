@@ -119,17 +119,18 @@ func newRefusals(monitor string) *refusals {
 	}
 }
 
-// refuse closes c, counts it, shows it in the reader's status and health, and logs
-// it at most once per refusalLogEvery.
+// refuse counts c, closes it, shows it in the reader's status and health, and logs
+// it at most once per refusalLogEvery. The count comes before the close so that
+// whoever sees the connection end also sees it counted.
 func (r *Reader) refuse(c net.Conn, reason string) {
 	remote := c.RemoteAddr().String()
+	r.refused.Add(1)
 	c.Close()
 	why := "not in the monitor's allow-list"
 	if reason == refusedBusy {
 		why = "a monitor is connected and sending"
 	}
 	now := time.Now()
-	r.refused.Add(1)
 	r.refusals.metric.WithLabelValues(reason).Inc()
 	r.mu.Lock()
 	r.status.LastRefused = fmt.Sprintf("%s: %s", remote, why)
