@@ -45,33 +45,24 @@ func (s *STOW) Deliver(ctx context.Context, batch []Instance) []error {
 	var b [12]byte
 	rand.Read(b[:])
 	boundary := "lifeline-" + hex.EncodeToString(b[:])
-	var parts []io.Reader
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	var length int64
-	for _, inst := range batch {
-		f, err := os.Open(inst.Path)
-		if err != nil {
-			return fill(errs, fmt.Errorf("stow: open %s: %w", inst.Path, err))
-		}
-		files = append(files, f)
-		head := "--" + boundary + "\r\nContent-Type: application/dicom\r\n\r\n"
-		parts = append(parts, strings.NewReader(head), f, strings.NewReader("\r\n"))
-		length += int64(len(head)) + inst.Size + 2
-	}
-	tail := "--" + boundary + "--\r\n"
-	parts = append(parts, strings.NewReader(tail))
-	length += int64(len(tail))
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.root+"/studies", io.MultiReader(parts...))
+	payload := stowBody{boundary: boundary, batch: batch}
+	first, err := payload.open()
 	if err != nil {
+		return fill(errs, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.root+"/studies", first)
+	if err != nil {
+		first.Close()
 		return fill(errs, fmt.Errorf("stow: %w", err))
 	}
-	req.ContentLength = length
+	req.ContentLength = payload.length()
+	// A PACS that closes an idle keep-alive connection just as the hub reuses it
+	// (Orthanc's KeepAliveTimeout is one second) would fail the POST for nothing.
+	// Storing an instance again is harmless (the PACS keeps one per SOP Instance
+	// UID), so the request is marked replayable, unsent: with GetBody, net/http
+	// then retries it once on a fresh connection instead of reporting a failure.
+	req.GetBody = payload.open
+	req.Header["Idempotency-Key"] = nil
 	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+boundary)
 	req.Header.Set("Accept", "application/dicom+json")
 	resp, err := s.client.Do(req)
@@ -105,6 +96,56 @@ func (s *STOW) Deliver(ctx context.Context, batch []Instance) []error {
 		}
 	}
 	return errs
+}
+
+// stowBody is the multipart/related body of one STOW-RS request, read from the
+// instances' files each time it is opened.
+type stowBody struct {
+	boundary string
+	batch    []Instance
+}
+
+func (b stowBody) head() string {
+	return "--" + b.boundary + "\r\nContent-Type: application/dicom\r\n\r\n"
+}
+func (b stowBody) tail() string { return "--" + b.boundary + "--\r\n" }
+
+// length is the body's size in bytes, from the instances' recorded sizes.
+func (b stowBody) length() int64 {
+	n := int64(len(b.tail()))
+	for _, inst := range b.batch {
+		n += int64(len(b.head())) + inst.Size + 2
+	}
+	return n
+}
+
+// open returns a fresh reader of the body; closing it closes the files.
+func (b stowBody) open() (io.ReadCloser, error) {
+	var parts []io.Reader
+	files := make(filesCloser, 0, len(b.batch))
+	for _, inst := range b.batch {
+		f, err := os.Open(inst.Path)
+		if err != nil {
+			files.Close()
+			return nil, fmt.Errorf("stow: open %s: %w", inst.Path, err)
+		}
+		files = append(files, f)
+		parts = append(parts, strings.NewReader(b.head()), f, strings.NewReader("\r\n"))
+	}
+	parts = append(parts, strings.NewReader(b.tail()))
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(parts...), files}, nil
+}
+
+type filesCloser []*os.File
+
+func (fs filesCloser) Close() error {
+	for _, f := range fs {
+		f.Close()
+	}
+	return nil
 }
 
 // STOWResult is what a STOW-RS response says about each instance.

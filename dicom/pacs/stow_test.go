@@ -1,7 +1,13 @@
 package pacs_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,5 +165,61 @@ func TestParseDIMSETarget(t *testing.T) {
 		if _, _, err := pacs.ParseDIMSETarget(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
+	}
+}
+
+// TestSTOWRetriesOnAConnectionThePACSClosed: a PACS that drops a kept-alive connection
+// just as the hub sends its next POST on it (Orthanc closes idle ones after a second)
+// costs a retry on a fresh connection, not a failed delivery. The server here reads
+// the whole second request on the old connection and closes it without a word.
+func TestSTOWRetriesOnAConnectionThePACSClosed(t *testing.T) {
+	insts, err := pacstest.WriteStudy(t.TempDir(), pacstest.StudySpec{StudyUID: "1.2.3.5", Instances: 1, Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stored := fmt.Sprintf(`{"00081199":{"vr":"SQ","Value":[{"00081155":{"vr":"UI","Value":[%q]}}]}}`, insts[0].SOPInstanceUID)
+	var bodies []int64 // the body length of each request seen, in order
+	var mu sync.Mutex
+	go func() {
+		for conn := 0; ; conn++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn, conn int) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for req := 0; ; req++ {
+					r, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					n, _ := io.Copy(io.Discard, r.Body)
+					mu.Lock()
+					bodies = append(bodies, n)
+					mu.Unlock()
+					if conn == 0 && req == 1 {
+						return // the race: closed instead of answered
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: %d\r\n\r\n%s", len(stored), stored)
+				}
+			}(c, conn)
+		}
+	}()
+	stow := pacs.NewSTOW("http://"+ln.Addr().String()+"/dicom-web", &http.Client{Transport: &http.Transport{}})
+	for round := 1; round <= 2; round++ {
+		if err := stow.Deliver(context.Background(), toPACS(insts))[0]; err != nil {
+			t.Fatalf("delivery %d: %v", round, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 3 || bodies[0] != bodies[1] || bodies[1] != bodies[2] || bodies[0] < insts[0].Size {
+		t.Fatalf("request bodies seen %v: want three whole ones (the second sent again in full)", bodies)
 	}
 }
