@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -85,7 +84,7 @@ func newNSSystem(t *testing.T, p linkemu.Profile, device, edgeExtra string) *nsS
 // start runs a long-lived lifeline process in side's namespace until the test ends.
 func (s *nsSystem) start(t *testing.T, side linkemu.Side, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: s.link.Command(side, binary, args...), stderr: &bytes.Buffer{}}
+	p := &proc{cmd: s.link.Command(side, binary, args...), stderr: &logBuffer{}}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
