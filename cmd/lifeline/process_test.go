@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"lifeline/internal/peers"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 )
 
@@ -111,31 +112,13 @@ func portFree(addr string) bool {
 
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *logBuffer
-}
-
-// logBuffer holds a process's log; a test reads it while the process still writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	stderr *proclog.Buffer
 }
 
 // start runs a long-lived lifeline process and stops it (SIGTERM) when the test ends.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), stderr: &logBuffer{}}
+	p := &proc{cmd: exec.Command(binary, args...), stderr: &proclog.Buffer{}}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"lifeline/internal/linkemu"
 	"lifeline/internal/peers"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 	"lifeline/stream/bench/whepviewer"
 )
@@ -84,7 +85,7 @@ func newNSSystem(t *testing.T, p linkemu.Profile, device, edgeExtra string) *nsS
 // start runs a long-lived lifeline process in side's namespace until the test ends.
 func (s *nsSystem) start(t *testing.T, side linkemu.Side, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: s.link.Command(side, binary, args...), stderr: &logBuffer{}}
+	p := &proc{cmd: s.link.Command(side, binary, args...), stderr: &proclog.Buffer{}}
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

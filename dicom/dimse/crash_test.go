@@ -25,6 +25,7 @@ import (
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
 	"lifeline/internal/peers"
+	"lifeline/internal/proclog"
 	"lifeline/internal/selfexec"
 	"lifeline/internal/wait"
 )
@@ -102,7 +103,7 @@ func TestSIGKILLDuringStoreSCU(t *testing.T) {
 		}
 		os.Remove(filepath.Join(state, "port"))
 		child := selfexec.Command(childEnv, state)
-		childLog := &syncBuffer{}
+		childLog := &proclog.Buffer{}
 		child.Stderr = childLog
 		if err := child.Start(); err != nil {
 			t.Fatal(err)

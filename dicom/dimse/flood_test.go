@@ -19,6 +19,7 @@ import (
 
 	"lifeline/dicom/dimse"
 	"lifeline/internal/peers"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 )
 
@@ -119,17 +120,17 @@ func TestTLSFloodBeforeAssociationIsBounded(t *testing.T) {
 
 // startChildSCP runs this test binary as the box's receiver (runChildSCP) and returns
 // its pid, its log and its port.
-func startChildSCP(t *testing.T) (int, *syncBuffer, string) {
+func startChildSCP(t *testing.T) (int, *proclog.Buffer, string) {
 	t.Helper()
 	return startChildSCPIn(t, t.TempDir())
 }
 
 // startChildSCPIn is startChildSCP with its state in state (see runChildSCP).
-func startChildSCPIn(t *testing.T, state string) (int, *syncBuffer, string) {
+func startChildSCPIn(t *testing.T, state string) (int, *proclog.Buffer, string) {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"="+state)
-	stderr := &syncBuffer{}
+	stderr := &proclog.Buffer{}
 	child.Stderr = stderr
 	if err := child.Start(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"lifeline/dicom/phantom"
 	"lifeline/internal/peers"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 )
 
@@ -36,7 +37,7 @@ func TestFlushesPerInstance(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "trace")
 	child := exec.Command(strace, "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", trace, os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"="+state)
-	childLog := &syncBuffer{}
+	childLog := &proclog.Buffer{}
 	child.Stderr = childLog
 	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // strace and the receiver end together
 	if err := child.Start(); err != nil {

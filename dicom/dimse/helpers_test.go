@@ -22,26 +22,9 @@ import (
 	"lifeline/dicom/dimse"
 	"lifeline/dicom/spool"
 	"lifeline/internal/durable"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 )
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // box is a running SCP with a real spool, as the appliance wires them.
 type box struct {
@@ -50,7 +33,7 @@ type box struct {
 	scp   *dimse.SCP
 	spool *spool.Spool
 	store *durable.Store
-	logs  *syncBuffer
+	logs  *proclog.Buffer
 	reg   *prometheus.Registry
 	stop  func()
 }
@@ -62,7 +45,7 @@ func startBox(t testing.TB, cfg dimse.SCPConfig, scfg spool.Config) *box {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &proclog.Buffer{}
 	var out io.Writer = io.MultiWriter(logs, testWriter{t})
 	if _, fuzz := t.(*testing.F); fuzz {
 		// A fuzz target may not log through f, and millions of inputs' lines would
@@ -129,7 +112,7 @@ func startStoreSCP(t *testing.T, storescp string, extra ...string) (port string,
 	args := append([]string{"+xa", "-aet", "LIFELINE", "-od", dir}, extra...)
 	args = append(args, port)
 	cmd := exec.Command(storescp, args...)
-	var out syncBuffer
+	var out proclog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 
 	"lifeline/hardware/serialport"
 	"lifeline/internal/linkemu"
+	"lifeline/internal/proclog"
 	"lifeline/internal/wait"
 	"lifeline/stream/bench/whepviewer"
 	"lifeline/telemetry"
@@ -39,7 +39,7 @@ type system struct {
 	boxHTTP                         string
 	hubClient, boxClient            *http.Client
 	hub, box                        *exec.Cmd
-	hubLog, boxLog                  *bytes.Buffer
+	hubLog, boxLog                  *proclog.Buffer
 	monitorStop                     func()
 	closeOnce                       sync.Once
 }
@@ -82,7 +82,7 @@ func startSystem(cfg systemConfig) (*system, error) {
 		return nil, err
 	}
 	s := &system{bin: cfg.bin, dir: dir, device: cfg.device, hubData: filepath.Join(dir, "hub"), edgeData: filepath.Join(dir, "edge"),
-		hubLog: &bytes.Buffer{}, boxLog: &bytes.Buffer{}}
+		hubLog: &proclog.Buffer{}, boxLog: &proclog.Buffer{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -171,21 +171,10 @@ func (s *system) command(side linkemu.Side, args ...string) *exec.Cmd {
 	return s.link.Command(side, s.bin, args...)
 }
 
-func (s *system) startProc(side linkemu.Side, log *bytes.Buffer, args ...string) (*exec.Cmd, error) {
+func (s *system) startProc(side linkemu.Side, log *proclog.Buffer, args ...string) (*exec.Cmd, error) {
 	cmd := s.command(side, args...)
-	cmd.Stderr = &lockedWriter{w: log}
+	cmd.Stderr = log
 	return cmd, cmd.Start()
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func (s *system) httpClient(side linkemu.Side) *http.Client {
@@ -300,7 +289,7 @@ func (s *system) close() {
 		if verbose {
 			for _, l := range []struct {
 				name string
-				log  *bytes.Buffer
+				log  *proclog.Buffer
 			}{{"box", s.boxLog}, {"hub", s.hubLog}} {
 				for _, line := range strings.Split(l.log.String(), "\n") {
 					if strings.Contains(line, "whip") || strings.Contains(line, "sfu") {
