@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -106,7 +107,9 @@ type chromiumEndpoint struct {
 	deletes     []string
 	sessions    map[string]*endpointSession
 	lastID      string
-	patchStatus int      // when set, PATCH answers this status (an endpoint without ICE restart)
+	patchStatus int // when set, PATCH answers this status (an endpoint without ICE restart)
+	patchHang   int // the next patchHang PATCHes get no answer: the box's request times out
+	patchedAt   []time.Time
 	answers     []string // every answer given, for the negotiated codecs
 }
 
@@ -193,10 +196,21 @@ func (e *chromiumEndpoint) patch(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	e.mu.Lock()
 	e.patches++
+	e.patchedAt = append(e.patchedAt, time.Now())
 	status := e.patchStatus
+	hang := e.patchHang > 0
+	if hang {
+		e.patchHang--
+	}
 	s := e.sessions[id]
 	e.mu.Unlock()
 	switch {
+	case hang:
+		// Lost on the way, as on a link that just dropped. With the body read, the
+		// server notices the box giving up on the connection, and the handler ends.
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		return
 	case status != 0:
 		http.Error(w, "no ICE restart here", status)
 		return

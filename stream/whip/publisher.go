@@ -104,7 +104,8 @@ type Config struct {
 	// default 500 ms. RestartTimeout bounds one ICE restart, from the PATCH to ICE
 	// connected, and is also the pace of restarts while the link is down; default 2 s.
 	// A PATCH may take as long (at most HTTPTimeout): one stuck on a connection the
-	// handover killed is given up in time for the next restart.
+	// handover killed is given up in time for the next restart, which then goes at
+	// once, its period spent.
 	RestartDelay, RestartTimeout time.Duration
 	// RestartGiveUp is how long the box keeps restarting ICE in one session before it
 	// opens a new one; default 2 minutes, well past a 30 s tunnel, about when a WHIP

@@ -60,6 +60,49 @@ func TestICERestartKeepsSession(t *testing.T) {
 	}
 }
 
+// TestHungRestartIsFollowedAtOnce: an ICE restart whose PATCH gets no answer (sent
+// from the address a handover just killed) has used its turn when it times out; the
+// next goes at once rather than a whole restart period later, so the picture comes
+// back one restart timeout after the link, not two.
+func TestHungRestartIsFollowedAtOnce(t *testing.T) {
+	const restartTimeout = 3 * time.Second
+	relay := newUDPRelay(t)
+	e := newChromiumEndpoint(t, relay, "")
+	b := startBox(t, e.url(), "", func(c *Config) { c.RestartTimeout = restartTimeout })
+	waitDecoding(t, e, "1", 30, 20*time.Second, "Chromium to decode before the outage")
+
+	e.mu.Lock()
+	e.patchHang = 1
+	e.mu.Unlock()
+	relay.cut()
+	wait.For(t, 15*time.Second, "the box's first ICE restart", func() bool {
+		_, patches := e.counts()
+		return patches >= 1
+	})
+	relay.restore() // the link is back; the PATCH sent over it is lost
+	before := e.framesDecoded("1")
+	restored := time.Now()
+	wait.For(t, 20*time.Second, "Chromium to decode again", func() bool { return e.framesDecoded("1") > before })
+	t.Logf("picture back %s after the link returned", time.Since(restored).Round(time.Millisecond))
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.patchedAt) < 2 {
+		t.Fatalf("%d PATCHes, want the hung one and the next", len(e.patchedAt))
+	}
+	// The hung PATCH waits restartTimeout for its answer. Another restartTimeout on
+	// top (what the pace alone would give) is the defect; half of one is slack for a
+	// loaded machine.
+	gap := e.patchedAt[1].Sub(e.patchedAt[0])
+	t.Logf("the next PATCH %s after the hung one", gap.Round(time.Millisecond))
+	if gap > restartTimeout*3/2 {
+		t.Errorf("the next PATCH came %s after the hung one; want about %s (its timeout), not a restart period more", gap, restartTimeout)
+	}
+	if st := b.p.Status(); st.NewSessions != 1 || st.ICERestarts < 1 {
+		t.Errorf("status %+v: want the one session restarted", st)
+	}
+}
+
 // TestRestartRefusedOpensNewSession uses an endpoint that cannot restart ICE (404 to
 // every PATCH, as one that forgot the session answers): the box opens a new session
 // with a new POST, and the picture and the data channels come back in it.

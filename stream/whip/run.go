@@ -196,22 +196,37 @@ func (l *sessionLoop) restartICE(ctx context.Context) error {
 			return fmt.Errorf("whip: %s is out of reach and the route names %s: opening a session there", l.s.url, now)
 		}
 	}
-	err := p.restartICE(ctx, l.s)
+	began := time.Now()
+	stale, err := p.restartICE(ctx, l.s)
 	switch {
 	case err == nil:
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
+		if stale {
+			// Accepted, but its candidates are on an address the box no longer has.
+			p.cfg.Log.Info("whip: the box's address changed during the restart; restarting again from the new one", "session", l.s.resourceURL())
+			l.restart.Reset(0)
+			return nil
+		}
 		l.connect.Reset(p.cfg.RestartTimeout)
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case errors.Is(err, errAddressChanged):
+		// A handover: the hub is as reachable as before, from the new address.
+		p.cfg.Log.Info("whip: the box's address changed during an ICE restart; restarting from the new one", "session", l.s.resourceURL())
+		l.restart.Reset(0)
+		return nil
 	case needsNewSession(err):
 		return fmt.Errorf("ICE restart refused, opening a new session: %w", err)
 	default:
+		// Restarts keep one per RestartTimeout. A PATCH that hung until its timeout
+		// (sent just before a handover, from the address it killed) has used up its
+		// turn already: the next goes at once, or the picture would wait twice.
 		p.recordError(err)
 		l.tellRoute()
-		l.restart.Reset(p.cfg.RestartTimeout)
+		l.restart.Reset(max(0, p.cfg.RestartTimeout-time.Since(began)))
 		return nil
 	}
 }

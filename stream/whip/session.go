@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,8 +53,9 @@ type session struct {
 	etag     string
 	answer   string // the remote description in force, rewritten by each ICE restart
 	// pendingFrag is the fragment of an ICE restart offer whose PATCH has not been
-	// answered yet; a failed PATCH is retried with it rather than with new credentials.
-	pendingFrag string
+	// answered yet; a failed PATCH is retried with it rather than with new credentials,
+	// while the box's addresses are still pendingAddrs, those its candidates carry.
+	pendingFrag, pendingAddrs string
 	// network is the session's view of the box's interfaces. pion reads it once, so it
 	// is read again before every ICE restart: after a handover the modem has a new
 	// address, and candidates on the old one can never connect.
@@ -295,51 +298,61 @@ func sameICEServer(a, b webrtc.ICEServer) bool {
 // restartICE restarts the session's ICE over WHIP PATCH (RFC 9725 §4.3): a restart
 // offer with new credentials, its fragment PATCHed with If-Match, and the endpoint's
 // new credentials and candidates applied as the remote description. A fragment whose
-// PATCH failed on the way is sent again as it is.
-func (p *Publisher) restartICE(ctx context.Context, s *session) error {
+// PATCH failed on the way is sent again as it is: pion cannot roll a local offer
+// back. When the box's addresses changed since that offer was made (a handover while
+// its PATCH was lost), its candidates can never connect; stale then says so, and the
+// caller restarts again at once, with an offer made now. A change while the PATCH
+// waits ends it with errAddressChanged, for the same reason.
+func (p *Publisher) restartICE(ctx context.Context, s *session) (stale bool, err error) {
+	if err := s.network.UpdateInterfaces(); err != nil {
+		p.cfg.Log.Warn("whip: reading the network interfaces before an ICE restart", "err", err)
+	}
+	addrs := interfaceAddrs()
 	s.mu.Lock()
 	frag := s.pendingFrag
+	stale = frag != "" && addrs != s.pendingAddrs
 	s.mu.Unlock()
 	if frag == "" {
-		if s.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-			if err := s.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-				return fmt.Errorf("whip: roll back the last restart offer: %w", err)
-			}
-		}
 		// Host candidates are there at once; a STUN server behind the link that just
 		// dropped may not answer at all, and the picture is waiting.
 		gatherFor := min(p.cfg.GatherTimeout, p.cfg.RestartTimeout/2)
-		if err := s.network.UpdateInterfaces(); err != nil {
-			p.cfg.Log.Warn("whip: reading the network interfaces before an ICE restart", "err", err)
-		}
 		offer, err := p.localOffer(ctx, s.pc, &webrtc.OfferOptions{ICERestart: true}, gatherFor)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if frag, err = restartFragment(offer); err != nil {
-			return fmt.Errorf("whip: %w", err)
+			return false, fmt.Errorf("whip: %w", err)
 		}
 		s.mu.Lock()
-		s.pendingFrag = frag
+		s.pendingFrag, s.pendingAddrs = frag, addrs
 		s.mu.Unlock()
 	}
 	s.endpoint.forgetConnections()
 	s.mu.Lock()
 	resource, etag := s.resource, s.etag
 	s.mu.Unlock()
-	answerFrag, newETag, err := s.endpoint.restartICE(ctx, min(p.cfg.HTTPTimeout, p.cfg.RestartTimeout), resource, etag, frag)
-	if err != nil {
-		return err
+	patchCtx, cancel := context.WithCancelCause(ctx)
+	var watch sync.WaitGroup
+	watch.Go(func() { cancelOnAddressChange(patchCtx, cancel, addrs) })
+	answerFrag, newETag, err := s.endpoint.restartICE(patchCtx, min(p.cfg.HTTPTimeout, p.cfg.RestartTimeout), resource, etag, frag)
+	moved := context.Cause(patchCtx) == errAddressChanged
+	cancel(nil)
+	watch.Wait()
+	switch {
+	case err != nil && moved:
+		return false, fmt.Errorf("whip: PATCH %s: %w while it waited", resource, errAddressChanged)
+	case err != nil:
+		return false, err
 	}
 	params, err := readICEParams(answerFrag)
 	if err != nil {
-		return &badRestartAnswer{fmt.Errorf("whip: PATCH %s: restart answer: %w", resource, err)}
+		return false, &badRestartAnswer{fmt.Errorf("whip: PATCH %s: restart answer: %w", resource, err)}
 	}
 	s.mu.Lock()
 	answer := withRemoteICE(s.answer, params)
 	s.mu.Unlock()
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return &badRestartAnswer{fmt.Errorf("whip: PATCH %s: apply restart answer: %w", resource, err)}
+		return false, &badRestartAnswer{fmt.Errorf("whip: PATCH %s: apply restart answer: %w", resource, err)}
 	}
 	s.mu.Lock()
 	s.answer, s.pendingFrag = answer, ""
@@ -347,7 +360,7 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) error {
 		s.etag = newETag
 	}
 	s.mu.Unlock()
-	return nil
+	return stale || moved, nil
 }
 
 // badRestartAnswer is a restart the endpoint accepted with an answer the box cannot
@@ -401,4 +414,50 @@ func (s *session) selectedPair() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pair
+}
+
+// interfaceAddrs lists the addresses of the box's interfaces, as the system has them
+// now, in one comparable string.
+func interfaceAddrs() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	var all []string
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			all = append(all, ifc.Name+"="+a.String())
+		}
+	}
+	slices.Sort(all)
+	return strings.Join(all, " ")
+}
+
+// errAddressChanged ends an ICE restart's PATCH when the box's addresses change under
+// it: sent from the old address, its answer would never arrive.
+var errAddressChanged = errors.New("the box's address changed")
+
+// addressWatchEvery is how often the box's addresses are read while a PATCH waits.
+const addressWatchEvery = 200 * time.Millisecond
+
+// cancelOnAddressChange cancels the PATCH's context with errAddressChanged when the
+// box's addresses are no longer was. It returns when ctx ends.
+func cancelOnAddressChange(ctx context.Context, cancel context.CancelCauseFunc, was string) {
+	t := time.NewTicker(addressWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if interfaceAddrs() != was {
+				cancel(errAddressChanged)
+				return
+			}
+		}
+	}
 }
