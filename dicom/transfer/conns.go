@@ -5,18 +5,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"lifeline/internal/hostaddr"
 )
 
 // errConnReplaced marks a request cut because the box gave up its connection's path
@@ -107,7 +107,7 @@ func newConnPool(tlsConf *tls.Config, qconf *quic.Config, size int, dialTimeout 
 	}
 	p := &connPool{tls: tlsConf, quic: qconf, h3: &http3.Transport{}, size: size, dialTO: dialTimeout,
 		changed: make(chan struct{}), up: up, dialed: dialed, stop: make(chan struct{})}
-	p.localAddr = localAddrs()
+	p.localAddr = hostaddr.Fingerprint()
 	p.wg.Go(p.watch)
 	return p
 }
@@ -350,7 +350,7 @@ func (p *connPool) watch() {
 		moved := false
 		if now.Sub(lastAddrCheck) >= 5*watchTick {
 			lastAddrCheck = now
-			if a := localAddrs(); a != p.localAddr {
+			if a := hostaddr.Fingerprint(); a != p.localAddr {
 				moved = p.localAddr != 0
 				p.localAddr = a
 			}
@@ -441,26 +441,4 @@ func (p *connPool) close() {
 		pc.qc.CloseWithError(0, "")
 	}
 	p.wg.Wait()
-}
-
-// localAddrs fingerprints the box's interface addresses (loopback aside), so that
-// the watch sees an address change without waiting for a stall.
-func localAddrs() uint64 {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return 0
-	}
-	var ss []string
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
-			ss = append(ss, ipn.IP.String())
-		}
-	}
-	sort.Strings(ss)
-	h := fnv.New64a()
-	for _, s := range ss {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return h.Sum64()
 }

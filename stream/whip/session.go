@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +16,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
+
+	"lifeline/internal/hostaddr"
 )
 
 // ICE timing of the box's peer connection: the link is declared disconnected after
@@ -55,7 +55,8 @@ type session struct {
 	// pendingFrag is the fragment of an ICE restart offer whose PATCH has not been
 	// answered yet; a failed PATCH is retried with it rather than with new credentials,
 	// while the box's addresses are still pendingAddrs, those its candidates carry.
-	pendingFrag, pendingAddrs string
+	pendingFrag  string
+	pendingAddrs uint64 // hostaddr.Fingerprint
 	// network is the session's view of the box's interfaces. pion reads it once, so it
 	// is read again before every ICE restart: after a handover the modem has a new
 	// address, and candidates on the old one can never connect.
@@ -307,7 +308,7 @@ func (p *Publisher) restartICE(ctx context.Context, s *session) (stale bool, err
 	if err := s.network.UpdateInterfaces(); err != nil {
 		p.cfg.Log.Warn("whip: reading the network interfaces before an ICE restart", "err", err)
 	}
-	addrs := interfaceAddrs()
+	addrs := hostaddr.Fingerprint()
 	s.mu.Lock()
 	frag := s.pendingFrag
 	stale = frag != "" && addrs != s.pendingAddrs
@@ -416,27 +417,6 @@ func (s *session) selectedPair() string {
 	return s.pair
 }
 
-// interfaceAddrs lists the addresses of the box's interfaces, as the system has them
-// now, in one comparable string.
-func interfaceAddrs() string {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return ""
-	}
-	var all []string
-	for _, ifc := range ifs {
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			all = append(all, ifc.Name+"="+a.String())
-		}
-	}
-	slices.Sort(all)
-	return strings.Join(all, " ")
-}
-
 // errAddressChanged ends an ICE restart's PATCH when the box's addresses change under
 // it: sent from the old address, its answer would never arrive.
 var errAddressChanged = errors.New("the box's address changed")
@@ -446,7 +426,7 @@ const addressWatchEvery = 200 * time.Millisecond
 
 // cancelOnAddressChange cancels the PATCH's context with errAddressChanged when the
 // box's addresses are no longer was. It returns when ctx ends.
-func cancelOnAddressChange(ctx context.Context, cancel context.CancelCauseFunc, was string) {
+func cancelOnAddressChange(ctx context.Context, cancel context.CancelCauseFunc, was uint64) {
 	t := time.NewTicker(addressWatchEvery)
 	defer t.Stop()
 	for {
@@ -454,7 +434,7 @@ func cancelOnAddressChange(ctx context.Context, cancel context.CancelCauseFunc, 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if interfaceAddrs() != was {
+			if hostaddr.Fingerprint() != was {
 				cancel(errAddressChanged)
 				return
 			}
