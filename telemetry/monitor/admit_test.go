@@ -73,26 +73,42 @@ func latest(bus *telemetry.Bus, code telemetry.Code) float64 {
 // and SilenceLimit, and returns it with its address, bus and registry.
 func listeningReader(t *testing.T, ctx context.Context, cfg Config) (*Reader, string, *telemetry.Bus, *prometheus.Registry, *service.Supervisor) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// The port is found free and then given to the reader, so another test (or another
+	// package's test binary) may take it in between; a client dialling then would reach
+	// that stranger. Each attempt waits until the reader itself listens, and a stolen
+	// port is given up for a new one.
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		c := cfg
+		c.Name, c.Port, c.Protocol = "bedside", "tcp://"+addr, "hl7"
+		c.Bus = telemetry.NewBus(nil)
+		reg := prometheus.NewRegistry()
+		c.Registerer = reg
+		r, err := New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sup := service.NewSupervisor(telemetry.DiscardLogger(nil), prometheus.NewRegistry(), service.DefaultBackoff)
+		sup.Add(r.Service())
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); sup.Run(runCtx, 2*time.Second) }()
+		if wait.Until(5*time.Second, func() bool { return r.Status().State == StateListening }) == nil {
+			t.Cleanup(func() { stop(); <-done })
+			return r, addr, c.Bus, reg, sup
+		}
+		stop()
+		<-done
+		if attempt == 3 {
+			t.Fatalf("the reader never listened on %s: %+v", addr, r.Status())
+		}
+		t.Logf("port %s was taken before the reader could listen (%s); trying another", addr, r.Status().LastError)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg.Name, cfg.Port, cfg.Protocol = "bedside", "tcp://"+addr, "hl7"
-	cfg.Bus = telemetry.NewBus(nil)
-	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sup := service.NewSupervisor(telemetry.DiscardLogger(nil), prometheus.NewRegistry(), service.DefaultBackoff)
-	sup.Add(r.Service())
-	done := make(chan struct{})
-	go func() { defer close(done); sup.Run(ctx, 2*time.Second) }()
-	t.Cleanup(func() { <-done })
-	return r, addr, cfg.Bus, reg, sup
 }
 
 // TestNobodyCanReplaceTheMonitor reproduces the attack of issue 16 item 2 against a

@@ -301,6 +301,9 @@ func TestHL7OverTCPListening(t *testing.T) {
 		}
 		return 0
 	}
+	// The port was free a moment ago; until the reader holds it, a dial could reach
+	// whoever took it in between (the reader keeps retrying its listen).
+	wait.For(t, 20*time.Second, "the reader listening", func() bool { return r.Status().State == StateListening })
 	m1, stop1 := context.WithCancel(ctx)
 	go monitor(m1, 71)
 	wait.For(t, 10*time.Second, "HR 71", func() bool { return hr() == 71 })
