@@ -203,14 +203,18 @@ func serviceState(st Status, name string) service.State {
 	return ""
 }
 
-// waitReady waits until ready() holds, the process ends (errc), or 15 s pass.
-func waitReady(ctx context.Context, errc <-chan error, ready func() bool) error {
+// waitReady waits until ready() holds, the process ends (errc), or 15 s pass. The
+// error of a process that ended is put back in errc (it has room: one was just taken),
+// so whoever waits for the process to end, as a deferred stop does, does not wait
+// forever for a value waitReady took.
+func waitReady(ctx context.Context, errc chan error, ready func() bool) error {
 	deadline := time.After(15 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !ready() {
 		select {
 		case err := <-errc:
+			errc <- err
 			if err == nil {
 				err = errors.New("stopped before it was ready")
 			}

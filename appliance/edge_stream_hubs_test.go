@@ -2,8 +2,10 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +26,23 @@ import (
 // loses it while a box uses it; the hub is stopped when the test ends in any case.
 func startHubStoppable(t testing.TB, dataDir string, configure func(*HubConfig)) (*Hub, HubConfig, func()) {
 	t.Helper()
+	// The ports are found free and then given to the hub, so another test may take one
+	// in between; the hub then ends at once, and is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		hub, cfg, stop, err := tryStartHub(t, dataDir, configure)
+		if err == nil {
+			return hub, cfg, stop
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("a port was taken before the hub could listen (%v); trying others", err)
+	}
+}
+
+// tryStartHub starts a hub on free loopback ports and waits until it serves boxes and
+// viewers. When it does not, it is stopped and its error returned.
+func tryStartHub(t testing.TB, dataDir string, configure func(*HubConfig)) (*Hub, HubConfig, func(), error) {
 	d := &demo{hub: DefaultHubConfig(), edge: DefaultEdgeConfig()}
 	if err := d.pickPorts(); err != nil {
 		t.Fatal(err)
@@ -44,6 +63,15 @@ func startHubStoppable(t testing.TB, dataDir string, configure func(*HubConfig))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- hub.Run(ctx) }()
+	ready := func() bool {
+		st := hub.Status()
+		return serviceState(st, "hub-server") == service.Ready && serviceState(st, "viewer-https") == service.Ready
+	}
+	if err := waitReady(ctx, errc, ready); err != nil {
+		cancel()
+		<-errc
+		return nil, cfg, nil, err
+	}
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -54,14 +82,7 @@ func startHubStoppable(t testing.TB, dataDir string, configure func(*HubConfig))
 		})
 	}
 	t.Cleanup(stop)
-	ready := func() bool {
-		st := hub.Status()
-		return serviceState(st, "hub-server") == service.Ready && serviceState(st, "viewer-https") == service.Ready
-	}
-	if err := waitReady(ctx, errc, ready); err != nil {
-		t.Fatal(err)
-	}
-	return hub, cfg, stop
+	return hub, cfg, stop, nil
 }
 
 // TestLiveStreamMovesToTheNextHub runs two hubs on one PostgreSQL database and a box
